@@ -1,0 +1,601 @@
+//! The `imagestack.dev/v1alpha1` API: `ImageOptimizationStack`.
+//!
+//! Doc comments on these types become the CRD's OpenAPI descriptions, which is
+//! what `kubectl explain imagestack.spec…` prints: write them for users.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::{CustomResource, KubeSchema};
+use serde::{Deserialize, Serialize};
+
+/// API group of every imagestack resource.
+pub const GROUP: &str = "imagestack.dev";
+/// Finalizer the operator puts on every stack it manages.
+pub const FINALIZER: &str = "imagestack.dev/cleanup";
+/// Annotation that pauses all AWS writes for one stack when set to `"true"`.
+pub const PAUSED_ANNOTATION: &str = "imagestack.dev/paused";
+
+/// An image-optimization stack for one environment: upload and output buckets, a
+/// metadata table, the processor Lambda and its IAM role, the S3 trigger, a
+/// CloudFront distribution and a CloudWatch dashboard, reconciled on AWS by the
+/// imagestack operator.
+#[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[kube(
+    group = "imagestack.dev",
+    version = "v1alpha1",
+    kind = "ImageOptimizationStack",
+    plural = "imagestacks",
+    singular = "imagestack",
+    shortname = "ios",
+    category = "imagestack",
+    namespaced,
+    status = "ImageOptimizationStackStatus",
+    derive = "PartialEq",
+    doc = "An image-optimization stack for one environment, reconciled on AWS by the imagestack operator.",
+    printcolumn(name = "Env", type_ = "string", json_path = ".spec.environment", description = "Environment name"),
+    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether every component is in sync"),
+    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the stack is (not) ready"),
+    printcolumn(name = "CDN", type_ = "string", json_path = ".status.outputs.cdnDomain", description = "CloudFront domain serving the renditions"),
+    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
+    printcolumn(name = "Upload", type_ = "string", json_path = ".status.outputs.uploadBucket", priority = "1", description = "Upload bucket"),
+    printcolumn(name = "Table", type_ = "string", json_path = ".status.outputs.tableName", priority = "1", description = "Metadata table"),
+    printcolumn(name = "Function", type_ = "string", json_path = ".status.outputs.functionName", priority = "1", description = "Processor function"),
+    printcolumn(name = "Policy", type_ = "string", json_path = ".spec.deletionPolicy", priority = "1", description = "What happens to AWS resources on delete"),
+    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = "1", description = "Details of the Ready condition")
+)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageOptimizationStackSpec {
+    /// Environment name, e.g. `dev`, `staging` or `prod`: a lowercase DNS label of
+    /// 1–20 characters. It is part of every AWS resource name, so it cannot be
+    /// changed after creation (create a new stack instead).
+    #[schemars(length(min = 1, max = 20), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.environment is immutable: create a new stack for a new environment"))]
+    pub environment: String,
+
+    /// AWS region for every regional resource (e.g. `eu-west-1`). Defaults to the
+    /// operator's region. Cannot be changed after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.region is immutable: create a new stack in the new region"))]
+    pub region: Option<String>,
+
+    /// Tags applied to every AWS resource of the stack, in addition to the
+    /// operator's ownership tags (`imagestack.dev/…`, reserved).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    #[schemars(extend("maxProperties" = 40))]
+    #[x_kube(
+        validation = Rule::new("self.all(k, size(k) >= 1 && size(k) <= 128 && !k.startsWith('aws:') && !k.startsWith('imagestack.dev/'))").message("spec.tags: keys must be 1-128 characters and must not start with 'aws:' or 'imagestack.dev/'"),
+        validation = Rule::new("self.all(k, size(self[k]) <= 256)").message("spec.tags: values must be at most 256 characters")
+    )]
+    pub tags: BTreeMap<String, String>,
+
+    /// What happens to the AWS resources when the stack is deleted: `Retain`
+    /// (default) leaves them in place and only releases the stack; `Delete`
+    /// removes everything the stack owns (buckets only when empty, or when
+    /// `buckets.emptyOnDelete` is true).
+    #[serde(default)]
+    pub deletion_policy: DeletionPolicy,
+
+    /// The upload bucket and the three output buckets.
+    #[serde(default)]
+    pub buckets: BucketsSpec,
+
+    /// The DynamoDB metadata table (one item per processed image).
+    #[serde(default)]
+    pub table: TableSpec,
+
+    /// The processor Lambda function.
+    #[serde(default)]
+    pub processor: ProcessorSpec,
+
+    /// The CloudFront distribution serving the renditions.
+    #[serde(default)]
+    pub cdn: CdnSpec,
+
+    /// The CloudWatch dashboard of the stack.
+    #[serde(default)]
+    pub dashboard: DashboardSpec,
+}
+
+/// What happens to AWS resources when the stack is deleted.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema)]
+pub enum DeletionPolicy {
+    /// Remove every AWS resource the stack owns.
+    Delete,
+    /// Leave every AWS resource in place; only the stack object goes away.
+    #[default]
+    Retain,
+}
+
+/// The stack's S3 buckets.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("[has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : ''].filter(n, n != '').all(n, [has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : ''].filter(m, m == n).size() == 1)").message("spec.buckets: upload and output bucket names must all be different"))]
+pub struct BucketsSpec {
+    /// The bucket clients upload originals to (the processor's trigger).
+    #[serde(default)]
+    pub upload: UploadBucketSpec,
+    /// Optional name overrides of the private output buckets.
+    #[serde(default)]
+    pub outputs: OutputBucketsSpec,
+    /// On delete (policy `Delete`), remove every object version and delete
+    /// marker before deleting a bucket. When false (default) a non-empty bucket
+    /// blocks deletion and the stack reports `Stalled`/`BucketNotEmpty`.
+    #[serde(default)]
+    pub empty_on_delete: bool,
+}
+
+/// The upload bucket.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct UploadBucketSpec {
+    /// Bucket name override (3–63 lowercase letters, digits and hyphens; no dots,
+    /// since transfer acceleration forbids them). Default: derived from the
+    /// stack's namespace, name, environment and AWS account. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.buckets.upload.name is immutable"))]
+    pub name: Option<String>,
+    /// Keep every version of every upload (default true).
+    #[serde(default = "default_true")]
+    pub versioning: bool,
+    /// Enable S3 Transfer Acceleration for uploads from far away (default true).
+    #[serde(default = "default_true")]
+    pub transfer_acceleration: bool,
+    /// CORS rule for browser uploads.
+    #[serde(default)]
+    pub cors: CorsSpec,
+}
+
+impl Default for UploadBucketSpec {
+    fn default() -> Self {
+        Self {
+            name: None,
+            versioning: true,
+            transfer_acceleration: true,
+            cors: CorsSpec::default(),
+        }
+    }
+}
+
+/// CORS rule of the upload bucket.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CorsSpec {
+    /// Origins allowed to upload from a browser (default `["*"]`).
+    #[serde(default = "default_star")]
+    #[schemars(length(min = 1, max = 100))]
+    pub allowed_origins: Vec<String>,
+    /// HTTP methods allowed (default `[PUT, POST]`).
+    #[serde(default = "default_cors_methods")]
+    #[schemars(length(min = 1, max = 5))]
+    pub allowed_methods: Vec<CorsMethod>,
+    /// Request headers allowed (default `["*"]`).
+    #[serde(default = "default_star")]
+    #[schemars(length(max = 100))]
+    pub allowed_headers: Vec<String>,
+    /// Response headers exposed to the browser (default `["ETag"]`).
+    #[serde(default = "default_expose_headers")]
+    #[schemars(length(max = 100))]
+    pub expose_headers: Vec<String>,
+    /// How long browsers may cache the preflight response, in seconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 86400))]
+    pub max_age_seconds: Option<i32>,
+}
+
+impl Default for CorsSpec {
+    fn default() -> Self {
+        Self {
+            allowed_origins: default_star(),
+            allowed_methods: default_cors_methods(),
+            allowed_headers: default_star(),
+            expose_headers: default_expose_headers(),
+            max_age_seconds: None,
+        }
+    }
+}
+
+/// HTTP method allowed by the CORS rule.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+#[allow(clippy::upper_case_acronyms)]
+pub enum CorsMethod {
+    GET,
+    PUT,
+    POST,
+    DELETE,
+    HEAD,
+}
+
+impl CorsMethod {
+    /// The method as S3 spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CorsMethod::GET => "GET",
+            CorsMethod::PUT => "PUT",
+            CorsMethod::POST => "POST",
+            CorsMethod::DELETE => "DELETE",
+            CorsMethod::HEAD => "HEAD",
+        }
+    }
+}
+
+/// Name overrides of the output buckets (each private, read by the CDN only).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputBucketsSpec {
+    /// Name of the WebP bucket. Default: derived like the upload bucket's. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.buckets.outputs.webp is immutable"))]
+    pub webp: Option<String>,
+    /// Name of the JPEG bucket. Default: derived like the upload bucket's. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.buckets.outputs.jpeg is immutable"))]
+    pub jpeg: Option<String>,
+    /// Name of the PNG bucket. Default: derived like the upload bucket's. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.buckets.outputs.png is immutable"))]
+    pub png: Option<String>,
+}
+
+/// The DynamoDB metadata table.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableSpec {
+    /// Table name override (3–255 of `a-z A-Z 0-9 _ - .`). Default: derived from
+    /// the stack's namespace, name and environment. Immutable.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-zA-Z0-9_.-]{3,255}$"))]
+    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.table.name is immutable"))]
+    pub name: Option<String>,
+    /// Enable point-in-time recovery (continuous backups) on the table (default false).
+    #[serde(default)]
+    pub point_in_time_recovery: bool,
+}
+
+/// The processor Lambda function.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ProcessorSpec {
+    /// Memory of the function in MB, 128–10240 (default 1024). Lambda gives CPU
+    /// in proportion: 1769 MB is one full vCPU.
+    #[serde(default = "default_memory_mb")]
+    #[schemars(range(min = 128, max = 10240))]
+    pub memory_mb: i32,
+    /// Function timeout in seconds, 1–900 (default 300).
+    #[serde(default = "default_timeout_seconds")]
+    #[schemars(range(min = 1, max = 900))]
+    pub timeout_seconds: i32,
+    /// CPU architecture of the function: `x86_64` (default) or `arm64`.
+    #[serde(default)]
+    pub architecture: Architecture,
+    /// Renditions to produce: a non-empty subset of `webp`, `jpeg`, `png`
+    /// (default all three).
+    #[serde(default = "default_formats")]
+    #[schemars(length(min = 1, max = 3), extend("x-kubernetes-list-type" = "set"))]
+    pub formats: Vec<OutputFormat>,
+    /// Encoder quality settings.
+    #[serde(default)]
+    pub quality: QualitySpec,
+    /// libwebp compression effort 0–6 (default 4; higher is smaller and slower).
+    /// The processor steps down for images with complex alpha to stay in its time budget.
+    #[serde(default = "default_webp_method")]
+    #[schemars(range(min = 0, max = 6))]
+    pub webp_method: i32,
+    /// Largest accepted upload in bytes (default 52428800 = 50 MiB); larger
+    /// uploads get a failed metadata record with reason `TooLarge`.
+    #[serde(default = "default_max_input_bytes")]
+    #[schemars(range(min = 1, max = 5368709120_i64))]
+    pub max_input_bytes: i64,
+    /// Largest accepted image in pixels, width × height (default 100000000);
+    /// checked from the header before decoding (reason `TooManyPixels`).
+    #[serde(default = "default_max_input_pixels")]
+    #[schemars(range(min = 1, max = 1000000000_i64))]
+    pub max_input_pixels: i64,
+    /// Where the function code comes from. Default: the processor artifact
+    /// shipped with the operator for the chosen architecture.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<CodeSpec>,
+}
+
+impl Default for ProcessorSpec {
+    fn default() -> Self {
+        Self {
+            memory_mb: default_memory_mb(),
+            timeout_seconds: default_timeout_seconds(),
+            architecture: Architecture::default(),
+            formats: default_formats(),
+            quality: QualitySpec::default(),
+            webp_method: default_webp_method(),
+            max_input_bytes: default_max_input_bytes(),
+            max_input_pixels: default_max_input_pixels(),
+            code: None,
+        }
+    }
+}
+
+/// CPU architecture of the processor function.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[allow(non_camel_case_types)]
+pub enum Architecture {
+    /// 64-bit x86.
+    #[default]
+    x86_64,
+    /// 64-bit ARM (Graviton).
+    arm64,
+}
+
+impl Architecture {
+    /// The architecture as Lambda spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Architecture::x86_64 => "x86_64",
+            Architecture::arm64 => "arm64",
+        }
+    }
+}
+
+/// An output format of the processor.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum OutputFormat {
+    Webp,
+    Jpeg,
+    Png,
+}
+
+impl From<OutputFormat> for imagestack_contract::Format {
+    fn from(f: OutputFormat) -> Self {
+        match f {
+            OutputFormat::Webp => imagestack_contract::Format::Webp,
+            OutputFormat::Jpeg => imagestack_contract::Format::Jpeg,
+            OutputFormat::Png => imagestack_contract::Format::Png,
+        }
+    }
+}
+
+/// Encoder quality settings (1–100, default 85 as in the reference).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct QualitySpec {
+    /// WebP quality 1–100 (default 85).
+    #[serde(default = "default_quality")]
+    #[schemars(range(min = 1, max = 100))]
+    pub webp: i32,
+    /// JPEG quality 1–100 (default 85).
+    #[serde(default = "default_quality")]
+    #[schemars(range(min = 1, max = 100))]
+    pub jpeg: i32,
+}
+
+impl Default for QualitySpec {
+    fn default() -> Self {
+        Self {
+            webp: default_quality(),
+            jpeg: default_quality(),
+        }
+    }
+}
+
+/// Function code source.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CodeSpec {
+    /// A `bootstrap.zip` (provided.al2023) in S3, in the stack's region.
+    pub s3: S3CodeSpec,
+}
+
+/// A function zip in S3.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct S3CodeSpec {
+    /// Bucket holding the zip.
+    #[schemars(length(min = 3, max = 63))]
+    pub bucket: String,
+    /// Key of the zip.
+    #[schemars(length(min = 1, max = 1024))]
+    pub key: String,
+    /// SHA-256 of the zip, base64 (as Lambda reports `CodeSha256`) or hex; used
+    /// to detect code drift. Optional.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^([A-Fa-f0-9]{64}|[A-Za-z0-9+/]{43}=)$"))]
+    pub sha256: Option<String>,
+}
+
+/// The CloudFront distribution.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+#[x_kube(validation = Rule::new("self.minTtlSeconds <= self.defaultTtlSeconds && self.defaultTtlSeconds <= self.maxTtlSeconds").message("spec.cdn: minTtlSeconds <= defaultTtlSeconds <= maxTtlSeconds must hold"))]
+pub struct CdnSpec {
+    /// Create the distribution (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// CloudFront price class (default `PriceClass_100`).
+    #[serde(default)]
+    pub price_class: PriceClass,
+    /// Minimum time objects stay cached, seconds (default 0).
+    #[serde(default)]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub min_ttl_seconds: i64,
+    /// Default cache time when the origin sends no Cache-Control, seconds (default 2592000 = 30 days).
+    #[serde(default = "default_ttl")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub default_ttl_seconds: i64,
+    /// Maximum cache time, seconds (default 2592000 = 30 days).
+    #[serde(default = "default_ttl")]
+    #[schemars(range(min = 0, max = 31536000))]
+    pub max_ttl_seconds: i64,
+}
+
+impl Default for CdnSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            price_class: PriceClass::default(),
+            min_ttl_seconds: 0,
+            default_ttl_seconds: default_ttl(),
+            max_ttl_seconds: default_ttl(),
+        }
+    }
+}
+
+/// CloudFront price class.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[allow(non_camel_case_types)]
+pub enum PriceClass {
+    /// North America and Europe edge locations.
+    #[default]
+    PriceClass_100,
+    /// Adds Asia, the Middle East and Africa.
+    PriceClass_200,
+    /// Every edge location.
+    PriceClass_All,
+}
+
+/// The CloudWatch dashboard.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardSpec {
+    /// Create the dashboard (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+}
+
+impl Default for DashboardSpec {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
+}
+
+/// Observed state of the stack, written by the operator.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ImageOptimizationStackStatus {
+    /// The `metadata.generation` this status describes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    /// `Ready`, `Reconciling` and `Stalled` (kstatus conventions).
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["type"]))]
+    pub conditions: Vec<Condition>,
+    /// Names and identifiers of the stack's AWS resources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub outputs: Option<StackOutputs>,
+    /// Every component with its state, in reconcile order.
+    #[serde(default)]
+    #[schemars(extend("x-kubernetes-list-type" = "map", "x-kubernetes-list-map-keys" = ["name"]))]
+    pub components: Vec<ComponentStatus>,
+}
+
+/// Names and identifiers of the stack's AWS resources.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct StackOutputs {
+    /// AWS region of the stack.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Upload bucket name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_bucket: Option<String>,
+    /// WebP output bucket name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub webp_bucket: Option<String>,
+    /// JPEG output bucket name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jpeg_bucket: Option<String>,
+    /// PNG output bucket name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub png_bucket: Option<String>,
+    /// Metadata table name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub table_name: Option<String>,
+    /// ARN of the processor's IAM role.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    /// Processor function name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_name: Option<String>,
+    /// Processor function ARN.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub function_arn: Option<String>,
+    /// CloudFront distribution id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub distribution_id: Option<String>,
+    /// CloudFront domain serving `/webp/*`, `/jpeg/*` and `/png/*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cdn_domain: Option<String>,
+    /// CloudWatch dashboard name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_name: Option<String>,
+    /// CloudWatch console URL of the dashboard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard_url: Option<String>,
+}
+
+/// State of one AWS component of the stack.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ComponentStatus {
+    /// Component name, e.g. `upload-bucket`, `metadata-table`, `processor-role`.
+    pub name: String,
+    /// AWS identifier: ARN or name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// `Ready`, `Pending`, `Creating`, `Updating`, `Deleting`, `Deleted`, `Retained`, `Error`, `Conflict` or `Paused`.
+    pub state: String,
+    /// Details: the last change or the error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+}
+
+fn default_true() -> bool {
+    true
+}
+fn default_star() -> Vec<String> {
+    vec!["*".to_string()]
+}
+fn default_cors_methods() -> Vec<CorsMethod> {
+    vec![CorsMethod::PUT, CorsMethod::POST]
+}
+fn default_expose_headers() -> Vec<String> {
+    vec!["ETag".to_string()]
+}
+fn default_memory_mb() -> i32 {
+    1024
+}
+fn default_timeout_seconds() -> i32 {
+    300
+}
+fn default_formats() -> Vec<OutputFormat> {
+    vec![OutputFormat::Webp, OutputFormat::Jpeg, OutputFormat::Png]
+}
+fn default_quality() -> i32 {
+    i32::from(imagestack_contract::defaults::WEBP_QUALITY)
+}
+fn default_webp_method() -> i32 {
+    i32::from(imagestack_contract::defaults::WEBP_METHOD)
+}
+fn default_max_input_bytes() -> i64 {
+    imagestack_contract::defaults::MAX_INPUT_BYTES as i64
+}
+fn default_max_input_pixels() -> i64 {
+    imagestack_contract::defaults::MAX_INPUT_PIXELS as i64
+}
+fn default_ttl() -> i64 {
+    30 * 24 * 3600
+}
+
+impl ImageOptimizationStack {
+    /// True when the pause annotation is set to `"true"`.
+    pub fn is_paused(&self) -> bool {
+        self.metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PAUSED_ANNOTATION))
+            .is_some_and(|v| v.eq_ignore_ascii_case("true"))
+    }
+}

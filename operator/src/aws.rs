@@ -1,0 +1,328 @@
+//! AWS SDK configuration: credentials, region, endpoint, retries, and the
+//! interceptor that counts every call (for metrics and the zero-writes tests).
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use aws_config::BehaviorVersion;
+use aws_config::retry::RetryConfig;
+use aws_config::timeout::TimeoutConfig;
+use aws_smithy_runtime_api::box_error::BoxError;
+use aws_smithy_runtime_api::client::interceptors::Intercept;
+use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::orchestrator::Metadata;
+use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
+use aws_smithy_types::config_bag::ConfigBag;
+use aws_types::SdkConfig;
+use aws_types::region::Region;
+
+use crate::error::{Error, Result};
+
+/// Environment variable: abort the process after this many successful AWS
+/// writes. A test hook for crash-safety tests (kill after each write, restart,
+/// converge with exactly one of everything). Never set it in production.
+pub const CRASH_AFTER_WRITES_ENV: &str = "IMAGESTACK_CRASH_AFTER_WRITES";
+
+/// Key of one counter: service, operation, outcome.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey {
+    pub service: String,
+    pub operation: String,
+    /// `success` or `error`.
+    pub outcome: &'static str,
+}
+
+/// Counts of AWS calls made through the SDK clients.
+#[derive(Debug, Default)]
+pub struct CallStats {
+    counts: Mutex<HashMap<CallKey, u64>>,
+    writes: AtomicU64,
+    crash_after_writes: Option<u64>,
+}
+
+impl CallStats {
+    /// New counters; reads the crash hook from the environment.
+    pub fn new() -> Self {
+        let crash_after_writes = std::env::var(CRASH_AFTER_WRITES_ENV)
+            .ok()
+            .and_then(|v| v.parse().ok());
+        Self {
+            crash_after_writes,
+            ..Default::default()
+        }
+    }
+
+    fn record(&self, service: &str, operation: &str, ok: bool) {
+        let key = CallKey {
+            service: service.to_string(),
+            operation: operation.to_string(),
+            outcome: if ok { "success" } else { "error" },
+        };
+        if let Ok(mut m) = self.counts.lock() {
+            *m.entry(key).or_default() += 1;
+        }
+        if is_mutating(operation) {
+            let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
+            if ok && let Some(limit) = self.crash_after_writes && n >= limit {
+                tracing::error!(
+                    writes = n,
+                    operation,
+                    "{CRASH_AFTER_WRITES_ENV} reached: aborting the process (crash-safety test hook)"
+                );
+                std::process::abort();
+            }
+        }
+    }
+
+    /// Snapshot of all counters.
+    pub fn snapshot(&self) -> BTreeMap<CallKey, u64> {
+        self.counts
+            .lock()
+            .map(|m| m.iter().map(|(k, v)| (k.clone(), *v)).collect())
+            .unwrap_or_default()
+    }
+
+    /// Total mutating calls (attempted) so far.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// Total calls so far.
+    pub fn total(&self) -> u64 {
+        self.snapshot().values().sum()
+    }
+
+    /// Mutating operations called so far, with counts (for test diagnostics).
+    pub fn write_operations(&self) -> BTreeMap<String, u64> {
+        let mut out = BTreeMap::new();
+        for (k, v) in self.snapshot() {
+            if is_mutating(&k.operation) {
+                *out.entry(format!("{}:{}", k.service, k.operation))
+                    .or_default() += v;
+            }
+        }
+        out
+    }
+}
+
+/// True for operations that change AWS state (everything but reads).
+pub fn is_mutating(operation: &str) -> bool {
+    const READ_PREFIXES: &[&str] = &["Get", "List", "Head", "Describe", "Query", "Scan"];
+    !READ_PREFIXES.iter().any(|p| operation.starts_with(p))
+}
+
+/// SDK interceptor feeding [`CallStats`].
+#[derive(Debug, Clone)]
+pub struct CallCounter(pub Arc<CallStats>);
+
+impl Intercept for CallCounter {
+    fn name(&self) -> &'static str {
+        "imagestack-call-counter"
+    }
+
+    fn read_after_execution(
+        &self,
+        context: &FinalizerInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        if let Some(meta) = cfg.load::<Metadata>() {
+            let ok = matches!(context.output_or_error(), Some(Ok(_)));
+            self.0.record(meta.service(), meta.name(), ok);
+        }
+        Ok(())
+    }
+}
+
+/// Clients for one region, plus the global services.
+#[derive(Clone, Debug)]
+pub struct AwsClients {
+    pub region: String,
+    pub s3: aws_sdk_s3::Client,
+    pub dynamodb: aws_sdk_dynamodb::Client,
+    pub iam: aws_sdk_iam::Client,
+    pub sts: aws_sdk_sts::Client,
+}
+
+/// Loads SDK configuration once and hands out per-region clients.
+pub struct AwsFactory {
+    base: SdkConfig,
+    stats: Arc<CallStats>,
+    clients: Mutex<HashMap<String, AwsClients>>,
+    account: tokio::sync::OnceCell<String>,
+}
+
+impl std::fmt::Debug for AwsFactory {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AwsFactory")
+            .field("region", &self.base.region())
+            .field("endpoint", &self.base.endpoint_url())
+            .finish()
+    }
+}
+
+impl AwsFactory {
+    /// Load configuration with the default credential chain (environment,
+    /// web identity/IRSA, EKS Pod Identity, profiles, IMDS), the region from
+    /// `region` or the environment, `AWS_ENDPOINT_URL` honoured, standard
+    /// retries with bounded attempts and timeouts.
+    pub async fn load(region: Option<String>, stats: Arc<CallStats>) -> Result<Self> {
+        let mut loader = aws_config::defaults(BehaviorVersion::latest())
+            .retry_config(RetryConfig::standard().with_max_attempts(4))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .connect_timeout(Duration::from_secs(5))
+                    .operation_attempt_timeout(Duration::from_secs(30))
+                    .operation_timeout(Duration::from_secs(90))
+                    .build(),
+            );
+        if let Some(r) = region {
+            loader = loader.region(Region::new(r));
+        }
+        let base = loader.load().await;
+        if base.region().is_none() {
+            return Err(Error::Config(
+                "no AWS region: set AWS_REGION, --aws-region, a profile region, or spec.region"
+                    .into(),
+            ));
+        }
+        Ok(Self {
+            base,
+            stats,
+            clients: Mutex::new(HashMap::new()),
+            account: tokio::sync::OnceCell::new(),
+        })
+    }
+
+    /// The operator's default region.
+    pub fn default_region(&self) -> String {
+        self.base
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into())
+    }
+
+    /// The endpoint override, if any (`AWS_ENDPOINT_URL`).
+    pub fn endpoint_url(&self) -> Option<&str> {
+        self.base.endpoint_url()
+    }
+
+    /// The call counters shared by every client.
+    pub fn stats(&self) -> &Arc<CallStats> {
+        &self.stats
+    }
+
+    /// Clients for `region` (default region when `None`).
+    pub fn clients(&self, region: Option<&str>) -> AwsClients {
+        let region = region
+            .map(str::to_string)
+            .unwrap_or_else(|| self.default_region());
+        let mut map = match self.clients.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.entry(region.clone())
+            .or_insert_with(|| self.build(&region))
+            .clone()
+    }
+
+    fn build(&self, region: &str) -> AwsClients {
+        let cfg = self
+            .base
+            .to_builder()
+            .region(Region::new(region.to_string()))
+            .build();
+        let counter = CallCounter(self.stats.clone());
+        let s3 = aws_sdk_s3::config::Builder::from(&cfg)
+            // Path-style addressing when an endpoint override is set (emulators,
+            // LocalStack); virtual-hosted style on real AWS.
+            .force_path_style(cfg.endpoint_url().is_some())
+            .interceptor(counter.clone())
+            .build();
+        let dynamodb = aws_sdk_dynamodb::config::Builder::from(&cfg)
+            .interceptor(counter.clone())
+            .build();
+        let iam = aws_sdk_iam::config::Builder::from(&cfg)
+            .interceptor(counter.clone())
+            .build();
+        let sts = aws_sdk_sts::config::Builder::from(&cfg)
+            .interceptor(counter)
+            .build();
+        AwsClients {
+            region: region.to_string(),
+            s3: aws_sdk_s3::Client::from_conf(s3),
+            dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
+            iam: aws_sdk_iam::Client::from_conf(iam),
+            sts: aws_sdk_sts::Client::from_conf(sts),
+        }
+    }
+
+    /// The AWS account id of the credentials (STS GetCallerIdentity, cached).
+    pub async fn account_id(&self) -> Result<String> {
+        let clients = self.clients(None);
+        self.account
+            .get_or_try_init(|| async move {
+                let out = clients
+                    .sts
+                    .get_caller_identity()
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("sts:GetCallerIdentity", e))?;
+                out.account()
+                    .map(str::to_string)
+                    .ok_or_else(|| Error::Config("STS returned no account id".into()))
+            })
+            .await
+            .cloned()
+    }
+}
+
+/// The ARN partition of a region.
+pub fn partition(region: &str) -> &'static str {
+    if region.starts_with("cn-") {
+        "aws-cn"
+    } else if region.starts_with("us-gov-") {
+        "aws-us-gov"
+    } else if region.starts_with("us-iso-") {
+        "aws-iso"
+    } else if region.starts_with("us-isob-") {
+        "aws-iso-b"
+    } else {
+        "aws"
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mutating_operations() {
+        for op in ["GetBucketPolicy", "ListRolePolicies", "HeadBucket", "DescribeTable"] {
+            assert!(!is_mutating(op), "{op}");
+        }
+        for op in ["PutBucketPolicy", "CreateTable", "TagResource", "DeleteRole", "UpdateTable"] {
+            assert!(is_mutating(op), "{op}");
+        }
+    }
+
+    #[test]
+    fn partitions() {
+        assert_eq!(partition("eu-west-1"), "aws");
+        assert_eq!(partition("cn-north-1"), "aws-cn");
+        assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    }
+
+    #[test]
+    fn stats_count() {
+        let s = CallStats::default();
+        s.record("S3", "GetBucketTagging", true);
+        s.record("S3", "PutBucketTagging", true);
+        s.record("S3", "PutBucketTagging", false);
+        assert_eq!(s.writes(), 2);
+        assert_eq!(s.total(), 3);
+        assert_eq!(s.write_operations().get("S3:PutBucketTagging"), Some(&2));
+    }
+}

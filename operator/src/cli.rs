@@ -1,0 +1,283 @@
+//! Command line: `operator run` (the controller) and `operator crd`.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use kube::config::{KubeConfigOptions, Kubeconfig};
+use kube::runtime::events::Reporter;
+use kube::{Client, Config};
+
+use crate::aws::{AwsFactory, CallStats};
+use crate::controller::{self, Context, RunOptions};
+use crate::error::{Error, Result};
+use crate::leader::{self, LeaseConfig};
+use crate::metrics::{self, Metrics};
+
+/// imagestack: a Kubernetes operator that turns ImageOptimizationStack
+/// resources into AWS image-optimization stacks (S3 upload and output buckets,
+/// DynamoDB metadata table, IAM role, processor Lambda, CloudFront, dashboard).
+#[derive(Parser, Debug)]
+#[command(name = "operator", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the controller: watch ImageOptimizationStacks and reconcile them on AWS.
+    ///
+    /// Kubernetes: --kubeconfig, else $KUBECONFIG, else ~/.kube/config, else the
+    /// in-cluster service account. AWS: the default credential chain
+    /// (environment, web identity/IRSA, EKS Pod Identity, profile, IMDS), region
+    /// from --aws-region or the environment, AWS_ENDPOINT_URL honoured (for
+    /// LocalStack or a local emulator; S3 then uses path-style addressing).
+    Run(RunArgs),
+    /// Print the CustomResourceDefinition YAML (what crds/ holds).
+    Crd,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long, env = "IMAGESTACK_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long)]
+    pub context: Option<String>,
+    /// Watch only this namespace (default: all namespaces).
+    #[arg(long, short = 'n', env = "IMAGESTACK_WATCH_NAMESPACE")]
+    pub namespace: Option<String>,
+    /// Stacks reconciled in parallel.
+    #[arg(long, default_value_t = 4, env = "IMAGESTACK_CONCURRENCY", value_parser = clap::value_parser!(u16).range(1..=256))]
+    pub concurrency: u16,
+    /// How often an in-sync stack is re-read from AWS to detect and repair drift (e.g. 30s, 10m, 1h).
+    #[arg(long, default_value = "10m", value_parser = parse_duration, env = "IMAGESTACK_RESYNC_INTERVAL")]
+    pub resync_interval: Duration,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "IMAGESTACK_LOG_FORMAT")]
+    pub log_format: LogFormat,
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
+    #[arg(long, default_value = "info,kube=warn,aws_config=warn,aws_smithy_runtime=warn")]
+    pub log_level: String,
+    /// Address of /metrics, /healthz and /readyz.
+    #[arg(long, default_value = "0.0.0.0:8080", env = "IMAGESTACK_METRICS_ADDR")]
+    pub metrics_addr: SocketAddr,
+    /// Lease-based leader election, so several replicas can run safely.
+    /// Turn it off (--leader-election=false) for a single local process or on
+    /// API servers without the coordination.k8s.io API.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "IMAGESTACK_LEADER_ELECTION")]
+    pub leader_election: bool,
+    /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
+    #[arg(long, env = "POD_NAMESPACE")]
+    pub leader_election_namespace: Option<String>,
+    /// Name of the leader-election Lease.
+    #[arg(long, default_value = "imagestack-operator")]
+    pub leader_election_id: String,
+    /// Default AWS region for stacks without spec.region (default: from the environment/profile).
+    #[arg(long, env = "IMAGESTACK_AWS_REGION")]
+    pub aws_region: Option<String>,
+    /// Directory with the processor artifacts (`x86_64.zip`, `arm64.zip`) deployed as the Lambda code.
+    #[arg(long, default_value = "/opt/imagestack/processor", env = "IMAGESTACK_PROCESSOR_ARTIFACT_DIR")]
+    pub processor_artifact_dir: PathBuf,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
+    if let Ok(secs) = s.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let d = humantime::parse_duration(s).map_err(|e| format!("{e} (examples: 30s, 10m, 1h)"))?;
+    if d < Duration::from_secs(1) {
+        return Err("must be at least 1s".into());
+    }
+    Ok(d)
+}
+
+/// Entry point of the binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Crd => match crate::crd_yaml() {
+            Ok(y) => {
+                print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::Run(args) => {
+            init_logging(&args);
+            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(run(args)) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    tracing::error!(error = %e, "operator stopped");
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+    }
+}
+
+fn init_logging(args: &RunArgs) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .or_else(|_| EnvFilter::try_new(&args.log_level))
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .init(),
+        LogFormat::Text => builder.init(),
+    }
+}
+
+async fn kube_client(args: &RunArgs) -> Result<Client> {
+    let options = KubeConfigOptions {
+        context: args.context.clone(),
+        ..Default::default()
+    };
+    let config = match &args.kubeconfig {
+        Some(path) => {
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| Error::Config(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+            Config::from_custom_kubeconfig(kc, &options)
+                .await
+                .map_err(|e| Error::Config(format!("invalid kubeconfig {}: {e}", path.display())))?
+        }
+        None if args.context.is_some() => Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| Error::Config(format!("kubeconfig: {e}")))?,
+        None => Config::infer()
+            .await
+            .map_err(|e| Error::Config(format!("no Kubernetes configuration found ({e}); set KUBECONFIG or --kubeconfig")))?,
+    };
+    Client::try_from(config).map_err(Error::Kube)
+}
+
+fn identity() -> String {
+    let host = std::env::var("POD_NAME")
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .unwrap_or_else(|| "imagestack".into());
+    format!("{host}-{}", std::process::id())
+}
+
+/// `operator run`.
+pub async fn run(args: RunArgs) -> Result<()> {
+    let client = kube_client(&args).await?;
+    let stats = Arc::new(CallStats::new());
+    let aws = AwsFactory::load(args.aws_region.clone(), stats.clone()).await?;
+    tracing::info!(
+        region = %aws.default_region(),
+        endpoint = ?aws.endpoint_url(),
+        resync = ?args.resync_interval,
+        "AWS configured"
+    );
+    let metrics = Arc::new(Metrics::new(stats));
+    let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
+    let id = identity();
+    let ctx = Arc::new(Context::new(
+        client.clone(),
+        aws,
+        metrics.clone(),
+        args.resync_interval,
+        Reporter {
+            controller: "imagestack-operator".into(),
+            instance: Some(id.clone()),
+        },
+    ));
+    let opts = RunOptions {
+        namespace: args.namespace.clone(),
+        concurrency: args.concurrency,
+    };
+    if !args.leader_election {
+        tracing::info!("leader election disabled");
+        return tokio::select! {
+            r = controller::run(ctx, opts) => r,
+            r = server => Err(Error::Config(format!("metrics server stopped: {r:?}"))),
+        };
+    }
+    let ns = args
+        .leader_election_namespace
+        .clone()
+        .unwrap_or_else(|| "default".into());
+    let mut leadership =
+        leader::acquire(client, LeaseConfig::new(ns, args.leader_election_id.clone(), id)).await?;
+    let result = tokio::select! {
+        r = controller::run(ctx, opts) => r,
+        lost = &mut leadership.lost => Err(Error::Config(format!(
+            "lost leadership ({}); exiting so that a fresh process can rejoin the election",
+            lost.unwrap_or_else(|_| "renewal task ended".into())
+        ))),
+        r = server => Err(Error::Config(format!("metrics server stopped: {r:?}"))),
+    };
+    leadership.release().await;
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn cli_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert!(parse_duration("soon").is_err());
+    }
+
+    #[test]
+    fn run_flags_parse() {
+        let cli = Cli::try_parse_from([
+            "operator",
+            "run",
+            "--namespace",
+            "team-a",
+            "--resync-interval",
+            "30s",
+            "--leader-election=false",
+            "--log-format",
+            "json",
+        ])
+        .unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        assert_eq!(a.namespace.as_deref(), Some("team-a"));
+        assert_eq!(a.resync_interval, Duration::from_secs(30));
+        assert!(!a.leader_election);
+        assert_eq!(a.log_format, LogFormat::Json);
+    }
+}

@@ -1,0 +1,771 @@
+//! S3 buckets: the upload bucket and the three private output buckets.
+//!
+//! Every bucket gets: the ownership tags, Block Public Access (all four),
+//! SSE-S3 default encryption with a bucket key, object ownership
+//! `BucketOwnerEnforced` (ACLs off) and a bucket policy that denies non-TLS
+//! requests. The upload bucket adds versioning, transfer acceleration and CORS.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_s3::types::{
+    AccelerateConfiguration, BucketAccelerateStatus, BucketLocationConstraint,
+    BucketVersioningStatus, CorsConfiguration, CorsRule, CreateBucketConfiguration, Delete,
+    ObjectIdentifier, ObjectOwnership, OwnershipControls, OwnershipControlsRule,
+    PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
+    ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
+    VersioningConfiguration,
+};
+use serde_json::Value;
+
+use super::{Change, Ctx, Deletion, Report, State, code_of, optional, status_of, tag_change};
+use crate::error::{Error, Result};
+use crate::naming::{Ownership, ownership};
+use crate::policy;
+
+/// One CORS rule in comparable form (lists sorted).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Cors {
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    pub allowed_headers: Vec<String>,
+    pub expose_headers: Vec<String>,
+    pub max_age_seconds: Option<i32>,
+}
+
+impl Cors {
+    /// Sort every list so that order does not count as drift.
+    pub fn normalized(mut self) -> Self {
+        for v in [
+            &mut self.allowed_origins,
+            &mut self.allowed_methods,
+            &mut self.allowed_headers,
+            &mut self.expose_headers,
+        ] {
+            v.sort();
+            v.dedup();
+        }
+        self
+    }
+}
+
+/// What a bucket should look like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredBucket {
+    /// Component name on status (`upload-bucket`, `webp-bucket`, …).
+    pub component: String,
+    pub name: String,
+    pub region: String,
+    pub partition: String,
+    pub tags: BTreeMap<String, String>,
+    /// `None`: not managed (left as it is).
+    pub versioning: Option<bool>,
+    /// `None`: not managed.
+    pub acceleration: Option<bool>,
+    /// `None`: not managed; `Some(rules)`: exactly these rules.
+    pub cors: Option<Vec<Cors>>,
+    /// The whole bucket policy.
+    pub policy: Value,
+}
+
+impl DesiredBucket {
+    pub fn arn(&self) -> String {
+        format!("arn:{}:s3:::{}", self.partition, self.name)
+    }
+}
+
+/// Block Public Access flags: block ACLs, ignore ACLs, block policy, restrict buckets.
+pub type PublicAccessBlock = [bool; 4];
+const ALL_BLOCKED: PublicAccessBlock = [true; 4];
+const ENCRYPTION: (&str, bool) = ("AES256", true);
+const OWNERSHIP: &str = "BucketOwnerEnforced";
+
+/// What a bucket looks like on AWS.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ObservedBucket {
+    pub tags: BTreeMap<String, String>,
+    /// `Enabled`, `Suspended`, or `None` when never enabled.
+    pub versioning: Option<String>,
+    /// `Enabled`, `Suspended`, or `None` when never set.
+    pub acceleration: Option<String>,
+    pub cors: Vec<Cors>,
+    pub public_access_block: Option<PublicAccessBlock>,
+    /// Default encryption algorithm and bucket-key flag.
+    pub encryption: Option<(String, bool)>,
+    pub ownership: Option<String>,
+    pub policy: Option<Value>,
+}
+
+/// A field of a bucket that can differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Tags,
+    PublicAccessBlock,
+    Encryption,
+    Ownership,
+    Versioning,
+    Acceleration,
+    Cors,
+    Policy,
+}
+
+fn on_off(v: Option<&str>) -> String {
+    v.unwrap_or("unset").to_string()
+}
+
+/// Every field where `observed` differs from `desired`, in the order they are repaired.
+pub fn diff(desired: &DesiredBucket, observed: &ObservedBucket) -> Vec<(Field, Change)> {
+    let mut out = Vec::new();
+    if let Some(c) = tag_change(&desired.tags, &observed.tags) {
+        out.push((Field::Tags, c));
+    }
+    if observed.public_access_block != Some(ALL_BLOCKED) {
+        let from = match observed.public_access_block {
+            None => "unset".to_string(),
+            Some(p) => format!("{p:?}"),
+        };
+        out.push((
+            Field::PublicAccessBlock,
+            Change::new("publicAccessBlock", from, "all blocked"),
+        ));
+    }
+    let want_enc = (ENCRYPTION.0.to_string(), ENCRYPTION.1);
+    if observed.encryption.as_ref() != Some(&want_enc) {
+        let from = match &observed.encryption {
+            None => "unset".to_string(),
+            Some((a, k)) => format!("{a} bucketKey={k}"),
+        };
+        out.push((
+            Field::Encryption,
+            Change::new("encryption", from, "AES256 bucketKey=true"),
+        ));
+    }
+    if observed.ownership.as_deref() != Some(OWNERSHIP) {
+        out.push((
+            Field::Ownership,
+            Change::new("objectOwnership", on_off(observed.ownership.as_deref()), OWNERSHIP),
+        ));
+    }
+    if let Some(want) = desired.versioning {
+        let is_on = observed.versioning.as_deref() == Some("Enabled");
+        if want != is_on {
+            out.push((
+                Field::Versioning,
+                Change::new(
+                    "versioning",
+                    on_off(observed.versioning.as_deref()),
+                    if want { "Enabled" } else { "Suspended" },
+                ),
+            ));
+        }
+    }
+    if let Some(want) = desired.acceleration {
+        let is_on = observed.acceleration.as_deref() == Some("Enabled");
+        if want != is_on {
+            out.push((
+                Field::Acceleration,
+                Change::new(
+                    "transferAcceleration",
+                    on_off(observed.acceleration.as_deref()),
+                    if want { "Enabled" } else { "Suspended" },
+                ),
+            ));
+        }
+    }
+    if let Some(want) = &desired.cors {
+        let mut have: Vec<Cors> = observed.cors.iter().cloned().map(Cors::normalized).collect();
+        let mut want: Vec<Cors> = want.iter().cloned().map(Cors::normalized).collect();
+        have.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        want.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
+        if have != want {
+            let from = if have.is_empty() {
+                "unset".to_string()
+            } else {
+                format!("{} rule(s) differing", have.len())
+            };
+            out.push((Field::Cors, Change::new("cors", from, format!("{} rule(s) from spec", want.len()))));
+        }
+    }
+    let policy_ok = observed
+        .policy
+        .as_ref()
+        .is_some_and(|p| policy::equivalent(p, &desired.policy));
+    if !policy_ok {
+        let from = if observed.policy.is_some() { "differs" } else { "unset" };
+        out.push((Field::Policy, Change::new("bucketPolicy", from, "TLS-only policy from spec")));
+    }
+    out
+}
+
+/// Read everything about the bucket; `None` when it does not exist.
+pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedBucket>> {
+    let s3 = &ctx.aws.s3;
+    match s3.head_bucket().bucket(name).send().await {
+        Ok(_) => {}
+        Err(e) => {
+            return match status_of(&e) {
+                Some(404) => Ok(None),
+                Some(403) => Err(Error::NameConflict {
+                    kind: "S3 bucket",
+                    name: name.to_string(),
+                    owner: "owned by another AWS account".into(),
+                }),
+                Some(301) => Err(Error::NameConflict {
+                    kind: "S3 bucket",
+                    name: name.to_string(),
+                    owner: "exists in another region".into(),
+                }),
+                _ => Err(Error::aws("s3:HeadBucket", e)),
+            };
+        }
+    }
+    let tags = optional(
+        "s3:GetBucketTagging",
+        s3.get_bucket_tagging().bucket(name).send().await,
+        &["NoSuchTagSet"],
+    )?
+    .map(|o| {
+        o.tag_set()
+            .iter()
+            .map(|t| (t.key().to_string(), t.value().to_string()))
+            .collect()
+    })
+    .unwrap_or_default();
+    let mut observed = ObservedBucket {
+        tags,
+        ..Default::default()
+    };
+    // Ownership first: nothing else is read (or later written) on a bucket that is not ours.
+    if ownership(ctx.id, observed.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        != Ownership::Ours
+    {
+        return Ok(Some(observed));
+    }
+    let v = s3
+        .get_bucket_versioning()
+        .bucket(name)
+        .send()
+        .await
+        .map_err(|e| Error::aws("s3:GetBucketVersioning", e))?;
+    observed.versioning = v.status().map(|s| s.as_str().to_string());
+    let a = s3
+        .get_bucket_accelerate_configuration()
+        .bucket(name)
+        .send()
+        .await
+        .map_err(|e| Error::aws("s3:GetBucketAccelerateConfiguration", e))?;
+    observed.acceleration = a.status().map(|s| s.as_str().to_string());
+    observed.cors = optional(
+        "s3:GetBucketCors",
+        s3.get_bucket_cors().bucket(name).send().await,
+        &["NoSuchCORSConfiguration"],
+    )?
+    .map(|o| {
+        o.cors_rules()
+            .iter()
+            .map(|r| Cors {
+                allowed_origins: r.allowed_origins().to_vec(),
+                allowed_methods: r.allowed_methods().to_vec(),
+                allowed_headers: r.allowed_headers().to_vec(),
+                expose_headers: r.expose_headers().to_vec(),
+                max_age_seconds: r.max_age_seconds(),
+            })
+            .collect()
+    })
+    .unwrap_or_default();
+    observed.public_access_block = optional(
+        "s3:GetPublicAccessBlock",
+        s3.get_public_access_block().bucket(name).send().await,
+        &["NoSuchPublicAccessBlockConfiguration"],
+    )?
+    .and_then(|o| {
+        o.public_access_block_configuration().map(|c| {
+            [
+                c.block_public_acls().unwrap_or(false),
+                c.ignore_public_acls().unwrap_or(false),
+                c.block_public_policy().unwrap_or(false),
+                c.restrict_public_buckets().unwrap_or(false),
+            ]
+        })
+    });
+    observed.encryption = optional(
+        "s3:GetBucketEncryption",
+        s3.get_bucket_encryption().bucket(name).send().await,
+        &["ServerSideEncryptionConfigurationNotFoundError"],
+    )?
+    .and_then(|o| {
+        let rule = o.server_side_encryption_configuration()?.rules().first()?.clone();
+        let algo = rule
+            .apply_server_side_encryption_by_default()
+            .map(|d| d.sse_algorithm().as_str().to_string())?;
+        Some((algo, rule.bucket_key_enabled().unwrap_or(false)))
+    });
+    observed.ownership = optional(
+        "s3:GetBucketOwnershipControls",
+        s3.get_bucket_ownership_controls().bucket(name).send().await,
+        &["OwnershipControlsNotFoundError"],
+    )?
+    .and_then(|o| {
+        o.ownership_controls()
+            .and_then(|c| c.rules().first())
+            .map(|r| r.object_ownership().as_str().to_string())
+    });
+    observed.policy = optional(
+        "s3:GetBucketPolicy",
+        s3.get_bucket_policy().bucket(name).send().await,
+        &["NoSuchBucketPolicy"],
+    )?
+    .and_then(|o| o.policy().and_then(|p| policy::parse(p).ok()));
+    Ok(Some(observed))
+}
+
+fn check_owner(ctx: &Ctx<'_>, name: &str, observed: &ObservedBucket) -> Result<()> {
+    match ownership(ctx.id, observed.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ownership::Ours => Ok(()),
+        Ownership::OtherStack(other) => Err(Error::NameConflict {
+            kind: "S3 bucket",
+            name: name.to_string(),
+            owner: format!("owned by stack {other}"),
+        }),
+        Ownership::Foreign => Err(Error::NameConflict {
+            kind: "S3 bucket",
+            name: name.to_string(),
+            owner: "not tagged by imagestack".into(),
+        }),
+    }
+}
+
+fn s3_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::InvalidSpec(format!("tag {k}: {e}")))
+        })
+        .collect()
+}
+
+fn build_err(what: &str, e: impl std::fmt::Display) -> Error {
+    Error::InvalidSpec(format!("{what}: {e}"))
+}
+
+/// Create the bucket if missing, then repair every differing field.
+pub async fn reconcile(ctx: &Ctx<'_>, desired: &DesiredBucket) -> Result<Report> {
+    let mut report = Report::ready(&desired.component, desired.arn());
+    let observed = match observe(ctx, &desired.name).await? {
+        Some(o) => o,
+        None if ctx.dry_run => {
+            report.state = State::Paused {
+                message: "bucket does not exist; creation paused".into(),
+            };
+            return Ok(report);
+        }
+        None => {
+            create(ctx, desired).await?;
+            report.created = true;
+            observe(ctx, &desired.name).await?.ok_or_else(|| Error::Aws {
+                action: "s3:HeadBucket".into(),
+                code: "NotFoundAfterCreate".into(),
+                message: format!("bucket {} not visible yet after creation", desired.name),
+                class: crate::error::ErrorClass::Retryable,
+            })?
+        }
+    };
+    check_owner(ctx, &desired.name, &observed)?;
+    let changes = diff(desired, &observed);
+    if changes.is_empty() {
+        return Ok(report);
+    }
+    if ctx.dry_run {
+        report.state = State::Paused {
+            message: super::describe(&changes.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()),
+        };
+        return Ok(report);
+    }
+    for (field, change) in changes {
+        apply_field(ctx, desired, &observed, field).await?;
+        report.changes.push(change);
+    }
+    Ok(report)
+}
+
+async fn create(ctx: &Ctx<'_>, d: &DesiredBucket) -> Result<()> {
+    let mut cfg = CreateBucketConfiguration::builder().set_tags(Some(s3_tags(&d.tags)?));
+    // us-east-1 must not send a location constraint; every other region must.
+    if d.region != "us-east-1" {
+        cfg = cfg.location_constraint(BucketLocationConstraint::from(d.region.as_str()));
+    }
+    let res = ctx
+        .aws
+        .s3
+        .create_bucket()
+        .bucket(&d.name)
+        .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+        .create_bucket_configuration(cfg.build())
+        .send()
+        .await;
+    match res {
+        Ok(_) => {
+            tracing::info!(bucket = %d.name, region = %d.region, "created S3 bucket");
+            Ok(())
+        }
+        // Ours from an earlier pass (possibly interrupted): the tags decide.
+        Err(e) if code_of(&e) == Some("BucketAlreadyOwnedByYou") => Ok(()),
+        Err(e) if code_of(&e) == Some("BucketAlreadyExists") => Err(Error::NameConflict {
+            kind: "S3 bucket",
+            name: d.name.clone(),
+            owner: "the name is taken by another AWS account".into(),
+        }),
+        Err(e) => Err(Error::aws("s3:CreateBucket", e)),
+    }
+}
+
+async fn apply_field(
+    ctx: &Ctx<'_>,
+    d: &DesiredBucket,
+    observed: &ObservedBucket,
+    field: Field,
+) -> Result<()> {
+    let s3 = &ctx.aws.s3;
+    let b = d.name.as_str();
+    match field {
+        Field::Tags => {
+            // PutBucketTagging replaces the set; keep AWS-reserved tags as they are.
+            let mut tags = d.tags.clone();
+            for (k, v) in &observed.tags {
+                if k.starts_with("aws:") {
+                    tags.insert(k.clone(), v.clone());
+                }
+            }
+            let tagging = Tagging::builder()
+                .set_tag_set(Some(s3_tags(&tags)?))
+                .build()
+                .map_err(|e| build_err("tagging", e))?;
+            s3.put_bucket_tagging()
+                .bucket(b)
+                .tagging(tagging)
+                .send()
+                .await
+                .map_err(|e| Error::aws("s3:PutBucketTagging", e))?;
+        }
+        Field::PublicAccessBlock => {
+            let cfg = PublicAccessBlockConfiguration::builder()
+                .block_public_acls(true)
+                .ignore_public_acls(true)
+                .block_public_policy(true)
+                .restrict_public_buckets(true)
+                .build();
+            s3.put_public_access_block()
+                .bucket(b)
+                .public_access_block_configuration(cfg)
+                .send()
+                .await
+                .map_err(|e| Error::aws("s3:PutPublicAccessBlock", e))?;
+        }
+        Field::Encryption => {
+            let by_default = ServerSideEncryptionByDefault::builder()
+                .sse_algorithm(ServerSideEncryption::Aes256)
+                .build()
+                .map_err(|e| build_err("encryption", e))?;
+            let rule = ServerSideEncryptionRule::builder()
+                .apply_server_side_encryption_by_default(by_default)
+                .bucket_key_enabled(true)
+                .build();
+            let cfg = ServerSideEncryptionConfiguration::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| build_err("encryption", e))?;
+            s3.put_bucket_encryption()
+                .bucket(b)
+                .server_side_encryption_configuration(cfg)
+                .send()
+                .await
+                .map_err(|e| Error::aws("s3:PutBucketEncryption", e))?;
+        }
+        Field::Ownership => {
+            let rule = OwnershipControlsRule::builder()
+                .object_ownership(ObjectOwnership::BucketOwnerEnforced)
+                .build()
+                .map_err(|e| build_err("ownership", e))?;
+            let cfg = OwnershipControls::builder()
+                .rules(rule)
+                .build()
+                .map_err(|e| build_err("ownership", e))?;
+            s3.put_bucket_ownership_controls()
+                .bucket(b)
+                .ownership_controls(cfg)
+                .send()
+                .await
+                .map_err(|e| Error::aws("s3:PutBucketOwnershipControls", e))?;
+        }
+        Field::Versioning => {
+            let status = if d.versioning == Some(true) {
+                BucketVersioningStatus::Enabled
+            } else {
+                BucketVersioningStatus::Suspended
+            };
+            s3.put_bucket_versioning()
+                .bucket(b)
+                .versioning_configuration(VersioningConfiguration::builder().status(status).build())
+                .send()
+                .await
+                .map_err(|e| Error::aws("s3:PutBucketVersioning", e))?;
+        }
+        Field::Acceleration => {
+            let status = if d.acceleration == Some(true) {
+                BucketAccelerateStatus::Enabled
+            } else {
+                BucketAccelerateStatus::Suspended
+            };
+            s3.put_bucket_accelerate_configuration()
+                .bucket(b)
+                .accelerate_configuration(AccelerateConfiguration::builder().status(status).build())
+                .send()
+                .await
+                .map_err(|e| Error::aws("s3:PutBucketAccelerateConfiguration", e))?;
+        }
+        Field::Cors => {
+            let rules = d.cors.clone().unwrap_or_default();
+            if rules.is_empty() {
+                s3.delete_bucket_cors()
+                    .bucket(b)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("s3:DeleteBucketCors", e))?;
+            } else {
+                let mut cfg = CorsConfiguration::builder();
+                for r in rules {
+                    let rule = CorsRule::builder()
+                        .id("imagestack")
+                        .set_allowed_origins(Some(r.allowed_origins))
+                        .set_allowed_methods(Some(r.allowed_methods))
+                        .set_allowed_headers(Some(r.allowed_headers))
+                        .set_expose_headers(Some(r.expose_headers))
+                        .set_max_age_seconds(r.max_age_seconds)
+                        .build()
+                        .map_err(|e| build_err("cors", e))?;
+                    cfg = cfg.cors_rules(rule);
+                }
+                s3.put_bucket_cors()
+                    .bucket(b)
+                    .cors_configuration(cfg.build().map_err(|e| build_err("cors", e))?)
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("s3:PutBucketCors", e))?;
+            }
+        }
+        Field::Policy => {
+            s3.put_bucket_policy()
+                .bucket(b)
+                .policy(d.policy.to_string())
+                .send()
+                .await
+                .map_err(|e| Error::aws("s3:PutBucketPolicy", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// At most this many `DeleteObjects` batches per reconcile pass, so a huge
+/// bucket is emptied over several passes instead of blocking a worker.
+const MAX_DELETE_BATCHES_PER_PASS: usize = 20;
+
+/// Delete the bucket. A bucket that is not ours is left alone (and reported
+/// as gone from this stack's point of view). With `empty` false a non-empty
+/// bucket is an error (`BucketNotEmpty`); with `empty` true every object
+/// version and delete marker is removed in batches first.
+pub async fn delete(ctx: &Ctx<'_>, d: &DesiredBucket, empty: bool) -> Result<Deletion> {
+    let s3 = &ctx.aws.s3;
+    let observed = match observe(ctx, &d.name).await {
+        Ok(Some(o)) => o,
+        Ok(None) => return Ok(Deletion::Gone),
+        // Not ours (other account): nothing of ours to delete.
+        Err(Error::NameConflict { .. }) => return Ok(Deletion::Gone),
+        Err(e) => return Err(e),
+    };
+    if check_owner(ctx, &d.name, &observed).is_err() {
+        tracing::warn!(bucket = %d.name, "not deleting bucket without this stack's ownership tag");
+        return Ok(Deletion::Gone);
+    }
+    let mut batches = 0;
+    loop {
+        let page = s3
+            .list_object_versions()
+            .bucket(&d.name)
+            .max_keys(1000)
+            .send()
+            .await
+            .map_err(|e| Error::aws("s3:ListObjectVersions", e))?;
+        let mut ids = Vec::new();
+        for v in page.versions() {
+            if let Some(k) = v.key() {
+                ids.push((k.to_string(), v.version_id().map(str::to_string)));
+            }
+        }
+        for m in page.delete_markers() {
+            if let Some(k) = m.key() {
+                ids.push((k.to_string(), m.version_id().map(str::to_string)));
+            }
+        }
+        if ids.is_empty() {
+            break;
+        }
+        if !empty {
+            let truncated = page.is_truncated().unwrap_or(false);
+            return Err(Error::BucketNotEmpty {
+                bucket: d.name.clone(),
+                count: ids.len(),
+                more: if truncated { " or more" } else { "" },
+            });
+        }
+        if batches >= MAX_DELETE_BATCHES_PER_PASS {
+            return Ok(Deletion::InProgress(format!("emptying bucket {}", d.name)));
+        }
+        let objects = ids
+            .into_iter()
+            .map(|(k, v)| {
+                ObjectIdentifier::builder()
+                    .key(k)
+                    .set_version_id(v)
+                    .build()
+                    .map_err(|e| build_err("delete objects", e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let n = objects.len();
+        let del = Delete::builder()
+            .set_objects(Some(objects))
+            .quiet(true)
+            .build()
+            .map_err(|e| build_err("delete objects", e))?;
+        let out = s3
+            .delete_objects()
+            .bucket(&d.name)
+            .delete(del)
+            .send()
+            .await
+            .map_err(|e| Error::aws("s3:DeleteObjects", e))?;
+        if let Some(err) = out.errors().first() {
+            return Err(Error::Aws {
+                action: "s3:DeleteObjects".into(),
+                code: err.code().unwrap_or("Unknown").to_string(),
+                message: format!(
+                    "{} of {n} objects not deleted, e.g. {}: {}",
+                    out.errors().len(),
+                    err.key().unwrap_or("?"),
+                    err.message().unwrap_or("")
+                ),
+                class: crate::error::ErrorClass::Retryable,
+            });
+        }
+        tracing::info!(bucket = %d.name, deleted = n, "emptied a batch of object versions");
+        batches += 1;
+    }
+    match s3.delete_bucket().bucket(&d.name).send().await {
+        Ok(_) => Ok(Deletion::Gone),
+        Err(e) if code_of(&e) == Some("NoSuchBucket") => Ok(Deletion::Gone),
+        Err(e) => Err(Error::aws("s3:DeleteBucket", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired() -> DesiredBucket {
+        DesiredBucket {
+            component: "upload-bucket".into(),
+            name: "b".into(),
+            region: "eu-west-1".into(),
+            partition: "aws".into(),
+            tags: BTreeMap::from([("k".to_string(), "v".to_string())]),
+            versioning: Some(true),
+            acceleration: Some(true),
+            cors: Some(vec![Cors {
+                allowed_origins: vec!["*".into()],
+                allowed_methods: vec!["PUT".into(), "POST".into()],
+                allowed_headers: vec!["*".into()],
+                expose_headers: vec!["ETag".into()],
+                max_age_seconds: None,
+            }]),
+            policy: policy::bucket_policy(vec![policy::deny_insecure_transport("aws", "b")]),
+        }
+    }
+
+    fn in_sync(d: &DesiredBucket) -> ObservedBucket {
+        ObservedBucket {
+            tags: d.tags.clone(),
+            versioning: Some("Enabled".into()),
+            acceleration: Some("Enabled".into()),
+            cors: d.cors.clone().unwrap(),
+            public_access_block: Some([true; 4]),
+            encryption: Some(("AES256".into(), true)),
+            ownership: Some("BucketOwnerEnforced".into()),
+            policy: Some(d.policy.clone()),
+        }
+    }
+
+    #[test]
+    fn in_sync_has_no_diff() {
+        let d = desired();
+        assert!(diff(&d, &in_sync(&d)).is_empty());
+    }
+
+    #[test]
+    fn cors_order_is_not_drift() {
+        let d = desired();
+        let mut o = in_sync(&d);
+        o.cors[0].allowed_methods.reverse();
+        assert!(diff(&d, &o).is_empty());
+    }
+
+    #[test]
+    fn every_drift_is_named() {
+        let d = desired();
+        let mut o = in_sync(&d);
+        o.versioning = Some("Suspended".into());
+        o.cors.clear();
+        o.public_access_block = Some([true, true, false, true]);
+        o.policy = None;
+        o.tags.clear();
+        o.encryption = None;
+        let fields: Vec<Field> = diff(&d, &o).into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            vec![
+                Field::Tags,
+                Field::PublicAccessBlock,
+                Field::Encryption,
+                Field::Versioning,
+                Field::Cors,
+                Field::Policy
+            ]
+        );
+        let text: Vec<String> = diff(&d, &o).into_iter().map(|(_, c)| c.to_string()).collect();
+        assert!(text.iter().any(|t| t == "versioning: Suspended → Enabled"), "{text:?}");
+    }
+
+    #[test]
+    fn unmanaged_fields_are_ignored() {
+        let mut d = desired();
+        d.versioning = None;
+        d.acceleration = None;
+        d.cors = None;
+        let mut o = in_sync(&d);
+        o.versioning = None;
+        o.acceleration = Some("Suspended".into());
+        o.cors.clear();
+        assert!(diff(&d, &o).is_empty());
+    }
+
+    #[test]
+    fn never_enabled_versioning_counts_as_off() {
+        let mut d = desired();
+        d.versioning = Some(false);
+        let mut o = in_sync(&d);
+        o.versioning = None;
+        assert!(diff(&d, &o).is_empty());
+        o.versioning = Some("Enabled".into());
+        assert_eq!(diff(&d, &o).len(), 1);
+    }
+}

@@ -1,0 +1,492 @@
+//! The DynamoDB metadata table: on-demand, hash key `image_id` (S), the
+//! `timestamp-index` GSI on `upload_timestamp` (N, projection ALL) as in the
+//! reference, KMS encryption at rest, point-in-time recovery per spec, tags.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
+    GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
+    Projection, ProjectionType, ScalarAttributeType, SseSpecification, SseStatus, Tag,
+    TableStatus,
+};
+use imagestack_contract::table::{HASH_KEY, TIMESTAMP_ATTR, TIMESTAMP_INDEX};
+
+use super::{Change, Ctx, Deletion, Report, State, code_of, extra_tag_keys, tag_change};
+use crate::error::{Error, ErrorClass, Result};
+use crate::naming::{Ownership, ownership};
+
+/// What the table should look like.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredTable {
+    pub name: String,
+    pub tags: BTreeMap<String, String>,
+    pub point_in_time_recovery: bool,
+}
+
+/// What the table looks like on AWS.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ObservedTable {
+    pub arn: String,
+    /// `CREATING`, `ACTIVE`, `UPDATING`, `DELETING`, …
+    pub status: String,
+    pub hash_key: Option<String>,
+    pub billing_mode: Option<String>,
+    /// Index name → (status, hash key, projection type).
+    pub indexes: BTreeMap<String, (String, Option<String>, Option<String>)>,
+    pub sse_enabled: bool,
+    pub tags: BTreeMap<String, String>,
+    pub point_in_time_recovery: Option<bool>,
+}
+
+/// A field of the table that can differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Field {
+    Tags,
+    BillingMode,
+    TimestampIndex,
+    Encryption,
+    PointInTimeRecovery,
+}
+
+/// Every repairable difference; `Err` when the key schema itself differs
+/// (immutable: the table must be replaced by a human).
+pub fn diff(d: &DesiredTable, o: &ObservedTable) -> Result<Vec<(Field, Change)>> {
+    if o.hash_key.as_deref() != Some(HASH_KEY) {
+        return Err(Error::Immutable(format!(
+            "table {} has hash key {:?}, expected {HASH_KEY:?}; key schemas cannot change: delete or rename the table",
+            d.name, o.hash_key
+        )));
+    }
+    let mut out = Vec::new();
+    if let Some(c) = tag_change(&d.tags, &o.tags) {
+        out.push((Field::Tags, c));
+    }
+    if o.billing_mode.as_deref() != Some("PAY_PER_REQUEST") {
+        out.push((
+            Field::BillingMode,
+            Change::new(
+                "billingMode",
+                o.billing_mode.as_deref().unwrap_or("PROVISIONED"),
+                "PAY_PER_REQUEST",
+            ),
+        ));
+    }
+    match o.indexes.get(TIMESTAMP_INDEX) {
+        None => out.push((
+            Field::TimestampIndex,
+            Change::new("globalSecondaryIndexes", "missing timestamp-index", "timestamp-index"),
+        )),
+        Some((_, key, proj)) => {
+            if key.as_deref() != Some(TIMESTAMP_ATTR) || proj.as_deref() != Some("ALL") {
+                return Err(Error::Immutable(format!(
+                    "index {TIMESTAMP_INDEX} of table {} has key {key:?} and projection {proj:?}; expected {TIMESTAMP_ATTR:?} and ALL: delete the index and the operator recreates it",
+                    d.name
+                )));
+            }
+        }
+    }
+    if !o.sse_enabled {
+        out.push((Field::Encryption, Change::new("sse", "AWS owned key", "KMS (aws/dynamodb)")));
+    }
+    if o.point_in_time_recovery != Some(d.point_in_time_recovery) {
+        out.push((
+            Field::PointInTimeRecovery,
+            Change::new(
+                "pointInTimeRecovery",
+                o.point_in_time_recovery
+                    .map(|b| b.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+                d.point_in_time_recovery,
+            ),
+        ));
+    }
+    Ok(out)
+}
+
+/// Read the table; `None` when it does not exist.
+pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedTable>> {
+    let ddb = &ctx.aws.dynamodb;
+    let out = match ddb.describe_table().table_name(name).send().await {
+        Ok(o) => o,
+        Err(e) if code_of(&e) == Some("ResourceNotFoundException") => return Ok(None),
+        Err(e) => return Err(Error::aws("dynamodb:DescribeTable", e)),
+    };
+    let Some(t) = out.table() else {
+        return Ok(None);
+    };
+    let mut o = ObservedTable {
+        arn: t.table_arn().unwrap_or_default().to_string(),
+        status: t
+            .table_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
+        hash_key: t
+            .key_schema()
+            .iter()
+            .find(|k| k.key_type() == &KeyType::Hash)
+            .map(|k| k.attribute_name().to_string()),
+        billing_mode: t
+            .billing_mode_summary()
+            .and_then(|b| b.billing_mode())
+            .map(|b| b.as_str().to_string()),
+        sse_enabled: t
+            .sse_description()
+            .and_then(|s| s.status())
+            .is_some_and(|s| matches!(s, SseStatus::Enabled | SseStatus::Enabling | SseStatus::Updating)),
+        ..Default::default()
+    };
+    for g in t.global_secondary_indexes() {
+        let name = g.index_name().unwrap_or_default().to_string();
+        let status = g
+            .index_status()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default();
+        let key = g
+            .key_schema()
+            .iter()
+            .find(|k| k.key_type() == &KeyType::Hash)
+            .map(|k| k.attribute_name().to_string());
+        let proj = g
+            .projection()
+            .and_then(|p| p.projection_type())
+            .map(|p| p.as_str().to_string());
+        o.indexes.insert(name, (status, key, proj));
+    }
+    if o.status == TableStatus::Deleting.as_str() || o.arn.is_empty() {
+        return Ok(Some(o));
+    }
+    let tags = ddb
+        .list_tags_of_resource()
+        .resource_arn(&o.arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws("dynamodb:ListTagsOfResource", e))?;
+    o.tags = tags
+        .tags()
+        .iter()
+        .map(|t| (t.key().to_string(), t.value().to_string()))
+        .collect();
+    if ownership(ctx.id, o.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) != Ownership::Ours {
+        return Ok(Some(o));
+    }
+    if o.status == TableStatus::Active.as_str() {
+        let cb = ddb
+            .describe_continuous_backups()
+            .table_name(name)
+            .send()
+            .await
+            .map_err(|e| Error::aws("dynamodb:DescribeContinuousBackups", e))?;
+        o.point_in_time_recovery = cb
+            .continuous_backups_description()
+            .and_then(|c| c.point_in_time_recovery_description())
+            .and_then(|p| p.point_in_time_recovery_status())
+            .map(|s| s.as_str() == "ENABLED");
+    }
+    Ok(Some(o))
+}
+
+fn check_owner(ctx: &Ctx<'_>, name: &str, o: &ObservedTable) -> Result<()> {
+    match ownership(ctx.id, o.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ownership::Ours => Ok(()),
+        Ownership::OtherStack(s) => Err(Error::NameConflict {
+            kind: "DynamoDB table",
+            name: name.into(),
+            owner: format!("owned by stack {s}"),
+        }),
+        Ownership::Foreign => Err(Error::NameConflict {
+            kind: "DynamoDB table",
+            name: name.into(),
+            owner: "not tagged by imagestack".into(),
+        }),
+    }
+}
+
+fn ddb_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
+    tags.iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::InvalidSpec(format!("tag {k}: {e}")))
+        })
+        .collect()
+}
+
+fn key(name: &str, kt: KeyType) -> Result<KeySchemaElement> {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kt)
+        .build()
+        .map_err(|e| Error::InvalidSpec(format!("key schema: {e}")))
+}
+
+fn attr(name: &str, t: ScalarAttributeType) -> Result<AttributeDefinition> {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(t)
+        .build()
+        .map_err(|e| Error::InvalidSpec(format!("attribute: {e}")))
+}
+
+fn all_projection() -> Projection {
+    Projection::builder().projection_type(ProjectionType::All).build()
+}
+
+fn progressing(reason: &str, message: String) -> State {
+    State::Progressing {
+        reason: reason.into(),
+        message,
+    }
+}
+
+/// Create the table if missing; otherwise repair what differs once it is ACTIVE.
+pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredTable) -> Result<Report> {
+    let mut report = Report::ready("metadata-table", d.name.clone());
+    let Some(o) = observe(ctx, &d.name).await? else {
+        if ctx.dry_run {
+            report.state = State::Paused {
+                message: "table does not exist; creation paused".into(),
+            };
+            return Ok(report);
+        }
+        let out = create(ctx, d).await?;
+        report.created = true;
+        if let Some(arn) = out {
+            report.id = arn;
+        }
+        report.state = progressing("TableCreating", format!("table {} is CREATING", d.name));
+        return Ok(report);
+    };
+    report.id = o.arn.clone();
+    check_owner(ctx, &d.name, &o)?;
+    if o.status != TableStatus::Active.as_str() {
+        report.state = progressing(
+            "TableNotActive",
+            format!("table {} is {}", d.name, o.status),
+        );
+        return Ok(report);
+    }
+    if let Some((name, (status, _, _))) = o.indexes.iter().find(|(_, (s, _, _))| s != "ACTIVE") {
+        report.state = progressing("IndexNotActive", format!("index {name} is {status}"));
+        return Ok(report);
+    }
+    let changes = diff(d, &o)?;
+    if changes.is_empty() {
+        return Ok(report);
+    }
+    if ctx.dry_run {
+        report.state = State::Paused {
+            message: super::describe(&changes.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()),
+        };
+        return Ok(report);
+    }
+    for (field, change) in changes {
+        let table_update = matches!(
+            field,
+            Field::BillingMode | Field::TimestampIndex | Field::Encryption
+        );
+        apply_field(ctx, d, &o, field).await?;
+        report.changes.push(change);
+        // One UpdateTable at a time: the table is UPDATING until it finishes.
+        if table_update {
+            report.state = progressing("TableUpdating", format!("table {} is UPDATING", d.name));
+            break;
+        }
+    }
+    Ok(report)
+}
+
+async fn create(ctx: &Ctx<'_>, d: &DesiredTable) -> Result<Option<String>> {
+    let gsi = GlobalSecondaryIndex::builder()
+        .index_name(TIMESTAMP_INDEX)
+        .key_schema(key(TIMESTAMP_ATTR, KeyType::Hash)?)
+        .projection(all_projection())
+        .build()
+        .map_err(|e| Error::InvalidSpec(format!("index: {e}")))?;
+    let res = ctx
+        .aws
+        .dynamodb
+        .create_table()
+        .table_name(&d.name)
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(attr(HASH_KEY, ScalarAttributeType::S)?)
+        .attribute_definitions(attr(TIMESTAMP_ATTR, ScalarAttributeType::N)?)
+        .key_schema(key(HASH_KEY, KeyType::Hash)?)
+        .global_secondary_indexes(gsi)
+        .sse_specification(SseSpecification::builder().enabled(true).build())
+        .set_tags(Some(ddb_tags(&d.tags)?))
+        .send()
+        .await;
+    match res {
+        Ok(out) => {
+            tracing::info!(table = %d.name, "created DynamoDB table");
+            Ok(out
+                .table_description()
+                .and_then(|t| t.table_arn())
+                .map(str::to_string))
+        }
+        // Created by an interrupted earlier pass (or concurrently): observe next time.
+        Err(e) if code_of(&e) == Some("ResourceInUseException") => Ok(None),
+        Err(e) => Err(Error::aws("dynamodb:CreateTable", e)),
+    }
+}
+
+async fn apply_field(ctx: &Ctx<'_>, d: &DesiredTable, o: &ObservedTable, f: Field) -> Result<()> {
+    let ddb = &ctx.aws.dynamodb;
+    match f {
+        Field::Tags => {
+            let extra = extra_tag_keys(&d.tags, &o.tags);
+            if !extra.is_empty() {
+                ddb.untag_resource()
+                    .resource_arn(&o.arn)
+                    .set_tag_keys(Some(extra))
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("dynamodb:UntagResource", e))?;
+            }
+            let missing: BTreeMap<String, String> = d
+                .tags
+                .iter()
+                .filter(|(k, v)| o.tags.get(*k) != Some(v))
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            if !missing.is_empty() {
+                ddb.tag_resource()
+                    .resource_arn(&o.arn)
+                    .set_tags(Some(ddb_tags(&missing)?))
+                    .send()
+                    .await
+                    .map_err(|e| Error::aws("dynamodb:TagResource", e))?;
+            }
+        }
+        Field::BillingMode => {
+            ddb.update_table()
+                .table_name(&d.name)
+                .billing_mode(BillingMode::PayPerRequest)
+                .send()
+                .await
+                .map_err(|e| Error::aws("dynamodb:UpdateTable", e))?;
+        }
+        Field::TimestampIndex => {
+            let create = CreateGlobalSecondaryIndexAction::builder()
+                .index_name(TIMESTAMP_INDEX)
+                .key_schema(key(TIMESTAMP_ATTR, KeyType::Hash)?)
+                .projection(all_projection())
+                .build()
+                .map_err(|e| Error::InvalidSpec(format!("index: {e}")))?;
+            ddb.update_table()
+                .table_name(&d.name)
+                .attribute_definitions(attr(HASH_KEY, ScalarAttributeType::S)?)
+                .attribute_definitions(attr(TIMESTAMP_ATTR, ScalarAttributeType::N)?)
+                .global_secondary_index_updates(
+                    GlobalSecondaryIndexUpdate::builder().create(create).build(),
+                )
+                .send()
+                .await
+                .map_err(|e| Error::aws("dynamodb:UpdateTable", e))?;
+        }
+        Field::Encryption => {
+            ddb.update_table()
+                .table_name(&d.name)
+                .sse_specification(SseSpecification::builder().enabled(true).build())
+                .send()
+                .await
+                .map_err(|e| Error::aws("dynamodb:UpdateTable", e))?;
+        }
+        Field::PointInTimeRecovery => {
+            let spec = PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(d.point_in_time_recovery)
+                .build()
+                .map_err(|e| Error::InvalidSpec(format!("pitr: {e}")))?;
+            ddb.update_continuous_backups()
+                .table_name(&d.name)
+                .point_in_time_recovery_specification(spec)
+                .send()
+                .await
+                .map_err(|e| Error::aws("dynamodb:UpdateContinuousBackups", e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Delete the table if it is ours.
+pub async fn delete(ctx: &Ctx<'_>, d: &DesiredTable) -> Result<Deletion> {
+    let Some(o) = observe(ctx, &d.name).await? else {
+        return Ok(Deletion::Gone);
+    };
+    if o.status == TableStatus::Deleting.as_str() {
+        return Ok(Deletion::InProgress(format!("table {} is DELETING", d.name)));
+    }
+    if check_owner(ctx, &d.name, &o).is_err() {
+        tracing::warn!(table = %d.name, "not deleting table without this stack's ownership tag");
+        return Ok(Deletion::Gone);
+    }
+    match ctx.aws.dynamodb.delete_table().table_name(&d.name).send().await {
+        Ok(_) => Ok(Deletion::InProgress(format!("table {} is DELETING", d.name))),
+        Err(e) if code_of(&e) == Some("ResourceNotFoundException") => Ok(Deletion::Gone),
+        // CREATING/UPDATING tables cannot be deleted yet.
+        Err(e) if code_of(&e) == Some("ResourceInUseException") => Err(Error::Aws {
+            action: "dynamodb:DeleteTable".into(),
+            code: "ResourceInUseException".into(),
+            message: format!("table {} is busy; retrying", d.name),
+            class: ErrorClass::Retryable,
+        }),
+        Err(e) => Err(Error::aws("dynamodb:DeleteTable", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desired() -> DesiredTable {
+        DesiredTable {
+            name: "t".into(),
+            tags: BTreeMap::from([("a".to_string(), "b".to_string())]),
+            point_in_time_recovery: false,
+        }
+    }
+
+    fn in_sync() -> ObservedTable {
+        ObservedTable {
+            arn: "arn:aws:dynamodb:us-east-1:1:table/t".into(),
+            status: "ACTIVE".into(),
+            hash_key: Some(HASH_KEY.into()),
+            billing_mode: Some("PAY_PER_REQUEST".into()),
+            indexes: BTreeMap::from([(
+                TIMESTAMP_INDEX.to_string(),
+                ("ACTIVE".to_string(), Some(TIMESTAMP_ATTR.to_string()), Some("ALL".to_string())),
+            )]),
+            sse_enabled: true,
+            tags: BTreeMap::from([("a".to_string(), "b".to_string())]),
+            point_in_time_recovery: Some(false),
+        }
+    }
+
+    #[test]
+    fn in_sync_no_diff() {
+        assert!(diff(&desired(), &in_sync()).unwrap().is_empty());
+    }
+
+    #[test]
+    fn drift_detected() {
+        let mut o = in_sync();
+        o.indexes.clear();
+        o.point_in_time_recovery = Some(true);
+        o.billing_mode = Some("PROVISIONED".into());
+        let fields: Vec<Field> = diff(&desired(), &o).unwrap().into_iter().map(|(f, _)| f).collect();
+        assert_eq!(
+            fields,
+            vec![Field::BillingMode, Field::TimestampIndex, Field::PointInTimeRecovery]
+        );
+    }
+
+    #[test]
+    fn wrong_key_schema_is_immutable() {
+        let mut o = in_sync();
+        o.hash_key = Some("id".into());
+        assert!(matches!(diff(&desired(), &o), Err(Error::Immutable(_))));
+    }
+}

@@ -1,0 +1,233 @@
+//! Deterministic AWS names and ownership tags of a stack.
+//!
+//! Every name is a pure function of the stack's identity (namespace, name,
+//! environment) so that an operator killed between two AWS calls finds, on
+//! restart, exactly the resources it already made. S3 bucket names are global
+//! across all AWS accounts, so theirs also hash the account id.
+
+use sha2::{Digest, Sha256};
+
+/// Prefix of every generated name.
+pub const NAME_PREFIX: &str = "imagestack";
+/// Tag key naming the owning stack as `<namespace>/<name>`.
+pub const OWNER_TAG: &str = "imagestack.dev/stack";
+/// Tag key carrying the stack's environment.
+pub const ENVIRONMENT_TAG: &str = "imagestack.dev/environment";
+/// Tag key marking the resource as managed by this operator.
+pub const MANAGED_BY_TAG: &str = "imagestack.dev/managed-by";
+/// Value of [`MANAGED_BY_TAG`].
+pub const MANAGED_BY: &str = "imagestack-operator";
+
+/// Identity of a stack: everything names derive from.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct StackId {
+    pub namespace: String,
+    pub name: String,
+    pub environment: String,
+}
+
+impl StackId {
+    pub fn new(
+        namespace: impl Into<String>,
+        name: impl Into<String>,
+        environment: impl Into<String>,
+    ) -> Self {
+        Self {
+            namespace: namespace.into(),
+            name: name.into(),
+            environment: environment.into(),
+        }
+    }
+
+    /// Value of the ownership tag: `<namespace>/<name>`.
+    pub fn owner_tag_value(&self) -> String {
+        format!("{}/{}", self.namespace, self.name)
+    }
+
+    /// Short stable hash of the identity (and `salt`), hex, `len` characters.
+    fn hash(&self, salt: &str, len: usize) -> String {
+        let mut h = Sha256::new();
+        // Separators that cannot occur in namespace, name or environment.
+        for part in [
+            self.namespace.as_str(),
+            self.name.as_str(),
+            self.environment.as_str(),
+            salt,
+        ] {
+            h.update(part.as_bytes());
+            h.update([0u8]);
+        }
+        let digest = hex::encode(h.finalize());
+        digest[..len].to_string()
+    }
+
+    /// Bucket name for `purpose` (`upload`, `webp`, `jpeg`, `png`):
+    /// `imagestack-<env>-<purpose>-<hash12>`, at most 11+20+1+6+1+12 = 51
+    /// characters, lowercase letters, digits and hyphens only, no dots.
+    pub fn bucket_name(&self, purpose: &str, account_id: &str) -> String {
+        format!(
+            "{NAME_PREFIX}-{}-{purpose}-{}",
+            self.environment,
+            self.hash(account_id, 12)
+        )
+    }
+
+    /// Metadata table name: `imagestack-<env>-metadata-<hash8>`.
+    pub fn table_name(&self) -> String {
+        format!("{NAME_PREFIX}-{}-metadata-{}", self.environment, self.hash("", 8))
+    }
+
+    /// Processor role name: `imagestack-<env>-processor-<hash8>` (≤ 64 characters).
+    pub fn role_name(&self) -> String {
+        format!(
+            "{NAME_PREFIX}-{}-processor-{}",
+            self.environment,
+            self.hash("", 8)
+        )
+    }
+
+    /// Name of the role's inline policy.
+    pub fn role_policy_name(&self) -> String {
+        "imagestack-processor".to_string()
+    }
+
+    /// Processor function name: `imagestack-<env>-processor-<hash8>`.
+    pub fn function_name(&self) -> String {
+        self.role_name()
+    }
+
+    /// Resource-level tags: ownership tags first, then the user's (which cannot
+    /// override ownership; the CRD rejects `imagestack.dev/` keys anyway).
+    pub fn tags(
+        &self,
+        user: &std::collections::BTreeMap<String, String>,
+    ) -> std::collections::BTreeMap<String, String> {
+        let mut tags: std::collections::BTreeMap<String, String> = user
+            .iter()
+            .filter(|(k, _)| !k.starts_with("imagestack.dev/"))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        tags.insert(OWNER_TAG.to_string(), self.owner_tag_value());
+        tags.insert(ENVIRONMENT_TAG.to_string(), self.environment.clone());
+        tags.insert(MANAGED_BY_TAG.to_string(), MANAGED_BY.to_string());
+        tags
+    }
+}
+
+/// Who owns a resource, judged from its tags.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ownership {
+    /// Tagged as this stack's.
+    Ours,
+    /// Tagged as another stack's (`<namespace>/<name>`).
+    OtherStack(String),
+    /// Not tagged by imagestack at all.
+    Foreign,
+}
+
+/// Decide ownership from a resource's tags.
+pub fn ownership<'a>(
+    id: &StackId,
+    tags: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Ownership {
+    for (k, v) in tags {
+        if k == OWNER_TAG {
+            return if v == id.owner_tag_value() {
+                Ownership::Ours
+            } else {
+                Ownership::OtherStack(v.to_string())
+            };
+        }
+    }
+    Ownership::Foreign
+}
+
+/// True if `name` is a valid S3 bucket name we are willing to manage: 3–63
+/// characters of lowercase letters, digits and hyphens, starting and ending
+/// with a letter or digit (no dots: transfer acceleration forbids them).
+pub fn is_valid_bucket_name(name: &str) -> bool {
+    let b = name.as_bytes();
+    (3..=63).contains(&b.len())
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b[0] != b'-'
+        && b[b.len() - 1] != b'-'
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::{BTreeMap, HashSet};
+
+    #[test]
+    fn bucket_names_are_valid_and_bounded() {
+        let env = "a".repeat(20);
+        let id = StackId::new("n".repeat(63), "x".repeat(253), env);
+        for purpose in ["upload", "webp", "jpeg", "png"] {
+            let name = id.bucket_name(purpose, "123456789012");
+            assert!(name.len() <= 63, "{name} is {} long", name.len());
+            assert!(is_valid_bucket_name(&name), "{name}");
+            assert!(!name.contains('.'));
+        }
+        assert!(id.role_name().len() <= 64);
+        assert!(id.table_name().len() <= 255);
+    }
+
+    #[test]
+    fn names_are_deterministic() {
+        let a = StackId::new("team-a", "images", "dev");
+        let b = StackId::new("team-a", "images", "dev");
+        assert_eq!(a.bucket_name("upload", "1"), b.bucket_name("upload", "1"));
+        assert_eq!(a.table_name(), b.table_name());
+        assert_eq!(a.role_name(), b.role_name());
+    }
+
+    #[test]
+    fn no_collisions_across_namespaces_names_envs_accounts() {
+        let mut seen = HashSet::new();
+        for ns in ["default", "team-a", "team-b", "team-a-images"] {
+            for name in ["images", "img", "images-dev", "a"] {
+                for env in ["dev", "prod", "images-dev"] {
+                    let id = StackId::new(ns, name, env);
+                    for acct in ["111111111111", "222222222222"] {
+                        for p in ["upload", "webp", "jpeg", "png"] {
+                            assert!(seen.insert(id.bucket_name(p, acct)));
+                        }
+                    }
+                    assert!(seen.insert(id.table_name()));
+                    assert!(seen.insert(id.role_name()));
+                }
+            }
+        }
+        // Concatenation ambiguity: ("a-b","c") vs ("a","b-c") must differ.
+        let x = StackId::new("a-b", "c", "dev");
+        let y = StackId::new("a", "b-c", "dev");
+        assert_ne!(x.table_name(), y.table_name());
+    }
+
+    #[test]
+    fn bucket_name_validation() {
+        assert!(is_valid_bucket_name("abc"));
+        assert!(!is_valid_bucket_name("ab"));
+        assert!(!is_valid_bucket_name("a.b.c"));
+        assert!(!is_valid_bucket_name("-abc"));
+        assert!(!is_valid_bucket_name("Abc"));
+        assert!(!is_valid_bucket_name(&"a".repeat(64)));
+    }
+
+    #[test]
+    fn ownership_from_tags() {
+        let id = StackId::new("ns", "s", "dev");
+        let tags = id.tags(&BTreeMap::from([("team".into(), "x".into())]));
+        let it = tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        assert_eq!(ownership(&id, it), Ownership::Ours);
+        let other = StackId::new("ns", "other", "dev");
+        let it = tags.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        assert_eq!(
+            ownership(&other, it),
+            Ownership::OtherStack("ns/s".to_string())
+        );
+        assert_eq!(ownership(&id, [("team", "x")]), Ownership::Foreign);
+        assert_eq!(tags.get("team").map(String::as_str), Some("x"));
+    }
+}

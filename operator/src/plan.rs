@@ -1,0 +1,310 @@
+//! Pure planning: a stack's spec (plus where it runs) → the desired state of
+//! every component. No I/O here, so all of it is unit-tested.
+
+use std::collections::BTreeMap;
+
+use imagestack_contract::Format;
+
+use crate::api::{ImageOptimizationStack, ImageOptimizationStackSpec, StackOutputs};
+use crate::aws::partition;
+use crate::components::bucket::{Cors, DesiredBucket};
+use crate::components::role::DesiredRole;
+use crate::components::table::DesiredTable;
+use crate::error::{Error, Result};
+use crate::naming::{StackId, is_valid_bucket_name};
+use crate::policy;
+
+/// Where the stack runs: resolved from STS and the spec/operator region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AwsEnv {
+    pub account_id: String,
+    pub region: String,
+}
+
+impl AwsEnv {
+    pub fn partition(&self) -> &'static str {
+        partition(&self.region)
+    }
+}
+
+/// Desired state of every component of one stack.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredStack {
+    pub id: StackId,
+    pub env: AwsEnv,
+    /// Upload bucket first, then webp, jpeg, png.
+    pub buckets: Vec<DesiredBucket>,
+    pub table: DesiredTable,
+    pub role: DesiredRole,
+    pub empty_buckets_on_delete: bool,
+}
+
+impl DesiredStack {
+    /// Names known from the plan alone (status outputs).
+    pub fn outputs(&self) -> StackOutputs {
+        let bucket = |c: &str| {
+            self.buckets
+                .iter()
+                .find(|b| b.component == c)
+                .map(|b| b.name.clone())
+        };
+        StackOutputs {
+            region: Some(self.env.region.clone()),
+            upload_bucket: bucket(UPLOAD),
+            webp_bucket: bucket(&output_component(Format::Webp)),
+            jpeg_bucket: bucket(&output_component(Format::Jpeg)),
+            png_bucket: bucket(&output_component(Format::Png)),
+            table_name: Some(self.table.name.clone()),
+            role_arn: Some(self.role.arn.clone()),
+            ..Default::default()
+        }
+    }
+
+    /// The bucket of a component name.
+    pub fn bucket(&self, component: &str) -> Option<&DesiredBucket> {
+        self.buckets.iter().find(|b| b.component == component)
+    }
+}
+
+/// Component name of the upload bucket.
+pub const UPLOAD: &str = "upload-bucket";
+
+/// Component name of an output bucket (`webp-bucket`, …).
+pub fn output_component(f: Format) -> String {
+    format!("{}-bucket", f.as_str())
+}
+
+/// The stack's identity.
+pub fn stack_id(stack: &ImageOptimizationStack) -> Result<StackId> {
+    let ns = stack
+        .metadata
+        .namespace
+        .clone()
+        .ok_or_else(|| Error::InvalidSpec("stack has no namespace".into()))?;
+    let name = stack
+        .metadata
+        .name
+        .clone()
+        .ok_or_else(|| Error::InvalidSpec("stack has no name".into()))?;
+    Ok(StackId::new(ns, name, stack.spec.environment.clone()))
+}
+
+/// The region a stack lives in.
+pub fn region(spec: &ImageOptimizationStackSpec, default_region: &str) -> String {
+    spec.region
+        .clone()
+        .unwrap_or_else(|| default_region.to_string())
+}
+
+/// Plan every component of `stack`.
+pub fn plan(stack: &ImageOptimizationStack, env: &AwsEnv) -> Result<DesiredStack> {
+    let id = stack_id(stack)?;
+    let spec = &stack.spec;
+    let p = env.partition();
+    let tags = id.tags(&spec.tags);
+
+    let name_for = |purpose: &str, override_: &Option<String>| -> Result<String> {
+        let name = override_
+            .clone()
+            .unwrap_or_else(|| id.bucket_name(purpose, &env.account_id));
+        if !is_valid_bucket_name(&name) {
+            return Err(Error::InvalidSpec(format!(
+                "bucket name {name:?} is not a valid dot-free S3 bucket name"
+            )));
+        }
+        Ok(name)
+    };
+    let upload_name = name_for("upload", &spec.buckets.upload.name)?;
+    let outputs = [
+        (Format::Webp, name_for("webp", &spec.buckets.outputs.webp)?),
+        (Format::Jpeg, name_for("jpeg", &spec.buckets.outputs.jpeg)?),
+        (Format::Png, name_for("png", &spec.buckets.outputs.png)?),
+    ];
+    let mut all_names: Vec<&str> = vec![&upload_name];
+    all_names.extend(outputs.iter().map(|(_, n)| n.as_str()));
+    let mut dedup = all_names.clone();
+    dedup.sort();
+    dedup.dedup();
+    if dedup.len() != all_names.len() {
+        return Err(Error::InvalidSpec(
+            "spec.buckets: upload and output bucket names must all be different".into(),
+        ));
+    }
+
+    let cors = &spec.buckets.upload.cors;
+    let upload = DesiredBucket {
+        component: UPLOAD.to_string(),
+        name: upload_name.clone(),
+        region: env.region.clone(),
+        partition: p.to_string(),
+        tags: tags.clone(),
+        versioning: Some(spec.buckets.upload.versioning),
+        acceleration: Some(spec.buckets.upload.transfer_acceleration),
+        cors: Some(vec![Cors {
+            allowed_origins: cors.allowed_origins.clone(),
+            allowed_methods: cors
+                .allowed_methods
+                .iter()
+                .map(|m| m.as_str().to_string())
+                .collect(),
+            allowed_headers: cors.allowed_headers.clone(),
+            expose_headers: cors.expose_headers.clone(),
+            max_age_seconds: cors.max_age_seconds,
+        }]),
+        policy: policy::bucket_policy(vec![policy::deny_insecure_transport(p, &upload_name)]),
+    };
+    let mut buckets = vec![upload];
+    for (format, name) in &outputs {
+        buckets.push(DesiredBucket {
+            component: output_component(*format),
+            name: name.clone(),
+            region: env.region.clone(),
+            partition: p.to_string(),
+            tags: tags.clone(),
+            versioning: None,
+            acceleration: None,
+            cors: None,
+            policy: policy::bucket_policy(vec![policy::deny_insecure_transport(p, name)]),
+        });
+    }
+
+    let table_name = spec.table.name.clone().unwrap_or_else(|| id.table_name());
+    let table = DesiredTable {
+        name: table_name.clone(),
+        tags: tags.clone(),
+        point_in_time_recovery: spec.table.point_in_time_recovery,
+    };
+
+    let function_name = id.function_name();
+    let enabled: Vec<Format> = spec.processor.formats.iter().map(|f| (*f).into()).collect();
+    let policy_outputs: Vec<(&str, String)> = outputs
+        .iter()
+        .filter(|(f, _)| enabled.contains(f))
+        .map(|(f, n)| (n.as_str(), f.key_prefix()))
+        .collect();
+    let role_name = id.role_name();
+    let role = DesiredRole {
+        arn: format!("arn:{p}:iam::{}:role/{role_name}", env.account_id),
+        name: role_name,
+        trust_policy: policy::lambda_trust_policy(&env.account_id),
+        policy_name: id.role_policy_name(),
+        policy: policy::processor_policy(&policy::ProcessorPolicyInput {
+            partition: p,
+            region: &env.region,
+            account: &env.account_id,
+            function_name: &function_name,
+            upload_bucket: &upload_name,
+            outputs: policy_outputs,
+            table_name: &table_name,
+        }),
+        tags,
+        description: format!(
+            "imagestack processor for {}/{} ({})",
+            id.namespace, id.name, id.environment
+        ),
+    };
+
+    Ok(DesiredStack {
+        id,
+        env: env.clone(),
+        buckets,
+        table,
+        role,
+        empty_buckets_on_delete: spec.buckets.empty_on_delete,
+    })
+}
+
+/// User tags merged with ownership tags (exposed for tests and docs).
+pub fn tags_of(stack: &ImageOptimizationStack) -> Result<BTreeMap<String, String>> {
+    Ok(stack_id(stack)?.tags(&stack.spec.tags))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::api::{ImageOptimizationStackSpec, OutputFormat};
+
+    fn stack(yaml: &str) -> ImageOptimizationStack {
+        let spec: ImageOptimizationStackSpec = serde_yaml::from_str(yaml).unwrap();
+        let mut s = ImageOptimizationStack::new("images", spec);
+        s.metadata.namespace = Some("team-a".into());
+        s
+    }
+
+    fn env() -> AwsEnv {
+        AwsEnv {
+            account_id: "123456789012".into(),
+            region: "eu-west-1".into(),
+        }
+    }
+
+    #[test]
+    fn defaults_plan_everything() {
+        let d = plan(&stack("environment: dev"), &env()).unwrap();
+        assert_eq!(d.buckets.len(), 4);
+        let up = d.bucket(UPLOAD).unwrap();
+        assert_eq!(up.versioning, Some(true));
+        assert_eq!(up.acceleration, Some(true));
+        let cors = &up.cors.as_ref().unwrap()[0];
+        assert_eq!(cors.allowed_methods, vec!["PUT", "POST"]);
+        assert_eq!(cors.expose_headers, vec!["ETag"]);
+        for b in &d.buckets {
+            assert_eq!(b.tags.get(crate::naming::OWNER_TAG).unwrap(), "team-a/images");
+            let stmt = &b.policy["Statement"][0];
+            assert_eq!(stmt["Condition"]["Bool"]["aws:SecureTransport"], "false");
+            assert_eq!(stmt["Effect"], "Deny");
+        }
+        let out = d.outputs();
+        assert!(out.upload_bucket.unwrap().starts_with("imagestack-dev-upload-"));
+        assert!(d.role.arn.starts_with("arn:aws:iam::123456789012:role/imagestack-dev-processor-"));
+        assert!(!d.table.point_in_time_recovery);
+    }
+
+    #[test]
+    fn overrides_and_formats() {
+        let d = plan(
+            &stack(
+                r#"
+environment: prod
+tags: {team: media}
+buckets:
+  upload: {name: my-uploads, versioning: false, transferAcceleration: false}
+  outputs: {webp: my-webp}
+table: {name: my-table, pointInTimeRecovery: true}
+processor: {formats: [webp]}
+"#,
+            ),
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(d.bucket(UPLOAD).unwrap().name, "my-uploads");
+        assert_eq!(d.bucket("webp-bucket").unwrap().name, "my-webp");
+        assert_eq!(d.table.name, "my-table");
+        assert!(d.table.point_in_time_recovery);
+        assert_eq!(d.table.tags.get("team").unwrap(), "media");
+        let res = policy::resources(&d.role.policy);
+        assert!(res.contains(&"arn:aws:s3:::my-webp/webp/*".to_string()));
+        assert!(!res.iter().any(|r| r.contains("/jpeg/") || r.contains("/png/")), "{res:?}");
+        let s = stack("environment: prod");
+        assert_eq!(s.spec.processor.formats.len(), 3);
+        assert_eq!(s.spec.processor.formats[0], OutputFormat::Webp);
+    }
+
+    #[test]
+    fn duplicate_bucket_names_rejected() {
+        let e = plan(
+            &stack("environment: dev\nbuckets: {upload: {name: same-name}, outputs: {png: same-name}}"),
+            &env(),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("must all be different"), "{e}");
+    }
+
+    #[test]
+    fn region_defaults_to_operator() {
+        let s = stack("environment: dev");
+        assert_eq!(region(&s.spec, "us-west-2"), "us-west-2");
+        let s = stack("environment: dev\nregion: eu-central-1");
+        assert_eq!(region(&s.spec, "us-west-2"), "eu-central-1");
+    }
+}

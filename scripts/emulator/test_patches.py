@@ -1,0 +1,569 @@
+"""Tests of the emulator harness and of every patch in patches.py, through boto3 over HTTPS.
+
+Which emulator: the env file named by IMAGESTACK_EMULATOR_ENV if set; otherwise the session
+fixture runs start.sh (idempotent: it starts the emulator only if it is not already running,
+honouring IMAGESTACK_RUN_DIR / IMAGESTACK_EMULATOR_PORT) and reads the env file it prints. The
+emulator is left running. test.sh runs these tests against a private instance (own run dir and
+port) and stops it afterwards.
+
+Every test uses fresh unique resource names, so the tests can share an emulator with other test
+suites. The one test that calls POST /moto-api/reset (which wipes everything) runs only when
+IMAGESTACK_EMULATOR_ALLOW_RESET=1 (test.sh sets it for its private instance).
+
+Run: scripts/emulator/test.sh   or   .venv/bin/python -m pytest scripts/emulator/test_patches.py
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shlex
+import ssl
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+import zipfile
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+from botocore.exceptions import ClientError
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import patches  # noqa: E402  (pure policy-evaluation helpers, tested directly below)
+
+ACCOUNT = "123456789012"
+DIST_ARN = f"arn:aws:cloudfront::{ACCOUNT}:distribution/EDFDVBD6EXAMPLE"
+CACHING_OPTIMIZED = "658327ea-f89d-4fab-a63d-7e88639e58f6"  # AWS managed cache policy id
+
+
+# ------------------------------------------------------------------------------------------------
+# fixtures
+# ------------------------------------------------------------------------------------------------
+
+
+def _read_env_file(path: str) -> dict[str, str]:
+    env = {}
+    for line in Path(path).read_text().splitlines():
+        line = line.strip()
+        if line.startswith("export "):
+            key, _, value = line[len("export "):].partition("=")
+            env[key] = shlex.split(value)[0] if value else ""
+    return env
+
+
+@pytest.fixture(scope="session")
+def emu_env() -> dict[str, str]:
+    path = os.environ.get("IMAGESTACK_EMULATOR_ENV")
+    if not path:
+        out = subprocess.run([str(HERE / "start.sh")], check=True, stdout=subprocess.PIPE, text=True)
+        path = out.stdout.strip().splitlines()[-1]
+    env = _read_env_file(path)
+    for key in ("AWS_ENDPOINT_URL", "SSL_CERT_FILE", "AWS_CA_BUNDLE", "AWS_ACCESS_KEY_ID",
+                "AWS_SECRET_ACCESS_KEY", "AWS_REGION", "AWS_DEFAULT_REGION"):
+        assert env.get(key), f"{key} missing from {path}"
+    return env
+
+
+@pytest.fixture(scope="session")
+def client(emu_env):
+    session = boto3.Session(
+        aws_access_key_id=emu_env["AWS_ACCESS_KEY_ID"],
+        aws_secret_access_key=emu_env["AWS_SECRET_ACCESS_KEY"],
+        region_name=emu_env["AWS_REGION"],
+    )
+    config = Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
+
+    def make(service: str):
+        return session.client(service, endpoint_url=emu_env["AWS_ENDPOINT_URL"],
+                              verify=emu_env["AWS_CA_BUNDLE"], config=config)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def s3(client):
+    return client("s3")
+
+
+@pytest.fixture(scope="session")
+def cloudfront(client):
+    return client("cloudfront")
+
+
+def uid(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:12]}"
+
+
+def error_of(exc_info) -> tuple[str, int]:
+    err = exc_info.value.response
+    return err["Error"]["Code"], err["ResponseMetadata"]["HTTPStatusCode"]
+
+
+def tls_only_statement(bucket: str) -> dict:
+    return {
+        "Sid": "DenyInsecureTransport", "Effect": "Deny", "Principal": "*", "Action": "s3:*",
+        "Resource": [f"arn:aws:s3:::{bucket}", f"arn:aws:s3:::{bucket}/*"],
+        "Condition": {"Bool": {"aws:SecureTransport": "false"}},
+    }
+
+
+def cloudfront_read_statement(bucket: str) -> dict:
+    return {
+        "Sid": "AllowCloudFrontServicePrincipalReadOnly", "Effect": "Allow",
+        "Principal": {"Service": "cloudfront.amazonaws.com"}, "Action": "s3:GetObject",
+        "Resource": f"arn:aws:s3:::{bucket}/webp/*",
+        "Condition": {"StringEquals": {"AWS:SourceArn": DIST_ARN}},
+    }
+
+
+def put_policy(s3, bucket: str, *statements: dict) -> None:
+    s3.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Version": "2012-10-17", "Statement": list(statements)}))
+
+
+@pytest.fixture
+def bucket(s3):
+    name = uid("emu-test")
+    s3.create_bucket(Bucket=name)
+    return name
+
+
+# ------------------------------------------------------------------------------------------------
+# harness
+# ------------------------------------------------------------------------------------------------
+
+
+def test_env_file_points_at_https_loopback_with_our_ca(emu_env):
+    url = urllib.parse.urlparse(emu_env["AWS_ENDPOINT_URL"])
+    assert url.scheme == "https" and url.hostname == "127.0.0.1"
+    assert emu_env["SSL_CERT_FILE"] == emu_env["AWS_CA_BUNDLE"]
+    assert emu_env["AWS_REGION"] == emu_env["AWS_DEFAULT_REGION"] == "us-east-1"
+    # The certificate is valid for both 127.0.0.1 and localhost (SAN) under the bundle ...
+    ctx = ssl.create_default_context(cafile=emu_env["AWS_CA_BUNDLE"])
+    for host in ("127.0.0.1", "localhost"):
+        with urllib.request.urlopen(f"https://{host}:{url.port}/moto-api/config", context=ctx) as r:
+            assert 200 <= r.status < 300
+    # ... and the bundle still carries the system CAs (when the system has a bundle).
+    system = Path("/etc/ssl/certs/ca-certificates.crt")
+    if system.exists():
+        assert Path(emu_env["AWS_CA_BUNDLE"]).read_text().count("BEGIN CERTIFICATE") > 1
+
+
+def test_start_sh_is_idempotent_and_prints_the_same_env_file(emu_env):
+    if os.environ.get("IMAGESTACK_EMULATOR_ENV"):
+        pytest.skip("emulator given by IMAGESTACK_EMULATOR_ENV; start.sh not used")
+    out = subprocess.run([str(HERE / "start.sh")], check=True, stdout=subprocess.PIPE, text=True)
+    assert _read_env_file(out.stdout.strip())["AWS_ENDPOINT_URL"] == emu_env["AWS_ENDPOINT_URL"]
+
+
+def test_sts_get_caller_identity(client):
+    assert client("sts").get_caller_identity()["Account"] == ACCOUNT
+
+
+@pytest.mark.skipif(os.environ.get("IMAGESTACK_EMULATOR_ALLOW_RESET") != "1",
+                    reason="wipes the shared emulator; set IMAGESTACK_EMULATOR_ALLOW_RESET=1 (test.sh does)")
+def test_moto_api_reset_still_works(emu_env, s3, bucket):
+    ctx = ssl.create_default_context(cafile=emu_env["AWS_CA_BUNDLE"])
+    req = urllib.request.Request(emu_env["AWS_ENDPOINT_URL"] + "/moto-api/reset", method="POST")
+    with urllib.request.urlopen(req, context=ctx) as r:
+        assert 200 <= r.status < 300
+    assert bucket not in [b["Name"] for b in s3.list_buckets().get("Buckets", [])]
+    # patches survive a reset
+    b = uid("emu-after-reset")
+    s3.create_bucket(Bucket=b)
+    put_policy(s3, b, tls_only_statement(b))
+    s3.put_object(Bucket=b, Key="k", Body=b"x")
+
+
+# ------------------------------------------------------------------------------------------------
+# patch: s3-bucket-policy-conditions
+# ------------------------------------------------------------------------------------------------
+
+
+def test_tls_only_policy_does_not_block_normal_object_requests(s3, bucket):
+    s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    put_policy(s3, bucket, tls_only_statement(bucket))
+    s3.put_object(Bucket=bucket, Key="uploads/a.jpg", Body=b"one")
+    s3.put_object(Bucket=bucket, Key="uploads/a.jpg", Body=b"two")
+    assert s3.get_object(Bucket=bucket, Key="uploads/a.jpg")["Body"].read() == b"two"
+    assert s3.head_object(Bucket=bucket, Key="uploads/a.jpg")["ContentLength"] == 3
+    s3.copy_object(Bucket=bucket, Key="webp/a.webp", CopySource={"Bucket": bucket, "Key": "uploads/a.jpg"})
+    mpu = s3.create_multipart_upload(Bucket=bucket, Key="big.bin")
+    part = s3.upload_part(Bucket=bucket, Key="big.bin", UploadId=mpu["UploadId"], PartNumber=1, Body=b"p" * 10)
+    s3.complete_multipart_upload(Bucket=bucket, Key="big.bin", UploadId=mpu["UploadId"],
+                                 MultipartUpload={"Parts": [{"ETag": part["ETag"], "PartNumber": 1}]})
+    s3.delete_object(Bucket=bucket, Key="uploads/a.jpg")  # -> delete marker
+    listing = s3.list_object_versions(Bucket=bucket)
+    everything = [{"Key": v["Key"], "VersionId": v["VersionId"]}
+                  for v in listing.get("Versions", []) + listing.get("DeleteMarkers", [])]
+    assert len(everything) == 5  # 2 versions + 1 delete marker of a.jpg, webp/a.webp, big.bin
+    result = s3.delete_objects(Bucket=bucket, Delete={"Objects": everything})
+    assert not result.get("Errors") and len(result["Deleted"]) == 5
+    s3.delete_bucket(Bucket=bucket)
+
+
+def test_deny_whose_condition_holds_still_denies(s3, bucket):
+    s3.put_object(Bucket=bucket, Key="webp/x.webp", Body=b"x")
+    deny_get_over_tls = {
+        "Effect": "Deny", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/*",
+        "Condition": {"Bool": {"aws:SecureTransport": "true"}},
+    }
+    put_policy(s3, bucket, tls_only_statement(bucket), deny_get_over_tls)
+    with pytest.raises(ClientError) as e:
+        s3.get_object(Bucket=bucket, Key="webp/x.webp")
+    assert error_of(e) == ("AccessDenied", 403)
+    with pytest.raises(ClientError) as e:
+        s3.head_object(Bucket=bucket, Key="webp/x.webp")  # HeadObject is authorised as s3:GetObject
+    assert error_of(e)[1] == 403
+    s3.put_object(Bucket=bucket, Key="webp/y.webp", Body=b"y")  # not denied: other action
+
+
+def test_string_equals_deny_matches_only_when_value_matches(s3, bucket):
+    def deny_put_for_account(account: str) -> dict:
+        return {"Effect": "Deny", "Principal": {"AWS": "*"}, "Action": ["s3:PutObject", "s3:DeleteObject"],
+                "Resource": f"arn:aws:s3:::{bucket}/*",
+                "Condition": {"StringEquals": {"AWS:PrincipalAccount": account}}}
+
+    put_policy(s3, bucket, deny_put_for_account("999999999999"))
+    s3.put_object(Bucket=bucket, Key="a", Body=b"a")  # condition does not hold: allowed
+    put_policy(s3, bucket, deny_put_for_account(ACCOUNT))
+    with pytest.raises(ClientError) as e:
+        s3.put_object(Bucket=bucket, Key="b", Body=b"b")
+    assert error_of(e) == ("AccessDenied", 403)
+    result = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "a"}]})
+    assert [x["Code"] for x in result["Errors"]] == ["AccessDenied"]
+    assert s3.get_object(Bucket=bucket, Key="a")["Body"].read() == b"a"
+
+
+def test_cloudfront_sourcearn_allow_is_not_a_deny_for_the_bucket_owner(s3, emu_env, bucket):
+    put_policy(s3, bucket, tls_only_statement(bucket), cloudfront_read_statement(bucket))
+    s3.put_object(Bucket=bucket, Key="webp/a.webp", Body=b"webp")
+    s3.put_object(Bucket=bucket, Key="jpeg/a.jpg", Body=b"jpeg")
+    assert s3.get_object(Bucket=bucket, Key="webp/a.webp")["Body"].read() == b"webp"
+    assert s3.get_object(Bucket=bucket, Key="jpeg/a.jpg")["Body"].read() == b"jpeg"
+    # The grant is for the CloudFront service principal only: an anonymous GET is still refused.
+    ctx = ssl.create_default_context(cafile=emu_env["AWS_CA_BUNDLE"])
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{emu_env['AWS_ENDPOINT_URL']}/{bucket}/webp/a.webp", context=ctx)
+    assert e.value.code == 403
+
+
+def test_public_read_allow_grants_anonymous_reads(s3, emu_env, bucket):
+    put_policy(s3, bucket, tls_only_statement(bucket), {
+        "Effect": "Allow", "Principal": "*", "Action": "s3:GetObject", "Resource": f"arn:aws:s3:::{bucket}/public/*"})
+    s3.put_object(Bucket=bucket, Key="public/p.txt", Body=b"p")
+    ctx = ssl.create_default_context(cafile=emu_env["AWS_CA_BUNDLE"])
+    with urllib.request.urlopen(f"{emu_env['AWS_ENDPOINT_URL']}/{bucket}/public/p.txt", context=ctx) as r:
+        assert r.read() == b"p"
+
+
+@pytest.mark.parametrize("condition, context, holds", [
+    ({"Bool": {"aws:SecureTransport": "false"}}, {"aws:securetransport": ["true"]}, False),
+    ({"Bool": {"aws:SecureTransport": False}}, {"aws:securetransport": ["false"]}, True),
+    ({"StringEquals": {"AWS:SourceArn": DIST_ARN}}, {}, False),  # key absent
+    ({"StringEquals": {"aws:sourcearn": DIST_ARN}}, {"aws:sourcearn": [DIST_ARN]}, True),  # keys case-insensitive
+    ({"StringEquals": {"aws:SourceArn": DIST_ARN.upper()}}, {"aws:sourcearn": [DIST_ARN]}, False),  # values are not
+    ({"StringNotEquals": {"aws:SourceAccount": ACCOUNT}}, {}, True),  # negated + absent key -> true
+    ({"StringLike": {"s3:prefix": ["webp/*", "jpeg/?.jpg"]}}, {"s3:prefix": ["jpeg/a.jpg"]}, True),
+    ({"StringLike": {"s3:prefix": "webp/*"}}, {"s3:prefix": ["png/a"]}, False),
+    ({"ArnLike": {"AWS:SourceArn": "arn:aws:cloudfront::*:distribution/*"}}, {"aws:sourcearn": [DIST_ARN]}, True),
+    ({"ArnLike": {"aws:SourceArn": "arn:aws:s3:::bucket-*"}}, {"aws:sourcearn": ["arn:aws:s3:::bucket-x"]}, True),
+    ({"ArnEquals": {"aws:SourceArn": "arn:aws:s3:::other"}}, {"aws:sourcearn": ["arn:aws:s3:::bucket-x"]}, False),
+    ({"ArnLike": {"aws:SourceArn": "arn:aws:s3:::*"}}, {"aws:sourcearn": ["arn:aws:s3::extra:x:y"]}, False),
+    ({"Null": {"aws:SourceArn": "true"}}, {}, True),
+    ({"Null": {"aws:SourceArn": "false"}}, {}, False),
+    ({"StringEqualsIfExists": {"aws:SourceArn": DIST_ARN}}, {}, True),
+    ({"ForAllValues:StringEquals": {"aws:TagKeys": ["a", "b"]}}, {"aws:tagkeys": ["a"]}, True),
+    ({"ForAnyValue:StringEquals": {"aws:TagKeys": ["c"]}}, {"aws:tagkeys": ["a", "b"]}, False),
+    ({"IpAddress": {"aws:SourceIp": "127.0.0.0/8"}}, {"aws:sourceip": ["127.0.0.1"]}, True),
+    ({"NotIpAddress": {"aws:SourceIp": "10.0.0.0/8"}}, {"aws:sourceip": ["127.0.0.1"]}, True),
+    ({"NumericLessThan": {"s3:max-keys": "10"}}, {"s3:max-keys": ["5"]}, True),
+    # several operators and keys: all must hold
+    ({"Bool": {"aws:SecureTransport": "true"}, "StringEquals": {"aws:SourceAccount": ACCOUNT}},
+     {"aws:securetransport": ["true"]}, False),
+])
+def test_condition_operators(condition, context, holds):
+    assert patches.condition_holds(condition, context) is holds
+
+
+def test_unsupported_condition_operator_fails_loudly():
+    with pytest.raises(NotImplementedError):
+        patches.condition_holds({"DateGreaterThan": {"aws:CurrentTime": "2020-01-01T00:00:00Z"}}, {"aws:currenttime": ["x"]})
+
+
+def test_policy_evaluation_principal_action_resource():
+    policy = {"Statement": [
+        tls_only_statement("b"), cloudfront_read_statement("b"),
+        {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{ACCOUNT}:root"}, "NotAction": "s3:Delete*",
+         "Resource": "arn:aws:s3:::b/*"},
+    ]}
+    tls = {"aws:securetransport": ["true"]}
+    ev = patches.evaluate_policy
+    assert ev(policy, "s3:GetObject", "arn:aws:s3:::b/webp/x", ACCOUNT, tls) == "Allow"
+    assert ev(policy, "s3:DeleteObject", "arn:aws:s3:::b/webp/x", ACCOUNT, tls) == "Neutral"
+    assert ev(policy, "s3:GetObject", "arn:aws:s3:::b/webp/x", None, tls) == "Neutral"  # anonymous
+    assert ev(policy, "s3:GetObject", "arn:aws:s3:::b/webp/x", ACCOUNT, {"aws:securetransport": ["false"]}) == "Deny"
+    cf_ctx = dict(tls, **{"aws:sourcearn": [DIST_ARN]})
+    assert ev({"Statement": [cloudfront_read_statement("b")]}, "s3:GetObject", "arn:aws:s3:::b/webp/x", ACCOUNT, cf_ctx) == "Neutral"
+
+
+# ------------------------------------------------------------------------------------------------
+# patch: s3-notification-destination-validation
+# ------------------------------------------------------------------------------------------------
+
+
+def _function(client, name: str) -> str:
+    iam, lam = client("iam"), client("lambda")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                     "Action": "sts:AssumeRole"}]}
+    role = iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    return lam.create_function(FunctionName=name, Runtime="provided.al2023", Role=role, Handler="bootstrap",
+                               Code={"ZipFile": buf.getvalue()})["FunctionArn"]
+
+
+def test_notification_needs_lambda_permission_for_the_bucket(client, s3, bucket):
+    lam = client("lambda")
+    fn = _function(client, uid("emu-fn"))
+    config = {"LambdaFunctionConfigurations": [{"Id": "on-upload", "LambdaFunctionArn": fn, "Events": ["s3:ObjectCreated:*"],
+                                                "Filter": {"Key": {"FilterRules": [{"Name": "prefix", "Value": "uploads/"}]}}}]}
+    with pytest.raises(ClientError) as e:  # no permission yet
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+    assert error_of(e) == ("InvalidArgument", 400)
+    lam.add_permission(FunctionName=fn, StatementId="other-bucket", Action="lambda:InvokeFunction",
+                       Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::some-other-bucket", SourceAccount=ACCOUNT)
+    with pytest.raises(ClientError) as e:  # permission for another bucket only
+        s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+    assert error_of(e) == ("InvalidArgument", 400)
+    lam.add_permission(FunctionName=fn, StatementId="s3-invoke", Action="lambda:InvokeFunction",
+                       Principal="s3.amazonaws.com", SourceArn=f"arn:aws:s3:::{bucket}", SourceAccount=ACCOUNT)
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration=config)
+    got = s3.get_bucket_notification_configuration(Bucket=bucket)["LambdaFunctionConfigurations"]
+    assert [(c["Id"], c["LambdaFunctionArn"]) for c in got] == [("on-upload", fn)]
+    s3.put_bucket_notification_configuration(Bucket=bucket, NotificationConfiguration={})  # removing is always fine
+
+
+# ------------------------------------------------------------------------------------------------
+# patches: cloudfront-*
+# ------------------------------------------------------------------------------------------------
+
+
+def _oac(cloudfront) -> str:
+    return cloudfront.create_origin_access_control(OriginAccessControlConfig={
+        "Name": uid("emu-oac"), "Description": "test", "SigningProtocol": "sigv4", "SigningBehavior": "always",
+        "OriginAccessControlOriginType": "s3"})["OriginAccessControl"]["Id"]
+
+
+def _distribution_config(oac_id: str, enabled: bool = True) -> dict:
+    def origin(name: str) -> dict:
+        return {"Id": name, "DomainName": f"{uid('emu-' + name)}.s3.us-east-1.amazonaws.com", "OriginPath": "",
+                "S3OriginConfig": {"OriginAccessIdentity": ""}, "OriginAccessControlId": oac_id}
+
+    def behaviour(origin_id: str) -> dict:
+        return {"TargetOriginId": origin_id, "ViewerProtocolPolicy": "redirect-to-https", "Compress": True,
+                "CachePolicyId": CACHING_OPTIMIZED,
+                "AllowedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"],
+                                   "CachedMethods": {"Quantity": 2, "Items": ["GET", "HEAD"]}}}
+
+    return {
+        "CallerReference": uid("emu-ref"), "Comment": "emulator test", "Enabled": enabled, "PriceClass": "PriceClass_100",
+        "Origins": {"Quantity": 2, "Items": [origin("webp"), origin("jpeg")]},
+        "DefaultCacheBehavior": behaviour("webp"),
+        "CacheBehaviors": {"Quantity": 2, "Items": [dict(behaviour("webp"), PathPattern="/webp/*"),
+                                                    dict(behaviour("jpeg"), PathPattern="/jpeg/*")]},
+    }
+
+
+def test_origins_round_trip_oac_and_s3_origin_config(cloudfront):
+    oac_id = _oac(cloudfront)
+    sent = _distribution_config(oac_id)
+    created = cloudfront.create_distribution(DistributionConfig=sent)["Distribution"]
+    for got in (cloudfront.get_distribution(Id=created["Id"])["Distribution"]["DistributionConfig"],
+                cloudfront.get_distribution_config(Id=created["Id"])["DistributionConfig"]):
+        for sent_origin, got_origin in zip(sent["Origins"]["Items"], got["Origins"]["Items"]):
+            assert got_origin["OriginAccessControlId"] == oac_id
+            assert got_origin["S3OriginConfig"] == {"OriginAccessIdentity": ""}
+            assert got_origin["DomainName"] == sent_origin["DomainName"]
+        # cache-policy behaviours come back without legacy ForwardedValues/TTLs or an empty policy id
+        for b in [got["DefaultCacheBehavior"]] + got["CacheBehaviors"]["Items"]:
+            assert b["CachePolicyId"] == CACHING_OPTIMIZED
+            for absent in ("ForwardedValues", "MinTTL", "DefaultTTL", "MaxTTL", "OriginRequestPolicyId"):
+                assert absent not in b, absent
+
+
+def test_origin_without_oac_reads_back_empty_oac_id(cloudfront):
+    config = _distribution_config("")
+    for o in config["Origins"]["Items"]:
+        del o["OriginAccessControlId"]
+    dist = cloudfront.create_distribution(DistributionConfig=config)["Distribution"]
+    got = cloudfront.get_distribution_config(Id=dist["Id"])["DistributionConfig"]
+    assert [o["OriginAccessControlId"] for o in got["Origins"]["Items"]] == ["", ""]
+
+
+def test_update_rotates_etag_and_enforces_if_match(cloudfront):
+    created = cloudfront.create_distribution(DistributionConfig=_distribution_config(_oac(cloudfront)))
+    dist_id, etag0 = created["Distribution"]["Id"], created["ETag"]
+    current = cloudfront.get_distribution_config(Id=dist_id)
+    assert current["ETag"] == etag0
+    config = dict(current["DistributionConfig"], Comment="changed")
+    with pytest.raises(ClientError) as e:
+        cloudfront.update_distribution(Id=dist_id, DistributionConfig=config, IfMatch="E2STALEETAG")
+    assert error_of(e) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as e:
+        cloudfront.update_distribution(Id=dist_id, DistributionConfig=config, IfMatch="")
+    assert error_of(e) == ("InvalidIfMatchVersion", 400)
+    etag1 = cloudfront.update_distribution(Id=dist_id, DistributionConfig=config, IfMatch=etag0)["ETag"]
+    assert etag1 != etag0
+    after = cloudfront.get_distribution_config(Id=dist_id)
+    assert after["ETag"] == etag1 and after["DistributionConfig"]["Comment"] == "changed"
+    with pytest.raises(ClientError) as e:  # the old ETag is stale now
+        cloudfront.update_distribution(Id=dist_id, DistributionConfig=config, IfMatch=etag0)
+    assert error_of(e) == ("PreconditionFailed", 412)
+    assert cloudfront.update_distribution(Id=dist_id, DistributionConfig=config, IfMatch=etag1)["ETag"] not in (etag0, etag1)
+
+
+def test_enabled_distribution_cannot_be_deleted(cloudfront):
+    created = cloudfront.create_distribution(DistributionConfig=_distribution_config(_oac(cloudfront)))
+    dist_id, etag = created["Distribution"]["Id"], created["ETag"]
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_distribution(Id=dist_id, IfMatch=etag)
+    assert error_of(e) == ("DistributionNotDisabled", 409)
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_distribution(Id=dist_id)
+    assert error_of(e) == ("InvalidIfMatchVersion", 400)
+    # disable -> (Deployed) -> delete with the new ETag
+    config = dict(cloudfront.get_distribution_config(Id=dist_id)["DistributionConfig"], Enabled=False)
+    etag = cloudfront.update_distribution(Id=dist_id, DistributionConfig=config, IfMatch=etag)["ETag"]
+    assert cloudfront.get_distribution(Id=dist_id)["Distribution"]["Status"] == "Deployed"
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_distribution(Id=dist_id, IfMatch="E2STALEETAG")
+    assert error_of(e) == ("PreconditionFailed", 412)
+    cloudfront.delete_distribution(Id=dist_id, IfMatch=etag)
+    with pytest.raises(ClientError) as e:
+        cloudfront.get_distribution(Id=dist_id)
+    assert error_of(e) == ("NoSuchDistribution", 404)
+
+
+def test_origin_access_control_config_etag_and_lifecycle(cloudfront):
+    config = {"Name": uid("emu-oac"), "Description": "d", "SigningProtocol": "sigv4", "SigningBehavior": "always",
+              "OriginAccessControlOriginType": "s3"}
+    created = cloudfront.create_origin_access_control(OriginAccessControlConfig=config)
+    oac_id, etag = created["OriginAccessControl"]["Id"], created["ETag"]
+    got = cloudfront.get_origin_access_control_config(Id=oac_id)
+    assert got["OriginAccessControlConfig"] == config and got["ETag"] == etag
+    assert cloudfront.get_origin_access_control(Id=oac_id)["ETag"] == etag
+    with pytest.raises(ClientError) as e:
+        cloudfront.create_origin_access_control(OriginAccessControlConfig=config)
+    assert error_of(e) == ("OriginAccessControlAlreadyExists", 409)
+    with pytest.raises(ClientError) as e:
+        cloudfront.update_origin_access_control(Id=oac_id, OriginAccessControlConfig=dict(config, Description="x"), IfMatch="STALE")
+    assert error_of(e) == ("PreconditionFailed", 412)
+    etag2 = cloudfront.update_origin_access_control(Id=oac_id, OriginAccessControlConfig=dict(config, Description="x"),
+                                                    IfMatch=etag)["ETag"]
+    assert etag2 != etag
+    assert cloudfront.get_origin_access_control_config(Id=oac_id)["ETag"] == etag2
+    # in use by a distribution -> refused
+    dist = cloudfront.create_distribution(DistributionConfig=_distribution_config(oac_id))
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_origin_access_control(Id=oac_id, IfMatch=etag2)
+    assert error_of(e) == ("OriginAccessControlInUse", 409)
+    config_off = dict(cloudfront.get_distribution_config(Id=dist["Distribution"]["Id"])["DistributionConfig"], Enabled=False)
+    etag_d = cloudfront.update_distribution(Id=dist["Distribution"]["Id"], DistributionConfig=config_off, IfMatch=dist["ETag"])["ETag"]
+    cloudfront.get_distribution(Id=dist["Distribution"]["Id"])
+    cloudfront.delete_distribution(Id=dist["Distribution"]["Id"], IfMatch=etag_d)
+    cloudfront.delete_origin_access_control(Id=oac_id, IfMatch=etag2)
+    with pytest.raises(ClientError) as e:
+        cloudfront.get_origin_access_control_config(Id=oac_id)
+    assert error_of(e) == ("NoSuchOriginAccessControl", 404)
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_origin_access_control(Id=oac_id, IfMatch=etag2)
+    assert error_of(e) == ("NoSuchOriginAccessControl", 404)
+
+
+# ------------------------------------------------------------------------------------------------
+# patches: lambda-add-permission-duplicate-sid, dynamodb-update-table-sse; IAM facts
+# ------------------------------------------------------------------------------------------------
+
+
+def test_duplicate_permission_statement_id_conflicts(client):
+    lam = client("lambda")
+    fn = _function(client, uid("emu-fn"))
+    args = dict(FunctionName=fn, StatementId="s3-invoke", Action="lambda:InvokeFunction",
+                Principal="s3.amazonaws.com", SourceArn="arn:aws:s3:::b", SourceAccount=ACCOUNT)
+    lam.add_permission(**args)
+    with pytest.raises(ClientError) as e:
+        lam.add_permission(**args)
+    assert error_of(e) == ("ResourceConflictException", 409)
+    lam.remove_permission(FunctionName=fn, StatementId="s3-invoke")
+    with pytest.raises(ClientError) as e:
+        lam.get_policy(FunctionName=fn)
+    assert error_of(e) == ("ResourceNotFoundException", 404)
+
+
+def test_update_table_applies_sse(client):
+    ddb = client("dynamodb")
+    name = uid("emu-table")
+    ddb.create_table(TableName=name, BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}])
+    assert "SSEDescription" not in ddb.describe_table(TableName=name)["Table"]
+    updated = ddb.update_table(TableName=name, SSESpecification={"Enabled": True, "SSEType": "KMS"})
+    assert updated["TableDescription"]["SSEDescription"]["Status"] == "ENABLED"
+    assert ddb.describe_table(TableName=name)["Table"]["SSEDescription"]["SSEType"] == "KMS"
+    ddb.update_table(TableName=name, SSESpecification={"Enabled": False})
+    assert "SSEDescription" not in ddb.describe_table(TableName=name)["Table"]
+
+
+def test_iam_managed_policies_exist_and_documents_are_url_encoded_like_aws(client):
+    iam = client("iam")
+    raw: dict[str, str] = {}
+    iam.meta.events.register("before-parse.iam.GetRolePolicy",
+                             lambda response_dict, **_: raw.update(body=response_dict["body"].decode()))
+    name = uid("emu-role")
+    iam.create_role(RoleName=name, AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": []}))
+    iam.attach_role_policy(RoleName=name, PolicyArn="arn:aws:iam::aws:policy/service-role/AWSLambdaBasicExecutionRole")
+    doc = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}]}
+    iam.put_role_policy(RoleName=name, PolicyName="inline", PolicyDocument=json.dumps(doc))
+    assert iam.get_role_policy(RoleName=name, PolicyName="inline")["PolicyDocument"] == doc  # boto3 decodes
+    # On the wire (what aws-sdk-rust hands you): URL-encoded JSON, as on AWS.
+    wire = raw["body"].split("<PolicyDocument>")[1].split("</PolicyDocument>")[0]
+    assert wire.startswith("%7B") and json.loads(urllib.parse.unquote(wire)) == doc
+
+
+def test_create_bucket_applies_tags_from_create_bucket_configuration(s3):
+    name = uid("tagged-at-create")
+    s3.create_bucket(
+        Bucket=name,
+        CreateBucketConfiguration={"Tags": [{"Key": "imagestack.dev/stack", "Value": "ns/a"}]},
+    )
+    try:
+        tags = s3.get_bucket_tagging(Bucket=name)["TagSet"]
+        assert tags == [{"Key": "imagestack.dev/stack", "Value": "ns/a"}]
+    finally:
+        s3.delete_bucket(Bucket=name)
+
+
+def test_unconfigured_versioning_and_accelerate_use_aws_root_elements(emu_env, bucket):
+    # aws-sdk-rust checks the root element name; boto3 does not, so read the raw XML.
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    from botocore.credentials import Credentials
+
+    creds = Credentials(emu_env["AWS_ACCESS_KEY_ID"], emu_env["AWS_SECRET_ACCESS_KEY"])
+    for query, root in (("versioning", "VersioningConfiguration"), ("accelerate", "AccelerateConfiguration")):
+        url = f"{emu_env['AWS_ENDPOINT_URL']}/{bucket}/?{query}"
+        req = AWSRequest(method="GET", url=url)
+        SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
+        ctx = ssl.create_default_context(cafile=emu_env["AWS_CA_BUNDLE"])
+        r = urllib.request.Request(url, headers=dict(req.headers))
+        body = urllib.request.urlopen(r, context=ctx).read().decode()
+        assert f"<{root} " in body or f"<{root}>" in body, body
