@@ -1,1 +1,346 @@
-//! Shared harness for the end-to-end tests.
+//! Shared harness for the end-to-end tests and benchmarks: a real Kubernetes
+//! API server from `KUBECONFIG` (../shared/envtest or kind), the AWS emulator
+//! from `AWS_ENDPOINT_URL`, and the operator binary run as a process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context as _, Result, anyhow, bail};
+use imagestack_operator::api::ImageOptimizationStack;
+use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+use kube::api::{Api, Patch, PatchParams};
+use kube::{Client, ResourceExt};
+
+/// Root of the repository.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from(".."))
+}
+
+/// Fail with a clear message when the environment the tests need is missing.
+pub fn require_env() {
+    for (var, hint) in [
+        ("KUBECONFIG", "a Kubernetes API server: `export KUBECONFIG=$(../shared/envtest/start.sh)` or a kind cluster"),
+        ("AWS_ENDPOINT_URL", "the AWS emulator: `. $(scripts/emulator/start.sh)`"),
+    ] {
+        assert!(
+            std::env::var(var).is_ok(),
+            "{var} is not set: the end-to-end tests need {hint}. `./scripts/test` sets up both."
+        );
+    }
+}
+
+/// A unique, DNS-safe name: prefix, time, process and a per-process counter.
+pub fn unique(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let c = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{prefix}-{}-{}-{c}", n % 100_000_000, std::process::id())
+}
+
+/// Kubernetes client from `KUBECONFIG`.
+pub async fn kube_client() -> Result<Client> {
+    Client::try_default().await.context("kube client from KUBECONFIG")
+}
+
+/// Install (server-side apply) the CRD from `crds/` and wait until it is established.
+pub async fn install_crd(client: &Client) -> Result<()> {
+    let api: Api<CustomResourceDefinition> = Api::all(client.clone());
+    let text = std::fs::read_to_string(repo_root().join("crds/imagestack.dev_imagestacks.yaml"))?;
+    let crd: CustomResourceDefinition = serde_yaml::from_str(&text)?;
+    let name = crd.name_any();
+    api.patch(
+        &name,
+        &PatchParams::apply("imagestack-tests").force(),
+        &Patch::Apply(&crd),
+    )
+    .await?;
+    poll(Duration::from_secs(30), || async {
+        let c = api.get(&name).await.ok()?;
+        let established = c
+            .status?
+            .conditions?
+            .iter()
+            .any(|c| c.type_ == "Established" && c.status == "True");
+        established.then_some(())
+    })
+    .await
+    .context("CRD not established")
+}
+
+/// Create `ns` on clusters that have Namespaces (kind, real clusters). The
+/// envtest API server has no core group and accepts any namespace name, so a
+/// 404 there is fine.
+pub async fn ensure_namespace(client: &Client, ns: &str) -> Result<()> {
+    use k8s_openapi::api::core::v1::Namespace;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let obj = Namespace {
+        metadata: kube::api::ObjectMeta {
+            name: Some(ns.to_string()),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    match api.create(&Default::default(), &obj).await {
+        Ok(_) => Ok(()),
+        // code 0: the envtest server answers 404 with a plain-text body kube cannot parse.
+        Err(kube::Error::Api(s)) if matches!(s.code, 0 | 404 | 409) => Ok(()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Poll `f` every 100 ms until it returns `Some`, or fail after `timeout`.
+pub async fn poll<T, F, Fut>(timeout: Duration, mut f: F) -> Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if start.elapsed() > timeout {
+            bail!("condition not met within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Path of the operator binary: `IMAGESTACK_OPERATOR_BIN`, else next to this
+/// test executable's target directory (`cargo test --workspace` builds it).
+pub fn operator_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("IMAGESTACK_OPERATOR_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> → target/<profile>/operator
+    let profile_dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .ok_or_else(|| anyhow!("cannot locate target dir from {}", exe.display()))?;
+    let bin = profile_dir.join("operator");
+    if !bin.exists() {
+        bail!(
+            "{} not found: build it first with `cargo build -p imagestack-operator` (./scripts/test does)",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A free TCP port on 127.0.0.1.
+pub fn free_port() -> Result<u16> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+/// The operator running as a child process (killed on drop).
+pub struct Operator {
+    child: Child,
+    pub metrics_port: u16,
+    pub log: PathBuf,
+}
+
+impl Operator {
+    /// Start `operator run` watching `namespace`, leader election off (the
+    /// envtest API server has no Lease API), with extra env vars.
+    pub fn start(namespace: &str, resync: &str, env: &[(&str, &str)]) -> Result<Self> {
+        let port = free_port()?;
+        let log_dir = repo_root().join(".run/test-logs");
+        std::fs::create_dir_all(&log_dir)?;
+        let log = log_dir.join(format!("operator-{namespace}-{port}.log"));
+        let file = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(operator_bin()?);
+        cmd.args([
+            "run",
+            "--namespace",
+            namespace,
+            "--leader-election=false",
+            "--resync-interval",
+            resync,
+            "--metrics-addr",
+            &format!("127.0.0.1:{port}"),
+            "--log-format",
+            "json",
+        ])
+        .stdin(Stdio::null())
+        .stdout(file.try_clone()?)
+        .stderr(file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("spawn operator")?;
+        Ok(Self {
+            child,
+            metrics_port: port,
+            log,
+        })
+    }
+
+    /// Wait until the process exits by itself (e.g. the crash hook), bounded.
+    pub async fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        let child = &mut self.child;
+        poll(timeout, || {
+            let r = child.try_wait().ok().flatten();
+            async move { r }
+        })
+        .await
+    }
+
+    /// Process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Peak resident set size in KiB (VmHWM from /proc), Linux only.
+    pub fn peak_rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).ok()?;
+        status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()
+    }
+
+    /// Kill the process (SIGKILL) and reap it.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// The operator's log so far (for assertion messages).
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Scrape `/metrics`.
+    pub async fn metrics(&self) -> Result<String> {
+        let port = self.metrics_port;
+        let text = tokio::task::spawn_blocking(move || http_get(port, "/metrics")).await??;
+        Ok(text)
+    }
+
+    /// Sum of a metric's samples whose label set contains all `labels`.
+    pub async fn metric_sum(&self, name: &str, labels: &[&str]) -> Result<f64> {
+        let text = self.metrics().await?;
+        Ok(sum_metric(&text, name, labels))
+    }
+
+    /// Total mutating AWS calls so far (operations not starting with Get/List/Head/Describe).
+    pub async fn aws_writes(&self) -> Result<f64> {
+        let text = self.metrics().await?;
+        Ok(text
+            .lines()
+            .filter(|l| l.starts_with("imagestack_aws_calls_total{"))
+            .filter(|l| {
+                l.split("operation=\"")
+                    .nth(1)
+                    .and_then(|s| s.split('"').next())
+                    .is_some_and(imagestack_operator::aws::is_mutating)
+            })
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum())
+    }
+}
+
+impl Drop for Operator {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Sum the samples of `name` whose labels contain every `labels` fragment.
+pub fn sum_metric(text: &str, name: &str, labels: &[&str]) -> f64 {
+    text.lines()
+        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+        .filter(|l| labels.iter().all(|f| l.contains(f)))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+fn http_get(port: u16, path: &str) -> Result<String> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port))?;
+    s.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
+    let mut out = String::new();
+    s.read_to_string(&mut out)?;
+    Ok(out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+}
+
+/// Run kubectl with `args` (and optional stdin); returns (success, stdout, stderr).
+pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<(bool, String, String)> {
+    use std::io::Write;
+    let mut child = Command::new("kubectl")
+        .args(args)
+        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("run kubectl (is it on PATH?)")?;
+    if let (Some(input), Some(mut si)) = (stdin, child.stdin.take()) {
+        si.write_all(input.as_bytes())?;
+    }
+    let out = child.wait_with_output()?;
+    Ok((
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    ))
+}
+
+/// A stack manifest in `namespace`.
+pub fn manifest(namespace: &str, name: &str, spec_yaml: &str) -> String {
+    let mut out = format!(
+        "apiVersion: imagestack.dev/v1alpha1\nkind: ImageOptimizationStack\nmetadata:\n  name: {name}\n  namespace: {namespace}\nspec:\n"
+    );
+    for line in spec_yaml.lines() {
+        out.push_str("  ");
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+/// Status of condition `type_` of a stack.
+pub fn condition<'a>(s: &'a ImageOptimizationStack, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    s.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+}
+
+/// Wait until the stack's `Ready` condition is `True` for its current generation.
+pub async fn wait_ready(api: &Api<ImageOptimizationStack>, name: &str, timeout: Duration) -> Result<ImageOptimizationStack> {
+    let last = std::sync::Mutex::new(None);
+    let r = poll(timeout, || async {
+        let s = api.get(name).await.ok()?;
+        let ready = condition(&s, "Ready").is_some_and(|c| c.status == "True")
+            && s.status.as_ref()?.observed_generation == s.metadata.generation;
+        if let Ok(mut l) = last.lock() {
+            *l = s.status.clone();
+        }
+        ready.then_some(s)
+    })
+    .await;
+    r.map_err(|e| anyhow!("{e}; last status: {:?}", last.lock().ok().and_then(|l| l.clone())))
+}
+
+/// AWS clients from the environment (the emulator in tests).
+pub async fn aws() -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client, aws_sdk_iam::Client) {
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+    let s3 = aws_sdk_s3::config::Builder::from(&cfg)
+        .force_path_style(cfg.endpoint_url().is_some())
+        .build();
+    (
+        aws_sdk_s3::Client::from_conf(s3),
+        aws_sdk_dynamodb::Client::new(&cfg),
+        aws_sdk_iam::Client::new(&cfg),
+    )
+}

@@ -748,10 +748,10 @@ mod tests {
     #[test]
     fn unmanaged_fields_are_ignored() {
         let mut d = desired();
+        let mut o = in_sync(&d);
         d.versioning = None;
         d.acceleration = None;
         d.cors = None;
-        let mut o = in_sync(&d);
         o.versioning = None;
         o.acceleration = Some("Suspended".into());
         o.cors.clear();

@@ -1,0 +1,409 @@
+//! Each storage component against the AWS emulator (moto over HTTPS, started
+//! by scripts/emulator/start.sh; see README "Tests"): create → read every
+//! setting back with the SDK; out-of-band change → repaired; second pass →
+//! zero writes; delete; non-empty bucket; name conflict.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use imagestack_operator::api::{ImageOptimizationStack, ImageOptimizationStackSpec};
+use imagestack_operator::aws::{AwsClients, AwsFactory, CallStats};
+use imagestack_operator::components::{self, Ctx, Deletion, State};
+use imagestack_operator::error::Error;
+use imagestack_operator::naming::{OWNER_TAG, StackId};
+use imagestack_operator::plan::{self, AwsEnv, DesiredStack, UPLOAD};
+use imagestack_operator::policy;
+
+struct Harness {
+    factory: AwsFactory,
+    stats: Arc<CallStats>,
+    aws: AwsClients,
+    desired: DesiredStack,
+}
+
+fn unique(prefix: &str) -> String {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let c = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    format!("{prefix}-{}-{}-{c}", n % 100_000_000, std::process::id())
+}
+
+async fn harness(spec_yaml: &str) -> Harness {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: these tests need the AWS emulator. Run ./scripts/test, or \
+         `. $(scripts/emulator/start.sh)` first."
+    );
+    let stats = Arc::new(CallStats::default());
+    let factory = AwsFactory::load(None, stats.clone()).await.expect("aws config");
+    let aws = factory.clients(None);
+    let spec: ImageOptimizationStackSpec = serde_yaml::from_str(spec_yaml).expect("spec");
+    let mut stack = ImageOptimizationStack::new(&unique("stack"), spec);
+    // A unique namespace per test: moto maps every key to one account.
+    stack.metadata.namespace = Some(unique("ns"));
+    let env = AwsEnv {
+        account_id: factory.account_id().await.expect("account"),
+        region: factory.default_region(),
+    };
+    let desired = plan::plan(&stack, &env).expect("plan");
+    Harness {
+        factory,
+        stats,
+        aws,
+        desired,
+    }
+}
+
+impl Harness {
+    fn ctx(&self) -> Ctx<'_> {
+        Ctx {
+            aws: &self.aws,
+            id: &self.desired.id,
+            dry_run: false,
+        }
+    }
+    fn writes(&self) -> u64 {
+        self.stats.writes()
+    }
+}
+
+async fn bucket_tags(aws: &AwsClients, b: &str) -> BTreeMap<String, String> {
+    aws.s3
+        .get_bucket_tagging()
+        .bucket(b)
+        .send()
+        .await
+        .map(|o| {
+            o.tag_set()
+                .iter()
+                .map(|t| (t.key().to_string(), t.value().to_string()))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn upload_bucket_create_read_back_drift_and_zero_writes() {
+    let h = harness("environment: dev\nbuckets: {upload: {cors: {allowedOrigins: ['https://app.example.com'], maxAgeSeconds: 600}}}\ntags: {team: media}").await;
+    let d = h.desired.bucket(UPLOAD).unwrap().clone();
+    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    assert!(r.created);
+    assert_eq!(r.state, State::Ready);
+
+    // Read every setting back with the SDK.
+    let s3 = &h.aws.s3;
+    let v = s3.get_bucket_versioning().bucket(&d.name).send().await.unwrap();
+    assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
+    let a = s3.get_bucket_accelerate_configuration().bucket(&d.name).send().await.unwrap();
+    assert_eq!(a.status().map(|s| s.as_str()), Some("Enabled"));
+    let cors = s3.get_bucket_cors().bucket(&d.name).send().await.unwrap();
+    let rule = &cors.cors_rules()[0];
+    assert_eq!(rule.allowed_origins(), ["https://app.example.com"]);
+    let mut methods = rule.allowed_methods().to_vec();
+    methods.sort();
+    assert_eq!(methods, ["POST", "PUT"]);
+    assert_eq!(rule.expose_headers(), ["ETag"]);
+    assert_eq!(rule.max_age_seconds(), Some(600));
+    let pab = s3.get_public_access_block().bucket(&d.name).send().await.unwrap();
+    let pab = pab.public_access_block_configuration().unwrap();
+    assert_eq!(
+        [pab.block_public_acls(), pab.ignore_public_acls(), pab.block_public_policy(), pab.restrict_public_buckets()],
+        [Some(true); 4]
+    );
+    let enc = s3.get_bucket_encryption().bucket(&d.name).send().await.unwrap();
+    let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
+    assert_eq!(
+        rule.apply_server_side_encryption_by_default().unwrap().sse_algorithm().as_str(),
+        "AES256"
+    );
+    assert_eq!(rule.bucket_key_enabled(), Some(true));
+    let own = s3.get_bucket_ownership_controls().bucket(&d.name).send().await.unwrap();
+    assert_eq!(
+        own.ownership_controls().unwrap().rules()[0].object_ownership().as_str(),
+        "BucketOwnerEnforced"
+    );
+    let pol = s3.get_bucket_policy().bucket(&d.name).send().await.unwrap();
+    let pol = policy::parse(pol.policy().unwrap()).unwrap();
+    assert!(policy::equivalent(&pol, &d.policy));
+    assert_eq!(pol["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    let tags = bucket_tags(&h.aws, &d.name).await;
+    assert_eq!(tags.get("team").map(String::as_str), Some("media"));
+    assert_eq!(tags.get(OWNER_TAG), Some(&h.desired.id.owner_tag_value()));
+
+    // Object requests over TLS still work with the TLS-only policy in place.
+    s3.put_object().bucket(&d.name).key("a.jpg").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    s3.get_object().bucket(&d.name).key("a.jpg").send().await.unwrap();
+
+    // In sync: a second pass makes zero mutating calls.
+    let before = h.writes();
+    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    assert!(!r.created && r.changes.is_empty(), "{r:?}");
+    assert_eq!(h.writes(), before, "writes: {:?}", h.stats.write_operations());
+
+    // Out-of-band changes.
+    s3.put_bucket_versioning()
+        .bucket(&d.name)
+        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Suspended).build())
+        .send()
+        .await
+        .unwrap();
+    s3.delete_bucket_cors().bucket(&d.name).send().await.unwrap();
+    s3.delete_public_access_block().bucket(&d.name).send().await.unwrap();
+    s3.delete_bucket_policy().bucket(&d.name).send().await.unwrap();
+    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["publicAccessBlock", "versioning", "cors", "bucketPolicy"], "{r:?}");
+    assert!(r.changes.iter().any(|c| c.to_string() == "versioning: Suspended → Enabled"));
+    let v = s3.get_bucket_versioning().bucket(&d.name).send().await.unwrap();
+    assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
+    assert!(s3.get_bucket_policy().bucket(&d.name).send().await.is_ok());
+    let before = h.writes();
+    components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    assert_eq!(h.writes(), before, "writes: {:?}", h.stats.write_operations());
+
+    // Delete: not empty without emptyOnDelete → BucketNotEmpty with a count.
+    let err = components::bucket::delete(&h.ctx(), &d, false).await.unwrap_err();
+    match &err {
+        Error::BucketNotEmpty { count, .. } => assert!(*count >= 1),
+        other => panic!("expected BucketNotEmpty, got {other}"),
+    }
+    assert_eq!(err.reason(), "BucketNotEmpty");
+    // Versioned: add a second version and a delete marker; emptying removes all of them.
+    s3.put_object().bucket(&d.name).key("a.jpg").body(ByteStream::from_static(b"y")).send().await.unwrap();
+    s3.delete_object().bucket(&d.name).key("a.jpg").send().await.unwrap();
+    let del = components::bucket::delete(&h.ctx(), &d, true).await.unwrap();
+    assert_eq!(del, Deletion::Gone);
+    assert!(s3.head_bucket().bucket(&d.name).send().await.is_err());
+    // Idempotent.
+    assert_eq!(components::bucket::delete(&h.ctx(), &d, true).await.unwrap(), Deletion::Gone);
+    drop(h.factory);
+}
+
+#[tokio::test]
+async fn output_bucket_stays_private_and_converges() {
+    let h = harness("environment: dev").await;
+    let d = h.desired.bucket("webp-bucket").unwrap().clone();
+    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    assert!(r.created);
+    let s3 = &h.aws.s3;
+    // Private: no public policy statement, every public-access block on, ACLs disabled.
+    let pol = policy::parse(s3.get_bucket_policy().bucket(&d.name).send().await.unwrap().policy().unwrap()).unwrap();
+    for st in pol["Statement"].as_array().unwrap() {
+        assert_eq!(st["Effect"], "Deny", "output buckets grant nothing publicly: {st}");
+    }
+    let own = s3.get_bucket_ownership_controls().bucket(&d.name).send().await.unwrap();
+    assert_eq!(own.ownership_controls().unwrap().rules()[0].object_ownership().as_str(), "BucketOwnerEnforced");
+    // Tags removed out of band are restored.
+    s3.delete_bucket_tagging().bucket(&d.name).send().await.unwrap();
+    // Without our tag the bucket reads as foreign: the operator refuses to touch it.
+    let err = components::bucket::reconcile(&h.ctx(), &d).await.unwrap_err();
+    assert_eq!(err.reason(), "NameConflict");
+    s3.put_bucket_tagging()
+        .bucket(&d.name)
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .tag_set(aws_sdk_s3::types::Tag::builder().key(OWNER_TAG).value(h.desired.id.owner_tag_value()).build().unwrap())
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    assert_eq!(r.changes.len(), 1, "{r:?}");
+    assert_eq!(r.changes[0].field, "tags");
+    assert_eq!(bucket_tags(&h.aws, &d.name).await, d.tags);
+    let before = h.writes();
+    components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    assert_eq!(h.writes(), before);
+    assert_eq!(components::bucket::delete(&h.ctx(), &d, false).await.unwrap(), Deletion::Gone);
+}
+
+#[tokio::test]
+async fn foreign_bucket_is_a_name_conflict_and_never_touched() {
+    let h = harness("environment: dev\ndeletionPolicy: Delete").await;
+    let d = h.desired.bucket(UPLOAD).unwrap().clone();
+    let s3 = &h.aws.s3;
+    s3.create_bucket().bucket(&d.name).send().await.unwrap();
+    s3.put_object().bucket(&d.name).key("theirs.txt").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    let before = h.writes();
+    let err = components::bucket::reconcile(&h.ctx(), &d).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict { .. }), "{err}");
+    assert_eq!(err.reason(), "NameConflict");
+    assert_eq!(h.writes(), before, "no write on a foreign bucket");
+    assert!(s3.get_bucket_policy().bucket(&d.name).send().await.is_err());
+    // Deleting the stack leaves it alone.
+    assert_eq!(components::bucket::delete(&h.ctx(), &d, true).await.unwrap(), Deletion::Gone);
+    assert!(s3.head_object().bucket(&d.name).key("theirs.txt").send().await.is_ok());
+    // Another stack's bucket is a conflict too.
+    let other = StackId::new("elsewhere", "other", "dev");
+    let ctx = Ctx { aws: &h.aws, id: &other, dry_run: false };
+    let d2 = h.desired.bucket("png-bucket").unwrap().clone();
+    components::bucket::reconcile(&h.ctx(), &d2).await.unwrap();
+    let err = components::bucket::reconcile(&ctx, &d2).await.unwrap_err();
+    assert!(err.to_string().contains(&h.desired.id.owner_tag_value()), "{err}");
+}
+
+#[tokio::test]
+async fn table_create_read_back_drift_delete() {
+    let h = harness("environment: dev\ntable: {pointInTimeRecovery: true}\ntags: {team: media}").await;
+    let d = h.desired.table.clone();
+    let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
+    assert!(r.created);
+    assert!(matches!(r.state, State::Progressing { .. }), "a new table is CREATING: {r:?}");
+    // Poll until ACTIVE and configured (bounded).
+    let mut ready = false;
+    for _ in 0..50 {
+        let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
+        if r.state == State::Ready {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(ready, "table never became Ready");
+    let ddb = &h.aws.dynamodb;
+    let t = ddb.describe_table().table_name(&d.name).send().await.unwrap();
+    let t = t.table().unwrap();
+    assert_eq!(t.billing_mode_summary().unwrap().billing_mode().unwrap().as_str(), "PAY_PER_REQUEST");
+    assert_eq!(t.key_schema()[0].attribute_name(), "image_id");
+    let gsi = &t.global_secondary_indexes()[0];
+    assert_eq!(gsi.index_name(), Some("timestamp-index"));
+    assert_eq!(gsi.key_schema()[0].attribute_name(), "upload_timestamp");
+    assert_eq!(gsi.projection().unwrap().projection_type().unwrap().as_str(), "ALL");
+    assert_eq!(t.sse_description().unwrap().status().unwrap().as_str(), "ENABLED");
+    let cb = ddb.describe_continuous_backups().table_name(&d.name).send().await.unwrap();
+    let pitr = cb.continuous_backups_description().unwrap().point_in_time_recovery_description().unwrap();
+    assert_eq!(pitr.point_in_time_recovery_status().unwrap().as_str(), "ENABLED");
+    let arn = t.table_arn().unwrap().to_string();
+
+    let before = h.writes();
+    let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
+    assert!(r.changes.is_empty());
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Drift: PITR off, a tag removed, a stray tag added.
+    ddb.update_continuous_backups()
+        .table_name(&d.name)
+        .point_in_time_recovery_specification(
+            aws_sdk_dynamodb::types::PointInTimeRecoverySpecification::builder()
+                .point_in_time_recovery_enabled(false)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    ddb.untag_resource().resource_arn(&arn).tag_keys("team").send().await.unwrap();
+    ddb.tag_resource()
+        .resource_arn(&arn)
+        .tags(aws_sdk_dynamodb::types::Tag::builder().key("stray").value("x").build().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["tags", "pointInTimeRecovery"], "{r:?}");
+    let tags = ddb.list_tags_of_resource().resource_arn(&arn).send().await.unwrap();
+    let tags: BTreeMap<String, String> = tags.tags().iter().map(|t| (t.key().into(), t.value().into())).collect();
+    assert_eq!(tags, d.tags);
+    let before = h.writes();
+    components::table::reconcile(&h.ctx(), &d).await.unwrap();
+    assert_eq!(h.writes(), before);
+
+    // Delete until gone (bounded polling).
+    let mut gone = false;
+    for _ in 0..50 {
+        if components::table::delete(&h.ctx(), &d).await.unwrap() == Deletion::Gone {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(gone);
+    assert!(ddb.describe_table().table_name(&d.name).send().await.is_err());
+}
+
+#[tokio::test]
+async fn role_least_privilege_semantic_compare_and_drift() {
+    let h = harness("environment: dev\nprocessor: {formats: [webp, jpeg]}").await;
+    let d = h.desired.role.clone();
+    let r = components::role::reconcile(&h.ctx(), &d).await.unwrap();
+    assert!(r.created);
+    let iam = &h.aws.iam;
+    let role = iam.get_role().role_name(&d.name).send().await.unwrap();
+    let role = role.role().unwrap();
+    // IAM hands documents back URL-encoded: compare semantically.
+    let trust = policy::parse(role.assume_role_policy_document().unwrap()).unwrap();
+    assert!(policy::equivalent(&trust, &d.trust_policy));
+    let inline = iam.get_role_policy().role_name(&d.name).policy_name(&d.policy_name).send().await.unwrap();
+    let doc = policy::parse(inline.policy_document()).unwrap();
+    assert!(policy::equivalent(&doc, &d.policy));
+    let res = policy::resources(&doc);
+    assert!(res.iter().all(|r| r != "*"), "{res:?}");
+    let webp = h.desired.bucket("webp-bucket").unwrap().name.clone();
+    let png = h.desired.bucket("png-bucket").unwrap().name.clone();
+    assert!(res.contains(&format!("arn:aws:s3:::{webp}/webp/*")));
+    assert!(!res.iter().any(|r| r.contains(&png)), "png disabled: {res:?}");
+
+    // Unchanged policy is never rewritten.
+    let before = h.writes();
+    let r = components::role::reconcile(&h.ctx(), &d).await.unwrap();
+    assert!(r.changes.is_empty(), "{r:?}");
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Drift: widened inline policy, an extra inline policy, a managed policy attached.
+    iam.put_role_policy()
+        .role_name(&d.name)
+        .policy_name(&d.policy_name)
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"s3:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    iam.put_role_policy()
+        .role_name(&d.name)
+        .policy_name("sneaky")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iam:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .unwrap();
+    iam.attach_role_policy()
+        .role_name(&d.name)
+        .policy_arn("arn:aws:iam::aws:policy/AdministratorAccess")
+        .send()
+        .await
+        .unwrap();
+    let r = components::role::reconcile(&h.ctx(), &d).await.unwrap();
+    assert_eq!(r.changes.len(), 3, "{r:?}");
+    let names = iam.list_role_policies().role_name(&d.name).send().await.unwrap();
+    assert_eq!(names.policy_names(), [d.policy_name.clone()]);
+    let attached = iam.list_attached_role_policies().role_name(&d.name).send().await.unwrap();
+    assert!(attached.attached_policies().is_empty());
+    let inline = iam.get_role_policy().role_name(&d.name).policy_name(&d.policy_name).send().await.unwrap();
+    assert!(policy::equivalent(&policy::parse(inline.policy_document()).unwrap(), &d.policy));
+    let before = h.writes();
+    components::role::reconcile(&h.ctx(), &d).await.unwrap();
+    assert_eq!(h.writes(), before);
+
+    assert_eq!(components::role::delete(&h.ctx(), &d).await.unwrap(), Deletion::Gone);
+    assert!(iam.get_role().role_name(&d.name).send().await.is_err());
+    assert_eq!(components::role::delete(&h.ctx(), &d).await.unwrap(), Deletion::Gone);
+}
+
+#[tokio::test]
+async fn paused_stack_observes_but_never_writes() {
+    let h = harness("environment: dev").await;
+    let d = h.desired.bucket(UPLOAD).unwrap().clone();
+    let paused = Ctx { aws: &h.aws, id: &h.desired.id, dry_run: true };
+    let before = h.writes();
+    let r = components::bucket::reconcile(&paused, &d).await.unwrap();
+    assert!(matches!(r.state, State::Paused { .. }), "{r:?}");
+    assert_eq!(h.writes(), before);
+    assert!(h.aws.s3.head_bucket().bucket(&d.name).send().await.is_err());
+}
