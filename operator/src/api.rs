@@ -21,6 +21,8 @@ pub const PAUSED_ANNOTATION: &str = "imagestack.dev/paused";
 /// CloudFront distribution and a CloudWatch dashboard, reconciled on AWS by the
 /// imagestack operator.
 #[derive(CustomResource, KubeSchema, Serialize, Deserialize, Debug, Clone, PartialEq)]
+// Each printcolumn repeats `type_ = "string"`: not a duplicate, clippy misreads the derive's arguments.
+#[allow(clippy::duplicated_attributes)]
 #[kube(
     group = "imagestack.dev",
     version = "v1alpha1",
@@ -33,23 +35,80 @@ pub const PAUSED_ANNOTATION: &str = "imagestack.dev/paused";
     status = "ImageOptimizationStackStatus",
     derive = "PartialEq",
     doc = "An image-optimization stack for one environment, reconciled on AWS by the imagestack operator.",
-    printcolumn(name = "Env", type_ = "string", json_path = ".spec.environment", description = "Environment name"),
-    printcolumn(name = "Ready", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].status", description = "Whether every component is in sync"),
-    printcolumn(name = "Reason", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].reason", description = "Why the stack is (not) ready"),
-    printcolumn(name = "CDN", type_ = "string", json_path = ".status.outputs.cdnDomain", description = "CloudFront domain serving the renditions"),
-    printcolumn(name = "Age", type_ = "date", json_path = ".metadata.creationTimestamp"),
-    printcolumn(name = "Upload", type_ = "string", json_path = ".status.outputs.uploadBucket", priority = "1", description = "Upload bucket"),
-    printcolumn(name = "Table", type_ = "string", json_path = ".status.outputs.tableName", priority = "1", description = "Metadata table"),
-    printcolumn(name = "Function", type_ = "string", json_path = ".status.outputs.functionName", priority = "1", description = "Processor function"),
-    printcolumn(name = "Policy", type_ = "string", json_path = ".spec.deletionPolicy", priority = "1", description = "What happens to AWS resources on delete"),
-    printcolumn(name = "Message", type_ = "string", json_path = ".status.conditions[?(@.type==\"Ready\")].message", priority = "1", description = "Details of the Ready condition")
+    printcolumn(
+        name = "Env",
+        type_ = "string",
+        json_path = ".spec.environment",
+        description = "Environment name"
+    ),
+    printcolumn(
+        name = "Ready",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].status",
+        description = "Whether every component is in sync"
+    ),
+    printcolumn(
+        name = "Reason",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].reason",
+        description = "Why the stack is (not) ready"
+    ),
+    printcolumn(
+        name = "CDN",
+        type_ = "string",
+        json_path = ".status.outputs.cdnDomain",
+        description = "CloudFront domain serving the renditions"
+    ),
+    printcolumn(
+        name = "Age",
+        type_ = "date",
+        json_path = ".metadata.creationTimestamp"
+    ),
+    printcolumn(
+        name = "Upload",
+        type_ = "string",
+        json_path = ".status.outputs.uploadBucket",
+        priority = "1",
+        description = "Upload bucket"
+    ),
+    printcolumn(
+        name = "Table",
+        type_ = "string",
+        json_path = ".status.outputs.tableName",
+        priority = "1",
+        description = "Metadata table"
+    ),
+    printcolumn(
+        name = "Function",
+        type_ = "string",
+        json_path = ".status.outputs.functionName",
+        priority = "1",
+        description = "Processor function"
+    ),
+    printcolumn(
+        name = "Policy",
+        type_ = "string",
+        json_path = ".spec.deletionPolicy",
+        priority = "1",
+        description = "What happens to AWS resources on delete"
+    ),
+    printcolumn(
+        name = "Message",
+        type_ = "string",
+        json_path = ".status.conditions[?(@.type==\"Ready\")].message",
+        priority = "1",
+        description = "Details of the Ready condition"
+    )
 )]
 #[serde(rename_all = "camelCase")]
 pub struct ImageOptimizationStackSpec {
     /// Environment name, e.g. `dev`, `staging` or `prod`: a lowercase DNS label of
     /// 1–20 characters. It is part of every AWS resource name, so it cannot be
     /// changed after creation (create a new stack instead).
-    #[schemars(length(min = 1, max = 20), regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"))]
+    #[schemars(
+        length(min = 1, max = 20),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    )]
     #[x_kube(validation = Rule::new("self == oldSelf").message("spec.environment is immutable: create a new stack for a new environment"))]
     pub environment: String,
 
@@ -99,7 +158,9 @@ pub struct ImageOptimizationStackSpec {
 }
 
 /// What happens to AWS resources when the stack is deleted.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 pub enum DeletionPolicy {
     /// Remove every AWS resource the stack owns.
     Delete,
@@ -198,7 +259,9 @@ impl Default for CorsSpec {
 }
 
 /// HTTP method allowed by the CORS rule.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+)]
 #[allow(clippy::upper_case_acronyms)]
 pub enum CorsMethod {
     GET,
@@ -319,7 +382,9 @@ impl Default for ProcessorSpec {
 }
 
 /// CPU architecture of the processor function.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[allow(non_camel_case_types)]
 pub enum Architecture {
     /// 64-bit x86.
@@ -340,7 +405,9 @@ impl Architecture {
 }
 
 /// An output format of the processor.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, schemars::JsonSchema,
+)]
 #[serde(rename_all = "lowercase")]
 pub enum OutputFormat {
     Webp,
@@ -444,7 +511,9 @@ impl Default for CdnSpec {
 }
 
 /// CloudFront price class.
-#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema)]
+#[derive(
+    Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema,
+)]
 #[allow(non_camel_case_types)]
 pub enum PriceClass {
     /// North America and Europe edge locations.

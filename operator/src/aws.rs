@@ -65,7 +65,10 @@ impl CallStats {
         }
         if is_mutating(operation) {
             let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-            if ok && let Some(limit) = self.crash_after_writes && n >= limit {
+            if ok
+                && let Some(limit) = self.crash_after_writes
+                && n >= limit
+            {
                 tracing::error!(
                     writes = n,
                     operation,
@@ -300,10 +303,21 @@ mod tests {
 
     #[test]
     fn mutating_operations() {
-        for op in ["GetBucketPolicy", "ListRolePolicies", "HeadBucket", "DescribeTable"] {
+        for op in [
+            "GetBucketPolicy",
+            "ListRolePolicies",
+            "HeadBucket",
+            "DescribeTable",
+        ] {
             assert!(!is_mutating(op), "{op}");
         }
-        for op in ["PutBucketPolicy", "CreateTable", "TagResource", "DeleteRole", "UpdateTable"] {
+        for op in [
+            "PutBucketPolicy",
+            "CreateTable",
+            "TagResource",
+            "DeleteRole",
+            "UpdateTable",
+        ] {
             assert!(is_mutating(op), "{op}");
         }
     }

@@ -36,7 +36,7 @@ pub enum Command {
     /// (environment, web identity/IRSA, EKS Pod Identity, profile, IMDS), region
     /// from --aws-region or the environment, AWS_ENDPOINT_URL honoured (for
     /// LocalStack or a local emulator; S3 then uses path-style addressing).
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// Print the CustomResourceDefinition YAML (what crds/ holds).
     Crd,
 }
@@ -62,7 +62,10 @@ pub struct RunArgs {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "IMAGESTACK_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Log filter (tracing EnvFilter syntax); RUST_LOG overrides it.
-    #[arg(long, default_value = "info,kube=warn,aws_config=warn,aws_smithy_runtime=warn")]
+    #[arg(
+        long,
+        default_value = "info,kube=warn,aws_config=warn,aws_smithy_runtime=warn"
+    )]
     pub log_level: String,
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "IMAGESTACK_METRICS_ADDR")]
@@ -82,7 +85,11 @@ pub struct RunArgs {
     #[arg(long, env = "IMAGESTACK_AWS_REGION")]
     pub aws_region: Option<String>,
     /// Directory with the processor artifacts (`x86_64.zip`, `arm64.zip`) deployed as the Lambda code.
-    #[arg(long, default_value = "/opt/imagestack/processor", env = "IMAGESTACK_PROCESSOR_ARTIFACT_DIR")]
+    #[arg(
+        long,
+        default_value = "/opt/imagestack/processor",
+        env = "IMAGESTACK_PROCESSOR_ARTIFACT_DIR"
+    )]
     pub processor_artifact_dir: PathBuf,
 }
 
@@ -119,14 +126,17 @@ pub fn main() -> ExitCode {
         },
         Command::Run(args) => {
             init_logging(&args);
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("error: cannot start the async runtime: {e}");
                     return ExitCode::FAILURE;
                 }
             };
-            match rt.block_on(run(args)) {
+            match rt.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     tracing::error!(error = %e, "operator stopped");
@@ -143,7 +153,9 @@ fn init_logging(args: &RunArgs) {
     let filter = EnvFilter::try_from_default_env()
         .or_else(|_| EnvFilter::try_new(&args.log_level))
         .unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     match args.log_format {
         LogFormat::Json => builder
             .json()
@@ -162,8 +174,9 @@ async fn kube_client(args: &RunArgs) -> Result<Client> {
     };
     let config = match &args.kubeconfig {
         Some(path) => {
-            let kc = Kubeconfig::read_from(path)
-                .map_err(|e| Error::Config(format!("cannot read kubeconfig {}: {e}", path.display())))?;
+            let kc = Kubeconfig::read_from(path).map_err(|e| {
+                Error::Config(format!("cannot read kubeconfig {}: {e}", path.display()))
+            })?;
             Config::from_custom_kubeconfig(kc, &options)
                 .await
                 .map_err(|e| Error::Config(format!("invalid kubeconfig {}: {e}", path.display())))?
@@ -171,9 +184,11 @@ async fn kube_client(args: &RunArgs) -> Result<Client> {
         None if args.context.is_some() => Config::from_kubeconfig(&options)
             .await
             .map_err(|e| Error::Config(format!("kubeconfig: {e}")))?,
-        None => Config::infer()
-            .await
-            .map_err(|e| Error::Config(format!("no Kubernetes configuration found ({e}); set KUBECONFIG or --kubeconfig")))?,
+        None => Config::infer().await.map_err(|e| {
+            Error::Config(format!(
+                "no Kubernetes configuration found ({e}); set KUBECONFIG or --kubeconfig"
+            ))
+        })?,
     };
     Client::try_from(config).map_err(Error::Kube)
 }
@@ -182,7 +197,11 @@ fn identity() -> String {
     let host = std::env::var("POD_NAME")
         .or_else(|_| std::env::var("HOSTNAME"))
         .ok()
-        .or_else(|| std::fs::read_to_string("/etc/hostname").ok().map(|s| s.trim().to_string()))
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
         .unwrap_or_else(|| "imagestack".into());
     format!("{host}-{}", std::process::id())
 }
@@ -226,8 +245,11 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .leader_election_namespace
         .clone()
         .unwrap_or_else(|| "default".into());
-    let mut leadership =
-        leader::acquire(client, LeaseConfig::new(ns, args.leader_election_id.clone(), id)).await?;
+    let mut leadership = leader::acquire(
+        client,
+        LeaseConfig::new(ns, args.leader_election_id.clone(), id),
+    )
+    .await?;
     let result = tokio::select! {
         r = controller::run(ctx, opts) => r,
         lost = &mut leadership.lost => Err(Error::Config(format!(

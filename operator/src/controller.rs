@@ -70,7 +70,13 @@ impl Context {
 
     /// Publish a Kubernetes Event about `stack`. Best effort: a failure is
     /// logged (once at warn level, then at debug) and never fails the reconcile.
-    async fn publish(&self, stack: &ImageOptimizationStack, type_: EventType, reason: &str, note: String) {
+    async fn publish(
+        &self,
+        stack: &ImageOptimizationStack,
+        type_: EventType,
+        reason: &str,
+        note: String,
+    ) {
         let event = KubeEvent {
             type_,
             reason: reason.to_string(),
@@ -116,7 +122,11 @@ fn truncate(s: &str, max: usize) -> String {
 }
 
 fn key_of(stack: &ImageOptimizationStack) -> String {
-    format!("{}/{}", stack.namespace().unwrap_or_default(), stack.name_any())
+    format!(
+        "{}/{}",
+        stack.namespace().unwrap_or_default(),
+        stack.name_any()
+    )
 }
 
 /// Error-policy backoff: 2 s doubling per consecutive failure, capped at 5 min,
@@ -198,9 +208,10 @@ fn component_status(r: &Report) -> ComponentStatus {
         State::Ready if r.created => ("Ready", Some("created".to_string())),
         State::Ready if !r.changes.is_empty() => ("Ready", Some(components::describe(&r.changes))),
         State::Ready => ("Ready", None),
-        State::Progressing { reason, message } => {
-            (if r.created { "Creating" } else { "Progressing" }, Some(format!("{reason}: {message}")))
-        }
+        State::Progressing { reason, message } => (
+            if r.created { "Creating" } else { "Progressing" },
+            Some(format!("{reason}: {message}")),
+        ),
         State::Paused { message } => ("Paused", Some(message.clone())),
     };
     ComponentStatus {
@@ -296,7 +307,8 @@ async fn set_status(
         Phase::Progressing { .. } => status::RECONCILING,
         Phase::Stalled { .. } => status::STALLED,
     };
-    ctx.metrics.set_stack_condition(&key_of(stack), Some(condition));
+    ctx.metrics
+        .set_stack_condition(&key_of(stack), Some(condition));
     write_status(api, stack, status).await
 }
 
@@ -306,13 +318,14 @@ async fn apply(
     ctx: &Context,
     api: &Api<ImageOptimizationStack>,
 ) -> Result<Action> {
-    let spec_changed = stack
+    let spec_changed =
+        stack.status.as_ref().and_then(|s| s.observed_generation) != stack.metadata.generation;
+    // First reconcile: say so before any AWS call.
+    if stack
         .status
         .as_ref()
-        .and_then(|s| s.observed_generation)
-        != stack.metadata.generation;
-    // First reconcile: say so before any AWS call.
-    if stack.status.as_ref().is_none_or(|s| s.conditions.is_empty()) {
+        .is_none_or(|s| s.conditions.is_empty())
+    {
         set_status(
             api,
             stack,
@@ -352,24 +365,27 @@ async fn apply(
     let mut statuses = Vec::new();
     let mut reports = Vec::new();
     let mut first_error: Option<Error> = None;
-    let mut record = |name: &str, id: &str, r: Result<Report>, statuses: &mut Vec<ComponentStatus>| match r {
-        Ok(r) => {
-            statuses.push(component_status(&r));
-            reports.push(r);
-        }
-        Err(e) => {
-            warn!(component = name, error = %e, "component failed");
-            statuses.push(error_component(name, id, &e));
-            // A human-needed error outranks a retryable one.
-            let replace = match &first_error {
-                None => true,
-                Some(prev) => prev.class() == ErrorClass::Retryable && e.class() == ErrorClass::Stalled,
-            };
-            if replace {
-                first_error = Some(e);
+    let mut record =
+        |name: &str, id: &str, r: Result<Report>, statuses: &mut Vec<ComponentStatus>| match r {
+            Ok(r) => {
+                statuses.push(component_status(&r));
+                reports.push(r);
             }
-        }
-    };
+            Err(e) => {
+                warn!(component = name, error = %e, "component failed");
+                statuses.push(error_component(name, id, &e));
+                // A human-needed error outranks a retryable one.
+                let replace = match &first_error {
+                    None => true,
+                    Some(prev) => {
+                        prev.class() == ErrorClass::Retryable && e.class() == ErrorClass::Stalled
+                    }
+                };
+                if replace {
+                    first_error = Some(e);
+                }
+            }
+        };
     for b in &desired.buckets {
         let r = components::bucket::reconcile(&cctx, b).await;
         record(&b.component, &b.arn(), r, &mut statuses);
@@ -384,11 +400,20 @@ async fn apply(
             let note = if r.changes.is_empty() {
                 format!("created {} {}", r.name, r.id)
             } else {
-                format!("created {} {} ({})", r.name, r.id, components::describe(&r.changes))
+                format!(
+                    "created {} {} ({})",
+                    r.name,
+                    r.id,
+                    components::describe(&r.changes)
+                )
             };
             ctx.publish(stack, EventType::Normal, "Created", note).await;
         } else if !r.changes.is_empty() {
-            let reason = if spec_changed { "Updated" } else { "DriftRepaired" };
+            let reason = if spec_changed {
+                "Updated"
+            } else {
+                "DriftRepaired"
+            };
             if !spec_changed {
                 ctx.metrics.drift_repaired(&r.name, r.changes.len() as u64);
             }
@@ -404,7 +429,9 @@ async fn apply(
     }
 
     let progressing = reports.iter().find_map(|r| match &r.state {
-        State::Progressing { reason, message } => Some((reason.clone(), format!("{}: {message}", r.name))),
+        State::Progressing { reason, message } => {
+            Some((reason.clone(), format!("{}: {message}", r.name)))
+        }
         _ => None,
     });
     let paused_diff = reports.iter().find_map(|r| match &r.state {
@@ -413,7 +440,8 @@ async fn apply(
     });
     let phase = if let Some(e) = &first_error {
         if let Error::Aws { .. } | Error::NameConflict { .. } = e {
-            ctx.publish(stack, EventType::Warning, &e.reason(), e.to_string()).await;
+            ctx.publish(stack, EventType::Warning, &e.reason(), e.to_string())
+                .await;
         }
         phase_of_error(e)
     } else if let Some((reason, message)) = progressing {
@@ -421,18 +449,30 @@ async fn apply(
     } else if let Some(message) = paused_diff {
         Phase::Progressing {
             reason: "Paused".into(),
-            message: format!("{PAUSED_ANNOTATION}=true: AWS writes are suspended; differences: {message}"),
+            message: format!(
+                "{PAUSED_ANNOTATION}=true: AWS writes are suspended; differences: {message}"
+            ),
         }
     } else {
         Phase::Ready
     };
-    set_status(api, stack, &phase, Some(statuses), Some(outputs(&desired)), ctx).await?;
+    set_status(
+        api,
+        stack,
+        &phase,
+        Some(statuses),
+        Some(outputs(&desired)),
+        ctx,
+    )
+    .await?;
     if let Some(e) = first_error {
         return Err(e);
     }
     Ok(match phase {
         Phase::Ready => Action::requeue(ctx.resync_interval),
-        Phase::Progressing { reason, .. } if reason == "Paused" => Action::requeue(ctx.resync_interval),
+        Phase::Progressing { reason, .. } if reason == "Paused" => {
+            Action::requeue(ctx.resync_interval)
+        }
         _ => Action::requeue(POLL_INTERVAL),
     })
 }
@@ -464,7 +504,9 @@ async fn cleanup(
     if stack.is_paused() {
         let phase = Phase::Progressing {
             reason: "Paused".into(),
-            message: format!("{PAUSED_ANNOTATION}=true: deletion waits until the stack is unpaused"),
+            message: format!(
+                "{PAUSED_ANNOTATION}=true: deletion waits until the stack is unpaused"
+            ),
         };
         set_status(api, stack, &phase, None, None, ctx).await?;
         return Err(Error::Pending("paused".into()));
@@ -486,28 +528,29 @@ async fn cleanup(
     let mut statuses = Vec::new();
     let mut pending: Option<String> = None;
     let mut first_error: Option<Error> = None;
-    let mut note = |name: &str, id: &str, r: Result<Deletion>, statuses: &mut Vec<ComponentStatus>| {
-        let (state, message) = match r {
-            Ok(Deletion::Gone) => ("Deleted", None),
-            Ok(Deletion::InProgress(m)) => {
-                pending.get_or_insert(m.clone());
-                ("Deleting", Some(m))
-            }
-            Err(e) => {
-                let m = e.to_string();
-                if first_error.is_none() {
-                    first_error = Some(e);
+    let mut note =
+        |name: &str, id: &str, r: Result<Deletion>, statuses: &mut Vec<ComponentStatus>| {
+            let (state, message) = match r {
+                Ok(Deletion::Gone) => ("Deleted", None),
+                Ok(Deletion::InProgress(m)) => {
+                    pending.get_or_insert(m.clone());
+                    ("Deleting", Some(m))
                 }
-                ("Error", Some(m))
-            }
+                Err(e) => {
+                    let m = e.to_string();
+                    if first_error.is_none() {
+                        first_error = Some(e);
+                    }
+                    ("Error", Some(m))
+                }
+            };
+            statuses.push(ComponentStatus {
+                name: name.to_string(),
+                id: Some(id.to_string()),
+                state: state.to_string(),
+                message,
+            });
         };
-        statuses.push(ComponentStatus {
-            name: name.to_string(),
-            id: Some(id.to_string()),
-            state: state.to_string(),
-            message,
-        });
-    };
     // Reverse dependency order: role, table, then the buckets.
     let r = components::role::delete(&cctx, &desired.role).await;
     note("processor-role", &desired.role.arn, r, &mut statuses);
@@ -521,7 +564,8 @@ async fn cleanup(
 
     if let Some(e) = first_error {
         set_status(api, stack, &phase_of_error(&e), Some(statuses), None, ctx).await?;
-        ctx.publish(stack, EventType::Warning, &e.reason(), e.to_string()).await;
+        ctx.publish(stack, EventType::Warning, &e.reason(), e.to_string())
+            .await;
         return Err(e);
     }
     if let Some(step) = pending {

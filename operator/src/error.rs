@@ -29,7 +29,9 @@ pub enum Error {
     },
 
     /// A resource with the stack's name exists but is not owned by this stack.
-    #[error("{kind} {name} already exists and is not owned by this stack ({owner}); it is left untouched")]
+    #[error(
+        "{kind} {name} already exists and is not owned by this stack ({owner}); it is left untouched"
+    )]
     NameConflict {
         kind: &'static str,
         name: String,
@@ -37,7 +39,9 @@ pub enum Error {
     },
 
     /// A bucket still holds objects and the spec does not allow emptying it.
-    #[error("bucket {bucket} is not empty ({count} object versions or delete markers{more}); set spec.buckets.emptyOnDelete=true to delete them, or empty it yourself")]
+    #[error(
+        "bucket {bucket} is not empty ({count} object versions or delete markers{more}); set spec.buckets.emptyOnDelete=true to delete them, or empty it yourself"
+    )]
     BucketNotEmpty {
         bucket: String,
         count: usize,
@@ -139,13 +143,19 @@ impl Error {
             SdkError::ResponseError(_) => Error::Aws {
                 action,
                 code: "ResponseError".into(),
-                message: format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+                message: format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                ),
                 class: ErrorClass::Retryable,
             },
             _ => Error::Aws {
                 action,
                 code: "ConstructionFailure".into(),
-                message: format!("{}", aws_smithy_types::error::display::DisplayErrorContext(&err)),
+                message: format!(
+                    "{}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&err)
+                ),
                 class: ErrorClass::Stalled,
             },
         }
@@ -173,7 +183,11 @@ impl Error {
                 (c, _) if is_access_denied(c) => "AccessDenied".into(),
                 (_, ErrorClass::Retryable) if is_throttle(code) => "Throttled".into(),
                 (_, ErrorClass::Retryable) => "AWSRetrying".into(),
-                (c, ErrorClass::Stalled) if c.contains("Validation") || c.contains("Invalid") || c.contains("Malformed") => {
+                (c, ErrorClass::Stalled)
+                    if c.contains("Validation")
+                        || c.contains("Invalid")
+                        || c.contains("Malformed") =>
+                {
                     "InvalidValue".into()
                 }
                 (_, ErrorClass::Stalled) => "AWSRejected".into(),
@@ -215,7 +229,10 @@ fn is_access_denied(code: &str) -> bool {
 }
 
 fn is_throttle(code: &str) -> bool {
-    code.contains("Throttl") || code == "SlowDown" || code == "RequestLimitExceeded" || code == "TooManyRequestsException"
+    code.contains("Throttl")
+        || code == "SlowDown"
+        || code == "RequestLimitExceeded"
+        || code == "TooManyRequestsException"
 }
 
 /// Classify an AWS error code (and HTTP status when known).
@@ -259,10 +276,22 @@ mod tests {
 
     #[test]
     fn reasons() {
-        assert_eq!(aws("AccessDenied", ErrorClass::Stalled).reason(), "AccessDenied");
-        assert_eq!(aws("ThrottlingException", ErrorClass::Retryable).reason(), "Throttled");
-        assert_eq!(aws("InternalError", ErrorClass::Retryable).reason(), "AWSRetrying");
-        assert_eq!(aws("MalformedPolicy", ErrorClass::Stalled).reason(), "InvalidValue");
+        assert_eq!(
+            aws("AccessDenied", ErrorClass::Stalled).reason(),
+            "AccessDenied"
+        );
+        assert_eq!(
+            aws("ThrottlingException", ErrorClass::Retryable).reason(),
+            "Throttled"
+        );
+        assert_eq!(
+            aws("InternalError", ErrorClass::Retryable).reason(),
+            "AWSRetrying"
+        );
+        assert_eq!(
+            aws("MalformedPolicy", ErrorClass::Stalled).reason(),
+            "InvalidValue"
+        );
         let e = aws("AccessDenied", ErrorClass::Stalled);
         assert!(e.to_string().contains("s3:PutBucketPolicy"), "{e}");
         let c = Error::NameConflict {

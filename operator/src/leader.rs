@@ -12,8 +12,8 @@ use std::time::Duration;
 use k8s_openapi::api::coordination::v1::{Lease, LeaseSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
 use k8s_openapi::jiff::{SignedDuration, Timestamp};
-use kube::api::{Api, ObjectMeta, PostParams};
 use kube::Client;
+use kube::api::{Api, ObjectMeta, PostParams};
 use tokio::sync::oneshot;
 
 use crate::error::{Error, Result};
@@ -79,7 +79,9 @@ async fn try_acquire(api: &Api<Lease>, cfg: &LeaseConfig) -> Result<Attempt> {
             };
             match api.create(&PostParams::default(), &lease).await {
                 Ok(_) => Ok(Attempt::Held),
-                Err(kube::Error::Api(s)) if s.code == 409 => Ok(Attempt::HeldByOther("unknown".into())),
+                Err(kube::Error::Api(s)) if s.code == 409 => {
+                    Ok(Attempt::HeldByOther("unknown".into()))
+                }
                 Err(e) => Err(e.into()),
             }
         }

@@ -137,7 +137,11 @@ impl Metrics {
             Some(c) => map.insert(key.to_string(), c),
             None => map.remove(key),
         };
-        for c in [crate::status::READY, crate::status::RECONCILING, crate::status::STALLED] {
+        for c in [
+            crate::status::READY,
+            crate::status::RECONCILING,
+            crate::status::STALLED,
+        ] {
             let n = map.values().filter(|v| **v == c).count();
             self.stacks
                 .get_or_create(&ConditionLabels {
@@ -228,12 +232,18 @@ mod tests {
         m.set_stack_condition("ns/a", Some(crate::status::READY));
         m.set_stack_condition("ns/b", Some(crate::status::STALLED));
         let text = m.render();
-        assert!(text.contains("imagestack_reconciles_total{result=\"success\"} 1"), "{text}");
+        assert!(
+            text.contains("imagestack_reconciles_total{result=\"success\"} 1"),
+            "{text}"
+        );
         assert!(text.contains("imagestack_drift_repairs_total{component=\"upload-bucket\"} 2"));
         assert!(text.contains("imagestack_stacks{condition=\"Ready\"} 1"));
         assert!(text.contains("imagestack_stacks{condition=\"Stalled\"} 1"));
         assert!(text.contains("imagestack_reconcile_duration_seconds_count 1"));
         m.set_stack_condition("ns/b", None);
-        assert!(m.render().contains("imagestack_stacks{condition=\"Stalled\"} 0"));
+        assert!(
+            m.render()
+                .contains("imagestack_stacks{condition=\"Stalled\"} 0")
+        );
     }
 }

@@ -74,7 +74,11 @@ impl StackId {
 
     /// Metadata table name: `imagestack-<env>-metadata-<hash8>`.
     pub fn table_name(&self) -> String {
-        format!("{NAME_PREFIX}-{}-metadata-{}", self.environment, self.hash("", 8))
+        format!(
+            "{NAME_PREFIX}-{}-metadata-{}",
+            self.environment,
+            self.hash("", 8)
+        )
     }
 
     /// Processor role name: `imagestack-<env>-processor-<hash8>` (≤ 64 characters).

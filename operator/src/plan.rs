@@ -249,14 +249,25 @@ mod tests {
         assert_eq!(cors.allowed_methods, vec!["PUT", "POST"]);
         assert_eq!(cors.expose_headers, vec!["ETag"]);
         for b in &d.buckets {
-            assert_eq!(b.tags.get(crate::naming::OWNER_TAG).unwrap(), "team-a/images");
+            assert_eq!(
+                b.tags.get(crate::naming::OWNER_TAG).unwrap(),
+                "team-a/images"
+            );
             let stmt = &b.policy["Statement"][0];
             assert_eq!(stmt["Condition"]["Bool"]["aws:SecureTransport"], "false");
             assert_eq!(stmt["Effect"], "Deny");
         }
         let out = d.outputs();
-        assert!(out.upload_bucket.unwrap().starts_with("imagestack-dev-upload-"));
-        assert!(d.role.arn.starts_with("arn:aws:iam::123456789012:role/imagestack-dev-processor-"));
+        assert!(
+            out.upload_bucket
+                .unwrap()
+                .starts_with("imagestack-dev-upload-")
+        );
+        assert!(
+            d.role
+                .arn
+                .starts_with("arn:aws:iam::123456789012:role/imagestack-dev-processor-")
+        );
         assert!(!d.table.point_in_time_recovery);
     }
 
@@ -284,7 +295,11 @@ processor: {formats: [webp]}
         assert_eq!(d.table.tags.get("team").unwrap(), "media");
         let res = policy::resources(&d.role.policy);
         assert!(res.contains(&"arn:aws:s3:::my-webp/webp/*".to_string()));
-        assert!(!res.iter().any(|r| r.contains("/jpeg/") || r.contains("/png/")), "{res:?}");
+        assert!(
+            !res.iter()
+                .any(|r| r.contains("/jpeg/") || r.contains("/png/")),
+            "{res:?}"
+        );
         let s = stack("environment: prod");
         assert_eq!(s.spec.processor.formats.len(), 3);
         assert_eq!(s.spec.processor.formats[0], OutputFormat::Webp);
@@ -293,7 +308,9 @@ processor: {formats: [webp]}
     #[test]
     fn duplicate_bucket_names_rejected() {
         let e = plan(
-            &stack("environment: dev\nbuckets: {upload: {name: same-name}, outputs: {png: same-name}}"),
+            &stack(
+                "environment: dev\nbuckets: {upload: {name: same-name}, outputs: {png: same-name}}",
+            ),
             &env(),
         )
         .unwrap_err();

@@ -192,11 +192,9 @@ fn normalize_principal(v: &Value) -> Value {
     match v {
         // "*" and {"AWS": "*"} are the same principal.
         Value::String(s) if s == "*" => json!({ "AWS": ["*"] }),
-        Value::Object(m) => Value::Object(
-            m.iter()
-                .map(|(k, v)| (k.clone(), string_set(v)))
-                .collect(),
-        ),
+        Value::Object(m) => {
+            Value::Object(m.iter().map(|(k, v)| (k.clone(), string_set(v))).collect())
+        }
         other => other.clone(),
     }
 }
@@ -283,7 +281,11 @@ mod tests {
         let mut theirs = ours.clone();
         let stmts = theirs["Statement"].as_array_mut().unwrap();
         stmts.reverse();
-        stmts[0]["Action"] = json!(["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem"]);
+        stmts[0]["Action"] = json!([
+            "dynamodb:GetItem",
+            "dynamodb:PutItem",
+            "dynamodb:UpdateItem"
+        ]);
         stmts[4]["Action"] = json!("logs:CreateLogGroup");
         let text = theirs.to_string();
         let encoded =
@@ -316,12 +318,21 @@ mod tests {
     fn processor_policy_is_least_privilege() {
         let doc = processor_policy(&input());
         let res = resources(&doc);
-        assert!(res.iter().all(|r| r != "*" && !r.ends_with(":*:*")), "{res:?}");
+        assert!(
+            res.iter().all(|r| r != "*" && !r.ends_with(":*:*")),
+            "{res:?}"
+        );
         assert!(res.contains(&"arn:aws:s3:::w/webp/*".to_string()));
         assert!(res.contains(&"arn:aws:s3:::up/*".to_string()));
         assert!(res.iter().all(|r| !r.starts_with("arn:aws:s3:::w/*")));
         let acts = actions(&doc);
-        for forbidden in ["s3:PutObjectAcl", "s3:DeleteObject", "s3:*", "dynamodb:*", "logs:*"] {
+        for forbidden in [
+            "s3:PutObjectAcl",
+            "s3:DeleteObject",
+            "s3:*",
+            "dynamodb:*",
+            "logs:*",
+        ] {
             assert!(!acts.iter().any(|a| a == forbidden), "{forbidden}");
         }
         assert!(res.iter().any(|r| r.contains("log-group:/aws/lambda/fn")));
@@ -334,6 +345,9 @@ mod tests {
             t["Statement"][0]["Condition"]["StringEquals"]["aws:SourceAccount"],
             "123456789012"
         );
-        assert_eq!(t["Statement"][0]["Principal"]["Service"], "lambda.amazonaws.com");
+        assert_eq!(
+            t["Statement"][0]["Principal"]["Service"],
+            "lambda.amazonaws.com"
+        );
     }
 }

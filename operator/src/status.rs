@@ -74,13 +74,37 @@ pub fn conditions(
     let now = Time(now);
     match phase {
         Phase::Ready => vec![
-            cond(READY, true, "Reconciled", "all components are in sync", generation, previous, &now),
-            cond(RECONCILING, false, "Reconciled", "", generation, previous, &now),
+            cond(
+                READY,
+                true,
+                "Reconciled",
+                "all components are in sync",
+                generation,
+                previous,
+                &now,
+            ),
+            cond(
+                RECONCILING,
+                false,
+                "Reconciled",
+                "",
+                generation,
+                previous,
+                &now,
+            ),
             cond(STALLED, false, "Reconciled", "", generation, previous, &now),
         ],
         Phase::Progressing { reason, message } => vec![
             cond(READY, false, reason, message, generation, previous, &now),
-            cond(RECONCILING, true, reason, message, generation, previous, &now),
+            cond(
+                RECONCILING,
+                true,
+                reason,
+                message,
+                generation,
+                previous,
+                &now,
+            ),
             cond(STALLED, false, reason, "", generation, previous, &now),
         ],
         Phase::Stalled { reason, message } => vec![

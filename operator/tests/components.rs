@@ -41,7 +41,9 @@ async fn harness(spec_yaml: &str) -> Harness {
          `. $(scripts/emulator/start.sh)` first."
     );
     let stats = Arc::new(CallStats::default());
-    let factory = AwsFactory::load(None, stats.clone()).await.expect("aws config");
+    let factory = AwsFactory::load(None, stats.clone())
+        .await
+        .expect("aws config");
     let aws = factory.clients(None);
     let spec: ImageOptimizationStackSpec = serde_yaml::from_str(spec_yaml).expect("spec");
     let mut stack = ImageOptimizationStack::new(&unique("stack"), spec);
@@ -98,9 +100,19 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
 
     // Read every setting back with the SDK.
     let s3 = &h.aws.s3;
-    let v = s3.get_bucket_versioning().bucket(&d.name).send().await.unwrap();
+    let v = s3
+        .get_bucket_versioning()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
-    let a = s3.get_bucket_accelerate_configuration().bucket(&d.name).send().await.unwrap();
+    let a = s3
+        .get_bucket_accelerate_configuration()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(a.status().map(|s| s.as_str()), Some("Enabled"));
     let cors = s3.get_bucket_cors().bucket(&d.name).send().await.unwrap();
     let rule = &cors.cors_rules()[0];
@@ -110,78 +122,176 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
     assert_eq!(methods, ["POST", "PUT"]);
     assert_eq!(rule.expose_headers(), ["ETag"]);
     assert_eq!(rule.max_age_seconds(), Some(600));
-    let pab = s3.get_public_access_block().bucket(&d.name).send().await.unwrap();
+    let pab = s3
+        .get_public_access_block()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
     let pab = pab.public_access_block_configuration().unwrap();
     assert_eq!(
-        [pab.block_public_acls(), pab.ignore_public_acls(), pab.block_public_policy(), pab.restrict_public_buckets()],
+        [
+            pab.block_public_acls(),
+            pab.ignore_public_acls(),
+            pab.block_public_policy(),
+            pab.restrict_public_buckets()
+        ],
         [Some(true); 4]
     );
-    let enc = s3.get_bucket_encryption().bucket(&d.name).send().await.unwrap();
+    let enc = s3
+        .get_bucket_encryption()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
     let rule = &enc.server_side_encryption_configuration().unwrap().rules()[0];
     assert_eq!(
-        rule.apply_server_side_encryption_by_default().unwrap().sse_algorithm().as_str(),
+        rule.apply_server_side_encryption_by_default()
+            .unwrap()
+            .sse_algorithm()
+            .as_str(),
         "AES256"
     );
     assert_eq!(rule.bucket_key_enabled(), Some(true));
-    let own = s3.get_bucket_ownership_controls().bucket(&d.name).send().await.unwrap();
+    let own = s3
+        .get_bucket_ownership_controls()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
-        own.ownership_controls().unwrap().rules()[0].object_ownership().as_str(),
+        own.ownership_controls().unwrap().rules()[0]
+            .object_ownership()
+            .as_str(),
         "BucketOwnerEnforced"
     );
     let pol = s3.get_bucket_policy().bucket(&d.name).send().await.unwrap();
     let pol = policy::parse(pol.policy().unwrap()).unwrap();
     assert!(policy::equivalent(&pol, &d.policy));
-    assert_eq!(pol["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"], "false");
+    assert_eq!(
+        pol["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"],
+        "false"
+    );
     let tags = bucket_tags(&h.aws, &d.name).await;
     assert_eq!(tags.get("team").map(String::as_str), Some("media"));
     assert_eq!(tags.get(OWNER_TAG), Some(&h.desired.id.owner_tag_value()));
 
     // Object requests over TLS still work with the TLS-only policy in place.
-    s3.put_object().bucket(&d.name).key("a.jpg").body(ByteStream::from_static(b"x")).send().await.unwrap();
-    s3.get_object().bucket(&d.name).key("a.jpg").send().await.unwrap();
+    s3.put_object()
+        .bucket(&d.name)
+        .key("a.jpg")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    s3.get_object()
+        .bucket(&d.name)
+        .key("a.jpg")
+        .send()
+        .await
+        .unwrap();
 
     // In sync: a second pass makes zero mutating calls.
     let before = h.writes();
     let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
     assert!(!r.created && r.changes.is_empty(), "{r:?}");
-    assert_eq!(h.writes(), before, "writes: {:?}", h.stats.write_operations());
+    assert_eq!(
+        h.writes(),
+        before,
+        "writes: {:?}",
+        h.stats.write_operations()
+    );
 
     // Out-of-band changes.
     s3.put_bucket_versioning()
         .bucket(&d.name)
-        .versioning_configuration(VersioningConfiguration::builder().status(BucketVersioningStatus::Suspended).build())
+        .versioning_configuration(
+            VersioningConfiguration::builder()
+                .status(BucketVersioningStatus::Suspended)
+                .build(),
+        )
         .send()
         .await
         .unwrap();
-    s3.delete_bucket_cors().bucket(&d.name).send().await.unwrap();
-    s3.delete_public_access_block().bucket(&d.name).send().await.unwrap();
-    s3.delete_bucket_policy().bucket(&d.name).send().await.unwrap();
+    s3.delete_bucket_cors()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
+    s3.delete_public_access_block()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
+    s3.delete_bucket_policy()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
     let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
     let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
-    assert_eq!(fields, ["publicAccessBlock", "versioning", "cors", "bucketPolicy"], "{r:?}");
-    assert!(r.changes.iter().any(|c| c.to_string() == "versioning: Suspended → Enabled"));
-    let v = s3.get_bucket_versioning().bucket(&d.name).send().await.unwrap();
+    assert_eq!(
+        fields,
+        ["publicAccessBlock", "versioning", "cors", "bucketPolicy"],
+        "{r:?}"
+    );
+    assert!(
+        r.changes
+            .iter()
+            .any(|c| c.to_string() == "versioning: Suspended → Enabled")
+    );
+    let v = s3
+        .get_bucket_versioning()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
     assert!(s3.get_bucket_policy().bucket(&d.name).send().await.is_ok());
     let before = h.writes();
     components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
-    assert_eq!(h.writes(), before, "writes: {:?}", h.stats.write_operations());
+    assert_eq!(
+        h.writes(),
+        before,
+        "writes: {:?}",
+        h.stats.write_operations()
+    );
 
     // Delete: not empty without emptyOnDelete → BucketNotEmpty with a count.
-    let err = components::bucket::delete(&h.ctx(), &d, false).await.unwrap_err();
+    let err = components::bucket::delete(&h.ctx(), &d, false)
+        .await
+        .unwrap_err();
     match &err {
         Error::BucketNotEmpty { count, .. } => assert!(*count >= 1),
         other => panic!("expected BucketNotEmpty, got {other}"),
     }
     assert_eq!(err.reason(), "BucketNotEmpty");
     // Versioned: add a second version and a delete marker; emptying removes all of them.
-    s3.put_object().bucket(&d.name).key("a.jpg").body(ByteStream::from_static(b"y")).send().await.unwrap();
-    s3.delete_object().bucket(&d.name).key("a.jpg").send().await.unwrap();
-    let del = components::bucket::delete(&h.ctx(), &d, true).await.unwrap();
+    s3.put_object()
+        .bucket(&d.name)
+        .key("a.jpg")
+        .body(ByteStream::from_static(b"y"))
+        .send()
+        .await
+        .unwrap();
+    s3.delete_object()
+        .bucket(&d.name)
+        .key("a.jpg")
+        .send()
+        .await
+        .unwrap();
+    let del = components::bucket::delete(&h.ctx(), &d, true)
+        .await
+        .unwrap();
     assert_eq!(del, Deletion::Gone);
     assert!(s3.head_bucket().bucket(&d.name).send().await.is_err());
     // Idempotent.
-    assert_eq!(components::bucket::delete(&h.ctx(), &d, true).await.unwrap(), Deletion::Gone);
+    assert_eq!(
+        components::bucket::delete(&h.ctx(), &d, true)
+            .await
+            .unwrap(),
+        Deletion::Gone
+    );
     drop(h.factory);
 }
 
@@ -193,22 +303,56 @@ async fn output_bucket_stays_private_and_converges() {
     assert!(r.created);
     let s3 = &h.aws.s3;
     // Private: no public policy statement, every public-access block on, ACLs disabled.
-    let pol = policy::parse(s3.get_bucket_policy().bucket(&d.name).send().await.unwrap().policy().unwrap()).unwrap();
+    let pol = policy::parse(
+        s3.get_bucket_policy()
+            .bucket(&d.name)
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .unwrap(),
+    )
+    .unwrap();
     for st in pol["Statement"].as_array().unwrap() {
-        assert_eq!(st["Effect"], "Deny", "output buckets grant nothing publicly: {st}");
+        assert_eq!(
+            st["Effect"], "Deny",
+            "output buckets grant nothing publicly: {st}"
+        );
     }
-    let own = s3.get_bucket_ownership_controls().bucket(&d.name).send().await.unwrap();
-    assert_eq!(own.ownership_controls().unwrap().rules()[0].object_ownership().as_str(), "BucketOwnerEnforced");
+    let own = s3
+        .get_bucket_ownership_controls()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        own.ownership_controls().unwrap().rules()[0]
+            .object_ownership()
+            .as_str(),
+        "BucketOwnerEnforced"
+    );
     // Tags removed out of band are restored.
-    s3.delete_bucket_tagging().bucket(&d.name).send().await.unwrap();
+    s3.delete_bucket_tagging()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
     // Without our tag the bucket reads as foreign: the operator refuses to touch it.
-    let err = components::bucket::reconcile(&h.ctx(), &d).await.unwrap_err();
+    let err = components::bucket::reconcile(&h.ctx(), &d)
+        .await
+        .unwrap_err();
     assert_eq!(err.reason(), "NameConflict");
     s3.put_bucket_tagging()
         .bucket(&d.name)
         .tagging(
             aws_sdk_s3::types::Tagging::builder()
-                .tag_set(aws_sdk_s3::types::Tag::builder().key(OWNER_TAG).value(h.desired.id.owner_tag_value()).build().unwrap())
+                .tag_set(
+                    aws_sdk_s3::types::Tag::builder()
+                        .key(OWNER_TAG)
+                        .value(h.desired.id.owner_tag_value())
+                        .build()
+                        .unwrap(),
+                )
                 .build()
                 .unwrap(),
         )
@@ -222,7 +366,12 @@ async fn output_bucket_stays_private_and_converges() {
     let before = h.writes();
     components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
     assert_eq!(h.writes(), before);
-    assert_eq!(components::bucket::delete(&h.ctx(), &d, false).await.unwrap(), Deletion::Gone);
+    assert_eq!(
+        components::bucket::delete(&h.ctx(), &d, false)
+            .await
+            .unwrap(),
+        Deletion::Gone
+    );
 }
 
 #[tokio::test]
@@ -231,32 +380,63 @@ async fn foreign_bucket_is_a_name_conflict_and_never_touched() {
     let d = h.desired.bucket(UPLOAD).unwrap().clone();
     let s3 = &h.aws.s3;
     s3.create_bucket().bucket(&d.name).send().await.unwrap();
-    s3.put_object().bucket(&d.name).key("theirs.txt").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    s3.put_object()
+        .bucket(&d.name)
+        .key("theirs.txt")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
     let before = h.writes();
-    let err = components::bucket::reconcile(&h.ctx(), &d).await.unwrap_err();
+    let err = components::bucket::reconcile(&h.ctx(), &d)
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::NameConflict { .. }), "{err}");
     assert_eq!(err.reason(), "NameConflict");
     assert_eq!(h.writes(), before, "no write on a foreign bucket");
     assert!(s3.get_bucket_policy().bucket(&d.name).send().await.is_err());
     // Deleting the stack leaves it alone.
-    assert_eq!(components::bucket::delete(&h.ctx(), &d, true).await.unwrap(), Deletion::Gone);
-    assert!(s3.head_object().bucket(&d.name).key("theirs.txt").send().await.is_ok());
+    assert_eq!(
+        components::bucket::delete(&h.ctx(), &d, true)
+            .await
+            .unwrap(),
+        Deletion::Gone
+    );
+    assert!(
+        s3.head_object()
+            .bucket(&d.name)
+            .key("theirs.txt")
+            .send()
+            .await
+            .is_ok()
+    );
     // Another stack's bucket is a conflict too.
     let other = StackId::new("elsewhere", "other", "dev");
-    let ctx = Ctx { aws: &h.aws, id: &other, dry_run: false };
+    let ctx = Ctx {
+        aws: &h.aws,
+        id: &other,
+        dry_run: false,
+    };
     let d2 = h.desired.bucket("png-bucket").unwrap().clone();
     components::bucket::reconcile(&h.ctx(), &d2).await.unwrap();
     let err = components::bucket::reconcile(&ctx, &d2).await.unwrap_err();
-    assert!(err.to_string().contains(&h.desired.id.owner_tag_value()), "{err}");
+    assert!(
+        err.to_string().contains(&h.desired.id.owner_tag_value()),
+        "{err}"
+    );
 }
 
 #[tokio::test]
 async fn table_create_read_back_drift_delete() {
-    let h = harness("environment: dev\ntable: {pointInTimeRecovery: true}\ntags: {team: media}").await;
+    let h =
+        harness("environment: dev\ntable: {pointInTimeRecovery: true}\ntags: {team: media}").await;
     let d = h.desired.table.clone();
     let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
     assert!(r.created);
-    assert!(matches!(r.state, State::Progressing { .. }), "a new table is CREATING: {r:?}");
+    assert!(
+        matches!(r.state, State::Progressing { .. }),
+        "a new table is CREATING: {r:?}"
+    );
     // Poll until ACTIVE and configured (bounded).
     let mut ready = false;
     for _ in 0..50 {
@@ -269,18 +449,52 @@ async fn table_create_read_back_drift_delete() {
     }
     assert!(ready, "table never became Ready");
     let ddb = &h.aws.dynamodb;
-    let t = ddb.describe_table().table_name(&d.name).send().await.unwrap();
+    let t = ddb
+        .describe_table()
+        .table_name(&d.name)
+        .send()
+        .await
+        .unwrap();
     let t = t.table().unwrap();
-    assert_eq!(t.billing_mode_summary().unwrap().billing_mode().unwrap().as_str(), "PAY_PER_REQUEST");
+    assert_eq!(
+        t.billing_mode_summary()
+            .unwrap()
+            .billing_mode()
+            .unwrap()
+            .as_str(),
+        "PAY_PER_REQUEST"
+    );
     assert_eq!(t.key_schema()[0].attribute_name(), "image_id");
     let gsi = &t.global_secondary_indexes()[0];
     assert_eq!(gsi.index_name(), Some("timestamp-index"));
     assert_eq!(gsi.key_schema()[0].attribute_name(), "upload_timestamp");
-    assert_eq!(gsi.projection().unwrap().projection_type().unwrap().as_str(), "ALL");
-    assert_eq!(t.sse_description().unwrap().status().unwrap().as_str(), "ENABLED");
-    let cb = ddb.describe_continuous_backups().table_name(&d.name).send().await.unwrap();
-    let pitr = cb.continuous_backups_description().unwrap().point_in_time_recovery_description().unwrap();
-    assert_eq!(pitr.point_in_time_recovery_status().unwrap().as_str(), "ENABLED");
+    assert_eq!(
+        gsi.projection()
+            .unwrap()
+            .projection_type()
+            .unwrap()
+            .as_str(),
+        "ALL"
+    );
+    assert_eq!(
+        t.sse_description().unwrap().status().unwrap().as_str(),
+        "ENABLED"
+    );
+    let cb = ddb
+        .describe_continuous_backups()
+        .table_name(&d.name)
+        .send()
+        .await
+        .unwrap();
+    let pitr = cb
+        .continuous_backups_description()
+        .unwrap()
+        .point_in_time_recovery_description()
+        .unwrap();
+    assert_eq!(
+        pitr.point_in_time_recovery_status().unwrap().as_str(),
+        "ENABLED"
+    );
     let arn = t.table_arn().unwrap().to_string();
 
     let before = h.writes();
@@ -300,18 +514,38 @@ async fn table_create_read_back_drift_delete() {
         .send()
         .await
         .unwrap();
-    ddb.untag_resource().resource_arn(&arn).tag_keys("team").send().await.unwrap();
+    ddb.untag_resource()
+        .resource_arn(&arn)
+        .tag_keys("team")
+        .send()
+        .await
+        .unwrap();
     ddb.tag_resource()
         .resource_arn(&arn)
-        .tags(aws_sdk_dynamodb::types::Tag::builder().key("stray").value("x").build().unwrap())
+        .tags(
+            aws_sdk_dynamodb::types::Tag::builder()
+                .key("stray")
+                .value("x")
+                .build()
+                .unwrap(),
+        )
         .send()
         .await
         .unwrap();
     let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
     let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(fields, ["tags", "pointInTimeRecovery"], "{r:?}");
-    let tags = ddb.list_tags_of_resource().resource_arn(&arn).send().await.unwrap();
-    let tags: BTreeMap<String, String> = tags.tags().iter().map(|t| (t.key().into(), t.value().into())).collect();
+    let tags = ddb
+        .list_tags_of_resource()
+        .resource_arn(&arn)
+        .send()
+        .await
+        .unwrap();
+    let tags: BTreeMap<String, String> = tags
+        .tags()
+        .iter()
+        .map(|t| (t.key().into(), t.value().into()))
+        .collect();
     assert_eq!(tags, d.tags);
     let before = h.writes();
     components::table::reconcile(&h.ctx(), &d).await.unwrap();
@@ -327,7 +561,13 @@ async fn table_create_read_back_drift_delete() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(gone);
-    assert!(ddb.describe_table().table_name(&d.name).send().await.is_err());
+    assert!(
+        ddb.describe_table()
+            .table_name(&d.name)
+            .send()
+            .await
+            .is_err()
+    );
 }
 
 #[tokio::test]
@@ -342,7 +582,13 @@ async fn role_least_privilege_semantic_compare_and_drift() {
     // IAM hands documents back URL-encoded: compare semantically.
     let trust = policy::parse(role.assume_role_policy_document().unwrap()).unwrap();
     assert!(policy::equivalent(&trust, &d.trust_policy));
-    let inline = iam.get_role_policy().role_name(&d.name).policy_name(&d.policy_name).send().await.unwrap();
+    let inline = iam
+        .get_role_policy()
+        .role_name(&d.name)
+        .policy_name(&d.policy_name)
+        .send()
+        .await
+        .unwrap();
     let doc = policy::parse(inline.policy_document()).unwrap();
     assert!(policy::equivalent(&doc, &d.policy));
     let res = policy::resources(&doc);
@@ -350,7 +596,10 @@ async fn role_least_privilege_semantic_compare_and_drift() {
     let webp = h.desired.bucket("webp-bucket").unwrap().name.clone();
     let png = h.desired.bucket("png-bucket").unwrap().name.clone();
     assert!(res.contains(&format!("arn:aws:s3:::{webp}/webp/*")));
-    assert!(!res.iter().any(|r| r.contains(&png)), "png disabled: {res:?}");
+    assert!(
+        !res.iter().any(|r| r.contains(&png)),
+        "png disabled: {res:?}"
+    );
 
     // Unchanged policy is never rewritten.
     let before = h.writes();
@@ -381,26 +630,55 @@ async fn role_least_privilege_semantic_compare_and_drift() {
         .unwrap();
     let r = components::role::reconcile(&h.ctx(), &d).await.unwrap();
     assert_eq!(r.changes.len(), 3, "{r:?}");
-    let names = iam.list_role_policies().role_name(&d.name).send().await.unwrap();
-    assert_eq!(names.policy_names(), [d.policy_name.clone()]);
-    let attached = iam.list_attached_role_policies().role_name(&d.name).send().await.unwrap();
+    let names = iam
+        .list_role_policies()
+        .role_name(&d.name)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(names.policy_names(), std::slice::from_ref(&d.policy_name));
+    let attached = iam
+        .list_attached_role_policies()
+        .role_name(&d.name)
+        .send()
+        .await
+        .unwrap();
     assert!(attached.attached_policies().is_empty());
-    let inline = iam.get_role_policy().role_name(&d.name).policy_name(&d.policy_name).send().await.unwrap();
-    assert!(policy::equivalent(&policy::parse(inline.policy_document()).unwrap(), &d.policy));
+    let inline = iam
+        .get_role_policy()
+        .role_name(&d.name)
+        .policy_name(&d.policy_name)
+        .send()
+        .await
+        .unwrap();
+    assert!(policy::equivalent(
+        &policy::parse(inline.policy_document()).unwrap(),
+        &d.policy
+    ));
     let before = h.writes();
     components::role::reconcile(&h.ctx(), &d).await.unwrap();
     assert_eq!(h.writes(), before);
 
-    assert_eq!(components::role::delete(&h.ctx(), &d).await.unwrap(), Deletion::Gone);
+    assert_eq!(
+        components::role::delete(&h.ctx(), &d).await.unwrap(),
+        Deletion::Gone
+    );
     assert!(iam.get_role().role_name(&d.name).send().await.is_err());
-    assert_eq!(components::role::delete(&h.ctx(), &d).await.unwrap(), Deletion::Gone);
+    assert_eq!(
+        components::role::delete(&h.ctx(), &d).await.unwrap(),
+        Deletion::Gone
+    );
 }
 
 #[tokio::test]
 async fn paused_stack_observes_but_never_writes() {
     let h = harness("environment: dev").await;
     let d = h.desired.bucket(UPLOAD).unwrap().clone();
-    let paused = Ctx { aws: &h.aws, id: &h.desired.id, dry_run: true };
+    let paused = Ctx {
+        aws: &h.aws,
+        id: &h.desired.id,
+        dry_run: true,
+    };
     let before = h.writes();
     let r = components::bucket::reconcile(&paused, &d).await.unwrap();
     assert!(matches!(r.state, State::Paused { .. }), "{r:?}");

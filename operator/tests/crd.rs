@@ -9,7 +9,10 @@ use kube::core::cel::Validator;
 use serde_json::{Value, json};
 
 fn committed_crd() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../crds/imagestack.dev_imagestacks.yaml");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../crds/imagestack.dev_imagestacks.yaml"
+    );
     std::fs::read_to_string(path).expect("crds/imagestack.dev_imagestacks.yaml exists")
 }
 
@@ -127,14 +130,28 @@ fn environment_is_immutable() {
 #[test]
 fn bucket_name_override_is_immutable() {
     let old = full(json!({"buckets": {"upload": {"name": "up-a"}}}));
-    let err = check(full(json!({"buckets": {"upload": {"name": "up-b"}}})), Some(old)).unwrap_err();
-    assert!(err.contains("spec.buckets.upload.name is immutable"), "{err}");
+    let err = check(
+        full(json!({"buckets": {"upload": {"name": "up-b"}}})),
+        Some(old),
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("spec.buckets.upload.name is immutable"),
+        "{err}"
+    );
 }
 
 #[test]
 fn ttl_order_is_enforced() {
-    let err = check(full(json!({"cdn": {"minTtlSeconds": 100, "defaultTtlSeconds": 10}})), None).unwrap_err();
-    assert!(err.contains("spec.cdn: minTtlSeconds <= defaultTtlSeconds <= maxTtlSeconds"), "{err}");
+    let err = check(
+        full(json!({"cdn": {"minTtlSeconds": 100, "defaultTtlSeconds": 10}})),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("spec.cdn: minTtlSeconds <= defaultTtlSeconds <= maxTtlSeconds"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -144,16 +161,25 @@ fn bucket_names_must_differ() {
         None,
     )
     .unwrap_err();
-    assert!(err.contains("spec.buckets: upload and output bucket names must all be different"), "{err}");
+    assert!(
+        err.contains("spec.buckets: upload and output bucket names must all be different"),
+        "{err}"
+    );
 }
 
 #[test]
 fn reserved_tag_keys_rejected() {
     for key in ["aws:createdBy", "imagestack.dev/stack"] {
         let err = check(full(json!({"tags": {key: "x"}})), None).unwrap_err();
-        assert!(err.contains("spec.tags: keys must be 1-128 characters"), "{key}: {err}");
+        assert!(
+            err.contains("spec.tags: keys must be 1-128 characters"),
+            "{key}: {err}"
+        );
     }
     let long = "v".repeat(300);
     let err = check(full(json!({"tags": {"k": long}})), None).unwrap_err();
-    assert!(err.contains("spec.tags: values must be at most 256"), "{err}");
+    assert!(
+        err.contains("spec.tags: values must be at most 256"),
+        "{err}"
+    );
 }

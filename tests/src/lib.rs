@@ -23,8 +23,14 @@ pub fn repo_root() -> PathBuf {
 /// Fail with a clear message when the environment the tests need is missing.
 pub fn require_env() {
     for (var, hint) in [
-        ("KUBECONFIG", "a Kubernetes API server: `export KUBECONFIG=$(../shared/envtest/start.sh)` or a kind cluster"),
-        ("AWS_ENDPOINT_URL", "the AWS emulator: `. $(scripts/emulator/start.sh)`"),
+        (
+            "KUBECONFIG",
+            "a Kubernetes API server: `export KUBECONFIG=$(../shared/envtest/start.sh)` or a kind cluster",
+        ),
+        (
+            "AWS_ENDPOINT_URL",
+            "the AWS emulator: `. $(scripts/emulator/start.sh)`",
+        ),
     ] {
         assert!(
             std::env::var(var).is_ok(),
@@ -46,7 +52,9 @@ pub fn unique(prefix: &str) -> String {
 
 /// Kubernetes client from `KUBECONFIG`.
 pub async fn kube_client() -> Result<Client> {
-    Client::try_default().await.context("kube client from KUBECONFIG")
+    Client::try_default()
+        .await
+        .context("kube client from KUBECONFIG")
 }
 
 /// Install (server-side apply) the CRD from `crds/` and wait until it is established.
@@ -120,18 +128,18 @@ pub fn operator_bin() -> Result<PathBuf> {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe()?;
-    // target/<profile>/deps/<test> → target/<profile>/operator
-    let profile_dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .ok_or_else(|| anyhow!("cannot locate target dir from {}", exe.display()))?;
-    let bin = profile_dir.join("operator");
-    if !bin.exists() {
+    // A test runs from target/<profile>/deps/, a bin (the benchmarks) from target/<profile>/.
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("operator"))
+        .collect();
+    let Some(bin) = candidates.iter().find(|p| p.is_file()).cloned() else {
         bail!(
-            "{} not found: build it first with `cargo build -p imagestack-operator` (./scripts/test does)",
-            bin.display()
+            "operator binary not found at {candidates:?}: build it first with `cargo build -p imagestack-operator` (./scripts/test does)"
         );
-    }
+    };
     Ok(bin)
 }
 
@@ -261,7 +269,10 @@ impl Drop for Operator {
 /// Sum the samples of `name` whose labels contain every `labels` fragment.
 pub fn sum_metric(text: &str, name: &str, labels: &[&str]) -> f64 {
     text.lines()
-        .filter(|l| l.starts_with(name) && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' ')))
+        .filter(|l| {
+            l.starts_with(name)
+                && (l[name.len()..].starts_with('{') || l[name.len()..].starts_with(' '))
+        })
         .filter(|l| labels.iter().all(|f| l.contains(f)))
         .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
         .sum()
@@ -274,7 +285,10 @@ fn http_get(port: u16, path: &str) -> Result<String> {
     write!(s, "GET {path} HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n")?;
     let mut out = String::new();
     s.read_to_string(&mut out)?;
-    Ok(out.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default())
+    Ok(out
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default())
 }
 
 /// Run kubectl with `args` (and optional stdin); returns (success, stdout, stderr).
@@ -282,7 +296,11 @@ pub fn kubectl(args: &[&str], stdin: Option<&str>) -> Result<(bool, String, Stri
     use std::io::Write;
     let mut child = Command::new("kubectl")
         .args(args)
-        .stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        })
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -312,12 +330,23 @@ pub fn manifest(namespace: &str, name: &str, spec_yaml: &str) -> String {
 }
 
 /// Status of condition `type_` of a stack.
-pub fn condition<'a>(s: &'a ImageOptimizationStack, type_: &str) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
-    s.status.as_ref()?.conditions.iter().find(|c| c.type_ == type_)
+pub fn condition<'a>(
+    s: &'a ImageOptimizationStack,
+    type_: &str,
+) -> Option<&'a k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition> {
+    s.status
+        .as_ref()?
+        .conditions
+        .iter()
+        .find(|c| c.type_ == type_)
 }
 
 /// Wait until the stack's `Ready` condition is `True` for its current generation.
-pub async fn wait_ready(api: &Api<ImageOptimizationStack>, name: &str, timeout: Duration) -> Result<ImageOptimizationStack> {
+pub async fn wait_ready(
+    api: &Api<ImageOptimizationStack>,
+    name: &str,
+    timeout: Duration,
+) -> Result<ImageOptimizationStack> {
     let last = std::sync::Mutex::new(None);
     let r = poll(timeout, || async {
         let s = api.get(name).await.ok()?;
@@ -329,12 +358,23 @@ pub async fn wait_ready(api: &Api<ImageOptimizationStack>, name: &str, timeout: 
         ready.then_some(s)
     })
     .await;
-    r.map_err(|e| anyhow!("{e}; last status: {:?}", last.lock().ok().and_then(|l| l.clone())))
+    r.map_err(|e| {
+        anyhow!(
+            "{e}; last status: {:?}",
+            last.lock().ok().and_then(|l| l.clone())
+        )
+    })
 }
 
 /// AWS clients from the environment (the emulator in tests).
-pub async fn aws() -> (aws_sdk_s3::Client, aws_sdk_dynamodb::Client, aws_sdk_iam::Client) {
-    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest()).load().await;
+pub async fn aws() -> (
+    aws_sdk_s3::Client,
+    aws_sdk_dynamodb::Client,
+    aws_sdk_iam::Client,
+) {
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
     let s3 = aws_sdk_s3::config::Builder::from(&cfg)
         .force_path_style(cfg.endpoint_url().is_some())
         .build();

@@ -38,7 +38,11 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
     let status = s.status.clone().unwrap();
 
     // kstatus shapes: Ready/Reconciling/Stalled with observedGeneration.
-    for (t, want) in [("Ready", "True"), ("Reconciling", "False"), ("Stalled", "False")] {
+    for (t, want) in [
+        ("Ready", "True"),
+        ("Reconciling", "False"),
+        ("Stalled", "False"),
+    ] {
         let c = condition(&s, t).unwrap_or_else(|| panic!("no {t} condition"));
         assert_eq!(c.status, want, "{t}");
         assert_eq!(c.observed_generation, s.metadata.generation);
@@ -48,19 +52,50 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
     let names: Vec<&str> = status.components.iter().map(|c| c.name.as_str()).collect();
     assert_eq!(
         names,
-        ["upload-bucket", "webp-bucket", "jpeg-bucket", "png-bucket", "metadata-table", "processor-role"]
+        [
+            "upload-bucket",
+            "webp-bucket",
+            "jpeg-bucket",
+            "png-bucket",
+            "metadata-table",
+            "processor-role"
+        ]
     );
-    assert!(status.components.iter().all(|c| c.state == "Ready"), "{:?}", status.components);
+    assert!(
+        status.components.iter().all(|c| c.state == "Ready"),
+        "{:?}",
+        status.components
+    );
     let outputs = status.outputs.clone().unwrap();
     assert!(s.finalizers().iter().any(|f| f == "imagestack.dev/cleanup"));
 
     // Everything reported exists on AWS.
     let (s3, ddb, iam) = aws().await;
-    for b in [&outputs.upload_bucket, &outputs.webp_bucket, &outputs.jpeg_bucket, &outputs.png_bucket] {
-        s3.head_bucket().bucket(b.as_deref().unwrap()).send().await.unwrap();
+    for b in [
+        &outputs.upload_bucket,
+        &outputs.webp_bucket,
+        &outputs.jpeg_bucket,
+        &outputs.png_bucket,
+    ] {
+        s3.head_bucket()
+            .bucket(b.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
     }
-    ddb.describe_table().table_name(outputs.table_name.as_deref().unwrap()).send().await.unwrap();
-    let role = outputs.role_arn.as_deref().unwrap().rsplit('/').next().unwrap().to_string();
+    ddb.describe_table()
+        .table_name(outputs.table_name.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let role = outputs
+        .role_arn
+        .as_deref()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     iam.get_role().role_name(&role).send().await.unwrap();
 
     // kubectl get imagestacks shows the columns.
@@ -70,29 +105,56 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
     assert_eq!(header, ["NAME", "ENV", "READY", "REASON", "CDN", "AGE"]);
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["images", "dev", "True", "Reconciled"]);
-    let (ok, out, _) = kubectl(&["get", "imagestack", "images", "-n", &ns, "-o", "wide"], None).unwrap();
-    assert!(ok && out.contains("UPLOAD") && out.contains(outputs.upload_bucket.as_deref().unwrap()), "{out}");
+    let (ok, out, _) = kubectl(
+        &["get", "imagestack", "images", "-n", &ns, "-o", "wide"],
+        None,
+    )
+    .unwrap();
+    assert!(
+        ok && out.contains("UPLOAD") && out.contains(outputs.upload_bucket.as_deref().unwrap()),
+        "{out}"
+    );
 
     // Steady state: further resyncs make zero mutating AWS calls.
     let writes = op.aws_writes().await.unwrap();
-    let reconciles = op.metric_sum("imagestack_reconciles_total", &["success"]).await.unwrap();
+    let reconciles = op
+        .metric_sum("imagestack_reconciles_total", &["success"])
+        .await
+        .unwrap();
     poll(Duration::from_secs(30), || async {
-        let n = op.metric_sum("imagestack_reconciles_total", &["success"]).await.ok()?;
+        let n = op
+            .metric_sum("imagestack_reconciles_total", &["success"])
+            .await
+            .ok()?;
         (n >= reconciles + 2.0).then_some(())
     })
     .await
     .unwrap();
-    assert_eq!(op.aws_writes().await.unwrap(), writes, "a stack in sync made AWS writes");
+    assert_eq!(
+        op.aws_writes().await.unwrap(),
+        writes,
+        "a stack in sync made AWS writes"
+    );
     // Status writes did not retrigger reconciles in a loop: only resyncs ran.
-    let total = op.metric_sum("imagestack_reconciles_total", &[]).await.unwrap();
-    assert!(total < 30.0, "too many reconciles ({total}) for a 2s resync: hot loop?");
+    let total = op
+        .metric_sum("imagestack_reconciles_total", &[])
+        .await
+        .unwrap();
+    assert!(
+        total < 30.0,
+        "too many reconciles ({total}) for a 2s resync: hot loop?"
+    );
 }
 
 #[tokio::test]
 async fn drift_is_repaired_and_pause_stops_writes() {
     let (client, ns) = setup().await;
     let op = Operator::start(&ns, "2s", &[]).unwrap();
-    let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, "drift", "environment: dev"))).unwrap();
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(&ns, "drift", "environment: dev")),
+    )
+    .unwrap();
     assert!(ok, "{err}");
     let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
     let s = wait_ready(&api, "drift", READY_TIMEOUT).await.unwrap();
@@ -110,9 +172,18 @@ async fn drift_is_repaired_and_pause_stops_writes() {
         .send()
         .await
         .unwrap();
-    s3.delete_bucket_policy().bucket(&upload).send().await.unwrap();
+    s3.delete_bucket_policy()
+        .bucket(&upload)
+        .send()
+        .await
+        .unwrap();
     poll(Duration::from_secs(30), || async {
-        let v = s3.get_bucket_versioning().bucket(&upload).send().await.ok()?;
+        let v = s3
+            .get_bucket_versioning()
+            .bucket(&upload)
+            .send()
+            .await
+            .ok()?;
         let enabled = v.status().map(|s| s.as_str()) == Some("Enabled");
         let policy = s3.get_bucket_policy().bucket(&upload).send().await.is_ok();
         (enabled && policy).then_some(())
@@ -121,7 +192,10 @@ async fn drift_is_repaired_and_pause_stops_writes() {
     .unwrap_or_else(|e| panic!("drift not repaired: {e}\n{}", op.log_text()));
     // The reconcile that restored them finishes its pass (other components) before it counts.
     poll(Duration::from_secs(30), || async {
-        let n = op.metric_sum("imagestack_drift_repairs_total", &["upload-bucket"]).await.ok()?;
+        let n = op
+            .metric_sum("imagestack_drift_repairs_total", &["upload-bucket"])
+            .await
+            .ok()?;
         (n >= 2.0).then_some(())
     })
     .await
@@ -132,11 +206,17 @@ async fn drift_is_repaired_and_pause_stops_writes() {
     api.patch(
         "drift",
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"imagestack.dev/paused": "true"}}})),
+        &Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {"imagestack.dev/paused": "true"}}}),
+        ),
     )
     .await
     .unwrap();
-    s3.delete_bucket_cors().bucket(&upload).send().await.unwrap();
+    s3.delete_bucket_cors()
+        .bucket(&upload)
+        .send()
+        .await
+        .unwrap();
     let paused = poll(Duration::from_secs(30), || async {
         let s = api.get("drift").await.ok()?;
         let c = condition(&s, "Ready")?;
@@ -146,21 +226,33 @@ async fn drift_is_repaired_and_pause_stops_writes() {
     .unwrap();
     assert!(paused.contains("cors"), "{paused}");
     let writes = op.aws_writes().await.unwrap();
-    let reconciles = op.metric_sum("imagestack_reconciles_total", &[]).await.unwrap();
+    let reconciles = op
+        .metric_sum("imagestack_reconciles_total", &[])
+        .await
+        .unwrap();
     poll(Duration::from_secs(30), || async {
-        let n = op.metric_sum("imagestack_reconciles_total", &[]).await.ok()?;
+        let n = op
+            .metric_sum("imagestack_reconciles_total", &[])
+            .await
+            .ok()?;
         (n >= reconciles + 2.0).then_some(())
     })
     .await
     .unwrap();
-    assert_eq!(op.aws_writes().await.unwrap(), writes, "paused stack wrote to AWS");
+    assert_eq!(
+        op.aws_writes().await.unwrap(),
+        writes,
+        "paused stack wrote to AWS"
+    );
     assert!(s3.get_bucket_cors().bucket(&upload).send().await.is_err());
 
     // Unpaused: repaired.
     api.patch(
         "drift",
         &PatchParams::default(),
-        &Patch::Merge(serde_json::json!({"metadata": {"annotations": {"imagestack.dev/paused": null}}})),
+        &Patch::Merge(
+            serde_json::json!({"metadata": {"annotations": {"imagestack.dev/paused": null}}}),
+        ),
     )
     .await
     .unwrap();
@@ -173,24 +265,60 @@ async fn invalid_specs_are_rejected_naming_the_field() {
     let (_client, ns) = setup().await;
     let cases = [
         ("environment: Dev", "spec.environment"),
-        ("environment: dev\nprocessor: {memoryMb: 64}", "spec.processor.memoryMb"),
-        ("environment: dev\nprocessor: {quality: {webp: 101}}", "spec.processor.quality.webp"),
-        ("environment: dev\nprocessor: {formats: []}", "spec.processor.formats"),
-        ("environment: dev\ncdn: {minTtlSeconds: 100, defaultTtlSeconds: 10}", "spec.cdn"),
-        ("environment: dev\nbuckets: {upload: {name: same-one}, outputs: {png: same-one}}", "spec.buckets"),
-        ("environment: dev\nbuckets: {upload: {name: Bad.Name}}", "spec.buckets.upload.name"),
-        ("environment: dev\ndeletionPolicy: Remove", "spec.deletionPolicy"),
+        (
+            "environment: dev\nprocessor: {memoryMb: 64}",
+            "spec.processor.memoryMb",
+        ),
+        (
+            "environment: dev\nprocessor: {quality: {webp: 101}}",
+            "spec.processor.quality.webp",
+        ),
+        (
+            "environment: dev\nprocessor: {formats: []}",
+            "spec.processor.formats",
+        ),
+        (
+            "environment: dev\ncdn: {minTtlSeconds: 100, defaultTtlSeconds: 10}",
+            "spec.cdn",
+        ),
+        (
+            "environment: dev\nbuckets: {upload: {name: same-one}, outputs: {png: same-one}}",
+            "spec.buckets",
+        ),
+        (
+            "environment: dev\nbuckets: {upload: {name: Bad.Name}}",
+            "spec.buckets.upload.name",
+        ),
+        (
+            "environment: dev\ndeletionPolicy: Remove",
+            "spec.deletionPolicy",
+        ),
         ("environment: dev\ntags: {'aws:owner': x}", "spec.tags"),
     ];
     for (i, (spec, field)) in cases.iter().enumerate() {
-        let (ok, out, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, &format!("bad{i}"), spec))).unwrap();
+        let (ok, out, err) = kubectl(
+            &["apply", "-f", "-"],
+            Some(&manifest(&ns, &format!("bad{i}"), spec)),
+        )
+        .unwrap();
         assert!(!ok, "accepted invalid spec {spec:?}: {out}");
-        assert!(err.contains(field), "error for {spec:?} does not name {field}: {err}");
+        assert!(
+            err.contains(field),
+            "error for {spec:?} does not name {field}: {err}"
+        );
     }
     // Immutable environment.
-    let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, "imm", "environment: dev"))).unwrap();
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(&ns, "imm", "environment: dev")),
+    )
+    .unwrap();
     assert!(ok, "{err}");
-    let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, "imm", "environment: prod"))).unwrap();
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(&ns, "imm", "environment: prod")),
+    )
+    .unwrap();
     assert!(!ok);
     assert!(err.contains("spec.environment is immutable"), "{err}");
 }
@@ -201,7 +329,11 @@ async fn delete_policy_delete_blocks_on_objects_then_empties() {
     let op = Operator::start(&ns, "2s", &[]).unwrap();
     let (ok, _, err) = kubectl(
         &["apply", "-f", "-"],
-        Some(&manifest(&ns, "del", "environment: dev\ndeletionPolicy: Delete")),
+        Some(&manifest(
+            &ns,
+            "del",
+            "environment: dev\ndeletionPolicy: Delete",
+        )),
     )
     .unwrap();
     assert!(ok, "{err}");
@@ -230,7 +362,12 @@ async fn delete_policy_delete_blocks_on_objects_then_empties() {
     // Still there, finalizer kept.
     let s = api.get("del").await.unwrap();
     assert!(s.finalizers().iter().any(|f| f == "imagestack.dev/cleanup"));
-    s3.head_object().bucket(&upload).key("photo one.jpg").send().await.unwrap();
+    s3.head_object()
+        .bucket(&upload)
+        .key("photo one.jpg")
+        .send()
+        .await
+        .unwrap();
 
     // Allow emptying: the deletion completes and everything is gone.
     api.patch(
@@ -240,14 +377,40 @@ async fn delete_policy_delete_blocks_on_objects_then_empties() {
     )
     .await
     .unwrap();
-    poll(Duration::from_secs(60), || async { api.get_opt("del").await.ok()?.is_none().then_some(()) })
-        .await
-        .unwrap_or_else(|e| panic!("stack not deleted: {e}\n{}", op.log_text()));
-    for b in [&out.upload_bucket, &out.webp_bucket, &out.jpeg_bucket, &out.png_bucket] {
-        assert!(s3.head_bucket().bucket(b.as_deref().unwrap()).send().await.is_err());
+    poll(Duration::from_secs(60), || async {
+        api.get_opt("del").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("stack not deleted: {e}\n{}", op.log_text()));
+    for b in [
+        &out.upload_bucket,
+        &out.webp_bucket,
+        &out.jpeg_bucket,
+        &out.png_bucket,
+    ] {
+        assert!(
+            s3.head_bucket()
+                .bucket(b.as_deref().unwrap())
+                .send()
+                .await
+                .is_err()
+        );
     }
-    assert!(ddb.describe_table().table_name(out.table_name.as_deref().unwrap()).send().await.is_err());
-    let role = out.role_arn.as_deref().unwrap().rsplit('/').next().unwrap().to_string();
+    assert!(
+        ddb.describe_table()
+            .table_name(out.table_name.as_deref().unwrap())
+            .send()
+            .await
+            .is_err()
+    );
+    let role = out
+        .role_arn
+        .as_deref()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
     assert!(iam.get_role().role_name(&role).send().await.is_err());
 }
 
@@ -255,19 +418,36 @@ async fn delete_policy_delete_blocks_on_objects_then_empties() {
 async fn delete_policy_retain_keeps_aws_resources() {
     let (client, ns) = setup().await;
     let _op = Operator::start(&ns, "2s", &[]).unwrap();
-    let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, "keep", "environment: prod"))).unwrap();
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(&ns, "keep", "environment: prod")),
+    )
+    .unwrap();
     assert!(ok, "{err}");
     let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
     let s = wait_ready(&api, "keep", READY_TIMEOUT).await.unwrap();
-    assert_eq!(s.spec.deletion_policy, imagestack_operator::api::DeletionPolicy::Retain);
+    assert_eq!(
+        s.spec.deletion_policy,
+        imagestack_operator::api::DeletionPolicy::Retain
+    );
     let out = s.status.unwrap().outputs.unwrap();
     api.delete("keep", &DeleteParams::default()).await.unwrap();
-    poll(Duration::from_secs(30), || async { api.get_opt("keep").await.ok()?.is_none().then_some(()) })
+    poll(Duration::from_secs(30), || async {
+        api.get_opt("keep").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .unwrap();
+    let (s3, ddb, _) = aws().await;
+    s3.head_bucket()
+        .bucket(out.upload_bucket.as_deref().unwrap())
+        .send()
         .await
         .unwrap();
-    let (s3, ddb, _) = aws().await;
-    s3.head_bucket().bucket(out.upload_bucket.as_deref().unwrap()).send().await.unwrap();
-    ddb.describe_table().table_name(out.table_name.as_deref().unwrap()).send().await.unwrap();
+    ddb.describe_table()
+        .table_name(out.table_name.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
 }
 
 /// Kill the operator right after its Nth AWS write, restart it, and check it
@@ -275,13 +455,25 @@ async fn delete_policy_retain_keeps_aws_resources() {
 #[tokio::test]
 async fn killed_mid_reconcile_converges_without_duplicates() {
     let (client, ns) = setup().await;
-    let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, "crash", "environment: dev"))).unwrap();
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(&ns, "crash", "environment: dev")),
+    )
+    .unwrap();
     assert!(ok, "{err}");
     for n in ["1", "3", "7"] {
         let mut op = Operator::start(&ns, "2s", &[("IMAGESTACK_CRASH_AFTER_WRITES", n)]).unwrap();
         let status = op.wait_exit(Duration::from_secs(60)).await;
-        assert!(status.is_ok(), "operator with crash hook {n} did not exit:\n{}", op.log_text());
-        assert!(op.log_text().contains("crash-safety test hook"), "{}", op.log_text());
+        assert!(
+            status.is_ok(),
+            "operator with crash hook {n} did not exit:\n{}",
+            op.log_text()
+        );
+        assert!(
+            op.log_text().contains("crash-safety test hook"),
+            "{}",
+            op.log_text()
+        );
     }
     let _op = Operator::start(&ns, "2s", &[]).unwrap();
     let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
@@ -298,7 +490,9 @@ async fn killed_mid_reconcile_converges_without_duplicates() {
             continue;
         }
         if let Ok(t) = s3.get_bucket_tagging().bucket(name).send().await
-            && t.tag_set().iter().any(|t| t.key() == "imagestack.dev/stack" && t.value() == owner)
+            && t.tag_set()
+                .iter()
+                .any(|t| t.key() == "imagestack.dev/stack" && t.value() == owner)
         {
             ours += 1;
         }
@@ -306,8 +500,22 @@ async fn killed_mid_reconcile_converges_without_duplicates() {
     assert_eq!(ours, 4, "expected exactly 4 buckets of {owner}");
     let table = out.table_name.unwrap();
     let tables = ddb.list_tables().send().await.unwrap();
-    assert_eq!(tables.table_names().iter().filter(|t| **t == table).count(), 1);
-    let role = out.role_arn.unwrap().rsplit('/').next().unwrap().to_string();
-    let policies = iam.list_role_policies().role_name(&role).send().await.unwrap();
+    assert_eq!(
+        tables.table_names().iter().filter(|t| **t == table).count(),
+        1
+    );
+    let role = out
+        .role_arn
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    let policies = iam
+        .list_role_policies()
+        .role_name(&role)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(policies.policy_names().len(), 1);
 }

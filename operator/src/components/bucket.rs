@@ -142,7 +142,11 @@ pub fn diff(desired: &DesiredBucket, observed: &ObservedBucket) -> Vec<(Field, C
     if observed.ownership.as_deref() != Some(OWNERSHIP) {
         out.push((
             Field::Ownership,
-            Change::new("objectOwnership", on_off(observed.ownership.as_deref()), OWNERSHIP),
+            Change::new(
+                "objectOwnership",
+                on_off(observed.ownership.as_deref()),
+                OWNERSHIP,
+            ),
         ));
     }
     if let Some(want) = desired.versioning {
@@ -172,7 +176,12 @@ pub fn diff(desired: &DesiredBucket, observed: &ObservedBucket) -> Vec<(Field, C
         }
     }
     if let Some(want) = &desired.cors {
-        let mut have: Vec<Cors> = observed.cors.iter().cloned().map(Cors::normalized).collect();
+        let mut have: Vec<Cors> = observed
+            .cors
+            .iter()
+            .cloned()
+            .map(Cors::normalized)
+            .collect();
         let mut want: Vec<Cors> = want.iter().cloned().map(Cors::normalized).collect();
         have.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
         want.sort_by(|a, b| format!("{a:?}").cmp(&format!("{b:?}")));
@@ -182,7 +191,10 @@ pub fn diff(desired: &DesiredBucket, observed: &ObservedBucket) -> Vec<(Field, C
             } else {
                 format!("{} rule(s) differing", have.len())
             };
-            out.push((Field::Cors, Change::new("cors", from, format!("{} rule(s) from spec", want.len()))));
+            out.push((
+                Field::Cors,
+                Change::new("cors", from, format!("{} rule(s) from spec", want.len())),
+            ));
         }
     }
     let policy_ok = observed
@@ -190,8 +202,15 @@ pub fn diff(desired: &DesiredBucket, observed: &ObservedBucket) -> Vec<(Field, C
         .as_ref()
         .is_some_and(|p| policy::equivalent(p, &desired.policy));
     if !policy_ok {
-        let from = if observed.policy.is_some() { "differs" } else { "unset" };
-        out.push((Field::Policy, Change::new("bucketPolicy", from, "TLS-only policy from spec")));
+        let from = if observed.policy.is_some() {
+            "differs"
+        } else {
+            "unset"
+        };
+        out.push((
+            Field::Policy,
+            Change::new("bucketPolicy", from, "TLS-only policy from spec"),
+        ));
     }
     out
 }
@@ -235,8 +254,10 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedBucket>
         ..Default::default()
     };
     // Ownership first: nothing else is read (or later written) on a bucket that is not ours.
-    if ownership(ctx.id, observed.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-        != Ownership::Ours
+    if ownership(
+        ctx.id,
+        observed.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) != Ownership::Ours
     {
         return Ok(Some(observed));
     }
@@ -293,7 +314,11 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedBucket>
         &["ServerSideEncryptionConfigurationNotFoundError"],
     )?
     .and_then(|o| {
-        let rule = o.server_side_encryption_configuration()?.rules().first()?.clone();
+        let rule = o
+            .server_side_encryption_configuration()?
+            .rules()
+            .first()?
+            .clone();
         let algo = rule
             .apply_server_side_encryption_by_default()
             .map(|d| d.sse_algorithm().as_str().to_string())?;
@@ -319,7 +344,10 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedBucket>
 }
 
 fn check_owner(ctx: &Ctx<'_>, name: &str, observed: &ObservedBucket) -> Result<()> {
-    match ownership(ctx.id, observed.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+    match ownership(
+        ctx.id,
+        observed.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
+    ) {
         Ownership::Ours => Ok(()),
         Ownership::OtherStack(other) => Err(Error::NameConflict {
             kind: "S3 bucket",
@@ -364,12 +392,14 @@ pub async fn reconcile(ctx: &Ctx<'_>, desired: &DesiredBucket) -> Result<Report>
         None => {
             create(ctx, desired).await?;
             report.created = true;
-            observe(ctx, &desired.name).await?.ok_or_else(|| Error::Aws {
-                action: "s3:HeadBucket".into(),
-                code: "NotFoundAfterCreate".into(),
-                message: format!("bucket {} not visible yet after creation", desired.name),
-                class: crate::error::ErrorClass::Retryable,
-            })?
+            observe(ctx, &desired.name)
+                .await?
+                .ok_or_else(|| Error::Aws {
+                    action: "s3:HeadBucket".into(),
+                    code: "NotFoundAfterCreate".into(),
+                    message: format!("bucket {} not visible yet after creation", desired.name),
+                    class: crate::error::ErrorClass::Retryable,
+                })?
         }
     };
     check_owner(ctx, &desired.name, &observed)?;
@@ -741,8 +771,14 @@ mod tests {
                 Field::Policy
             ]
         );
-        let text: Vec<String> = diff(&d, &o).into_iter().map(|(_, c)| c.to_string()).collect();
-        assert!(text.iter().any(|t| t == "versioning: Suspended → Enabled"), "{text:?}");
+        let text: Vec<String> = diff(&d, &o)
+            .into_iter()
+            .map(|(_, c)| c.to_string())
+            .collect();
+        assert!(
+            text.iter().any(|t| t == "versioning: Suspended → Enabled"),
+            "{text:?}"
+        );
     }
 
     #[test]

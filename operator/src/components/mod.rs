@@ -195,6 +195,9 @@ mod tests {
         let c = tag_change(&desired, &observed).unwrap();
         assert!(c.from.contains("extra extra"), "{c}");
         assert!(c.from.contains("missing a=1"), "{c}");
-        assert_eq!(extra_tag_keys(&desired, &observed), vec!["extra".to_string()]);
+        assert_eq!(
+            extra_tag_keys(&desired, &observed),
+            vec!["extra".to_string()]
+        );
     }
 }

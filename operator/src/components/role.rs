@@ -60,18 +60,30 @@ pub fn diff(d: &DesiredRole, o: &ObservedRole) -> Vec<(Field, Change)> {
     {
         out.push((
             Field::TrustPolicy,
-            Change::new("assumeRolePolicy", "differs", "lambda.amazonaws.com for this account"),
+            Change::new(
+                "assumeRolePolicy",
+                "differs",
+                "lambda.amazonaws.com for this account",
+            ),
         ));
     }
     match o.inline.get(&d.policy_name) {
         Some(Some(p)) if policy::equivalent(p, &d.policy) => {}
         Some(_) => out.push((
             Field::InlinePolicy,
-            Change::new(format!("inlinePolicy[{}]", d.policy_name), "differs", "least-privilege policy"),
+            Change::new(
+                format!("inlinePolicy[{}]", d.policy_name),
+                "differs",
+                "least-privilege policy",
+            ),
         )),
         None => out.push((
             Field::InlinePolicy,
-            Change::new(format!("inlinePolicy[{}]", d.policy_name), "missing", "least-privilege policy"),
+            Change::new(
+                format!("inlinePolicy[{}]", d.policy_name),
+                "missing",
+                "least-privilege policy",
+            ),
         )),
     }
     for name in o.inline.keys().filter(|n| **n != d.policy_name) {
@@ -362,9 +374,11 @@ mod tests {
             attached: vec![],
         };
         assert!(diff(&d, &o).is_empty());
-        o.inline.insert("p".into(), Some(serde_json::json!({"Statement": []})));
+        o.inline
+            .insert("p".into(), Some(serde_json::json!({"Statement": []})));
         o.inline.insert("sneaky".into(), None);
-        o.attached.push("arn:aws:iam::aws:policy/AdministratorAccess".into());
+        o.attached
+            .push("arn:aws:iam::aws:policy/AdministratorAccess".into());
         let fields: Vec<Field> = diff(&d, &o).into_iter().map(|(f, _)| f).collect();
         assert_eq!(
             fields,

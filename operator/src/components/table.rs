@@ -7,8 +7,7 @@ use std::collections::BTreeMap;
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, BillingMode, CreateGlobalSecondaryIndexAction, GlobalSecondaryIndex,
     GlobalSecondaryIndexUpdate, KeySchemaElement, KeyType, PointInTimeRecoverySpecification,
-    Projection, ProjectionType, ScalarAttributeType, SseSpecification, SseStatus, Tag,
-    TableStatus,
+    Projection, ProjectionType, ScalarAttributeType, SseSpecification, SseStatus, TableStatus, Tag,
 };
 use imagestack_contract::table::{HASH_KEY, TIMESTAMP_ATTR, TIMESTAMP_INDEX};
 
@@ -75,7 +74,11 @@ pub fn diff(d: &DesiredTable, o: &ObservedTable) -> Result<Vec<(Field, Change)>>
     match o.indexes.get(TIMESTAMP_INDEX) {
         None => out.push((
             Field::TimestampIndex,
-            Change::new("globalSecondaryIndexes", "missing timestamp-index", "timestamp-index"),
+            Change::new(
+                "globalSecondaryIndexes",
+                "missing timestamp-index",
+                "timestamp-index",
+            ),
         )),
         Some((_, key, proj)) => {
             if key.as_deref() != Some(TIMESTAMP_ATTR) || proj.as_deref() != Some("ALL") {
@@ -87,7 +90,10 @@ pub fn diff(d: &DesiredTable, o: &ObservedTable) -> Result<Vec<(Field, Change)>>
         }
     }
     if !o.sse_enabled {
-        out.push((Field::Encryption, Change::new("sse", "AWS owned key", "KMS (aws/dynamodb)")));
+        out.push((
+            Field::Encryption,
+            Change::new("sse", "AWS owned key", "KMS (aws/dynamodb)"),
+        ));
     }
     if o.point_in_time_recovery != Some(d.point_in_time_recovery) {
         out.push((
@@ -133,7 +139,12 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedTable>>
         sse_enabled: t
             .sse_description()
             .and_then(|s| s.status())
-            .is_some_and(|s| matches!(s, SseStatus::Enabled | SseStatus::Enabling | SseStatus::Updating)),
+            .is_some_and(|s| {
+                matches!(
+                    s,
+                    SseStatus::Enabled | SseStatus::Enabling | SseStatus::Updating
+                )
+            }),
         ..Default::default()
     };
     for g in t.global_secondary_indexes() {
@@ -231,7 +242,9 @@ fn attr(name: &str, t: ScalarAttributeType) -> Result<AttributeDefinition> {
 }
 
 fn all_projection() -> Projection {
-    Projection::builder().projection_type(ProjectionType::All).build()
+    Projection::builder()
+        .projection_type(ProjectionType::All)
+        .build()
 }
 
 fn progressing(reason: &str, message: String) -> State {
@@ -417,14 +430,27 @@ pub async fn delete(ctx: &Ctx<'_>, d: &DesiredTable) -> Result<Deletion> {
         return Ok(Deletion::Gone);
     };
     if o.status == TableStatus::Deleting.as_str() {
-        return Ok(Deletion::InProgress(format!("table {} is DELETING", d.name)));
+        return Ok(Deletion::InProgress(format!(
+            "table {} is DELETING",
+            d.name
+        )));
     }
     if check_owner(ctx, &d.name, &o).is_err() {
         tracing::warn!(table = %d.name, "not deleting table without this stack's ownership tag");
         return Ok(Deletion::Gone);
     }
-    match ctx.aws.dynamodb.delete_table().table_name(&d.name).send().await {
-        Ok(_) => Ok(Deletion::InProgress(format!("table {} is DELETING", d.name))),
+    match ctx
+        .aws
+        .dynamodb
+        .delete_table()
+        .table_name(&d.name)
+        .send()
+        .await
+    {
+        Ok(_) => Ok(Deletion::InProgress(format!(
+            "table {} is DELETING",
+            d.name
+        ))),
         Err(e) if code_of(&e) == Some("ResourceNotFoundException") => Ok(Deletion::Gone),
         // CREATING/UPDATING tables cannot be deleted yet.
         Err(e) if code_of(&e) == Some("ResourceInUseException") => Err(Error::Aws {
@@ -457,7 +483,11 @@ mod tests {
             billing_mode: Some("PAY_PER_REQUEST".into()),
             indexes: BTreeMap::from([(
                 TIMESTAMP_INDEX.to_string(),
-                ("ACTIVE".to_string(), Some(TIMESTAMP_ATTR.to_string()), Some("ALL".to_string())),
+                (
+                    "ACTIVE".to_string(),
+                    Some(TIMESTAMP_ATTR.to_string()),
+                    Some("ALL".to_string()),
+                ),
             )]),
             sse_enabled: true,
             tags: BTreeMap::from([("a".to_string(), "b".to_string())]),
@@ -476,10 +506,18 @@ mod tests {
         o.indexes.clear();
         o.point_in_time_recovery = Some(true);
         o.billing_mode = Some("PROVISIONED".into());
-        let fields: Vec<Field> = diff(&desired(), &o).unwrap().into_iter().map(|(f, _)| f).collect();
+        let fields: Vec<Field> = diff(&desired(), &o)
+            .unwrap()
+            .into_iter()
+            .map(|(f, _)| f)
+            .collect();
         assert_eq!(
             fields,
-            vec![Field::BillingMode, Field::TimestampIndex, Field::PointInTimeRecovery]
+            vec![
+                Field::BillingMode,
+                Field::TimestampIndex,
+                Field::PointInTimeRecovery
+            ]
         );
     }
 

@@ -76,7 +76,11 @@ pub struct UnknownFormat(pub String);
 
 impl fmt::Display for UnknownFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown format {:?} (expected webp, jpeg or png)", self.0)
+        write!(
+            f,
+            "unknown format {:?} (expected webp, jpeg or png)",
+            self.0
+        )
     }
 }
 
@@ -99,7 +103,13 @@ impl FromStr for Format {
 /// `stem` is the original file name without directories or extension;
 /// `id` is the deterministic image id derived from the source object.
 pub fn rendition_key(format: Format, stem: &str, id: &str) -> String {
-    format!("{}{}-{}.{}", format.key_prefix(), stem, id, format.extension())
+    format!(
+        "{}{}-{}.{}",
+        format.key_prefix(),
+        stem,
+        id,
+        format.extension()
+    )
 }
 
 /// CDN path of a stored key: the distribution routes `/<format>/*` to the

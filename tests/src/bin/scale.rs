@@ -5,8 +5,8 @@
 //! - the operator's peak RSS,
 //! - time until every stack (deletionPolicy Delete) is gone.
 //!
-//!     ./scripts/bench-scale            # sets up emulator + API server, runs this
-//!     cargo run --release -p tests --bin scale -- --stacks 50
+//! Run it with `./scripts/bench-scale` (sets up the emulator and an API server),
+//! or `cargo run --release -p tests --bin scale -- --stacks 50` against your own.
 
 use std::time::{Duration, Instant};
 
@@ -41,7 +41,11 @@ async fn main() -> Result<()> {
     install_crd(&client).await?;
     let ns = unique("scale");
     ensure_namespace(&client, &ns).await?;
-    let op = Operator::start(&ns, &args.resync, &[("IMAGESTACK_CONCURRENCY", &args.concurrency.to_string())])?;
+    let op = Operator::start(
+        &ns,
+        &args.resync,
+        &[("IMAGESTACK_CONCURRENCY", &args.concurrency.to_string())],
+    )?;
     let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
     let timeout = Duration::from_secs(args.timeout);
 
@@ -78,7 +82,10 @@ async fn main() -> Result<()> {
     let writes0 = op.aws_writes().await?;
     let rec0 = op.metric_sum("imagestack_reconciles_total", &[]).await?;
     poll(timeout, || async {
-        let r = op.metric_sum("imagestack_reconciles_total", &[]).await.ok()?;
+        let r = op
+            .metric_sum("imagestack_reconciles_total", &[])
+            .await
+            .ok()?;
         (r >= rec0 + 2.0 * n as f64).then_some(())
     })
     .await?;
@@ -89,11 +96,22 @@ async fn main() -> Result<()> {
 
     // Delete.
     let deleting = Instant::now();
-    api.delete_collection(&DeleteParams::default(), &ListParams::default()).await?;
-    poll(timeout, || async { api.list(&ListParams::default()).await.ok()?.items.is_empty().then_some(()) }).await?;
+    api.delete_collection(&DeleteParams::default(), &ListParams::default())
+        .await?;
+    poll(timeout, || async {
+        api.list(&ListParams::default())
+            .await
+            .ok()?
+            .items
+            .is_empty()
+            .then_some(())
+    })
+    .await?;
     let to_gone = deleting.elapsed();
 
-    println!("| stacks | concurrency | apply → all Ready | AWS calls / steady reconcile | writes / steady reconcile | operator peak RSS | delete → all gone |");
+    println!(
+        "| stacks | concurrency | apply → all Ready | AWS calls / steady reconcile | writes / steady reconcile | operator peak RSS | delete → all gone |"
+    );
     println!("|---:|---:|---:|---:|---:|---:|---:|");
     println!(
         "| {n} | {} | {:.1} s | {:.1} | {:.2} | {:.1} MiB | {:.1} s |",
