@@ -147,6 +147,11 @@ pub struct AwsClients {
     pub dynamodb: aws_sdk_dynamodb::Client,
     pub iam: aws_sdk_iam::Client,
     pub sts: aws_sdk_sts::Client,
+    pub lambda: aws_sdk_lambda::Client,
+    /// CloudFront is global; its API lives in us-east-1.
+    pub cloudfront: aws_sdk_cloudfront::Client,
+    pub cloudwatch: aws_sdk_cloudwatch::Client,
+    pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
 /// Loads SDK configuration once and hands out per-region clients.
@@ -251,6 +256,19 @@ impl AwsFactory {
             .interceptor(counter.clone())
             .build();
         let sts = aws_sdk_sts::config::Builder::from(&cfg)
+            .interceptor(counter.clone())
+            .build();
+        let lambda = aws_sdk_lambda::config::Builder::from(&cfg)
+            .interceptor(counter.clone())
+            .build();
+        let cloudfront = aws_sdk_cloudfront::config::Builder::from(&cfg)
+            .region(Region::new("us-east-1"))
+            .interceptor(counter.clone())
+            .build();
+        let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(&cfg)
+            .interceptor(counter.clone())
+            .build();
+        let logs = aws_sdk_cloudwatchlogs::config::Builder::from(&cfg)
             .interceptor(counter)
             .build();
         AwsClients {
@@ -259,6 +277,10 @@ impl AwsFactory {
             dynamodb: aws_sdk_dynamodb::Client::from_conf(dynamodb),
             iam: aws_sdk_iam::Client::from_conf(iam),
             sts: aws_sdk_sts::Client::from_conf(sts),
+            lambda: aws_sdk_lambda::Client::from_conf(lambda),
+            cloudfront: aws_sdk_cloudfront::Client::from_conf(cloudfront),
+            cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
+            logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
         }
     }
 

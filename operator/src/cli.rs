@@ -229,6 +229,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
             controller: "imagestack-operator".into(),
             instance: Some(id.clone()),
         },
+        crate::plan::PlanOptions {
+            artifact_dir: args.processor_artifact_dir.clone(),
+        },
     ));
     let opts = RunOptions {
         namespace: args.namespace.clone(),

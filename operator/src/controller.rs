@@ -45,6 +45,7 @@ pub struct Context {
     pub metrics: Arc<Metrics>,
     pub recorder: Recorder,
     pub resync_interval: Duration,
+    pub plan_options: plan::PlanOptions,
     failures: Mutex<HashMap<String, u32>>,
     events_unavailable: AtomicBool,
 }
@@ -56,6 +57,7 @@ impl Context {
         metrics: Arc<Metrics>,
         resync_interval: Duration,
         reporter: Reporter,
+        plan_options: plan::PlanOptions,
     ) -> Self {
         Self {
             recorder: Recorder::new(client.clone(), reporter),
@@ -63,6 +65,7 @@ impl Context {
             aws,
             metrics,
             resync_interval,
+            plan_options,
             failures: Mutex::new(HashMap::new()),
             events_unavailable: AtomicBool::new(false),
         }
@@ -222,6 +225,15 @@ fn component_status(r: &Report) -> ComponentStatus {
     }
 }
 
+fn pending(name: &str, id: &str, waiting_for: &str) -> ComponentStatus {
+    ComponentStatus {
+        name: name.to_string(),
+        id: Some(id.to_string()),
+        state: "Pending".to_string(),
+        message: Some(format!("waiting for {waiting_for}")),
+    }
+}
+
 fn error_component(name: &str, id: &str, e: &Error) -> ComponentStatus {
     let state = match e {
         Error::NameConflict { .. } => "Conflict",
@@ -346,7 +358,7 @@ async fn apply(
             return Err(e);
         }
     };
-    let desired = match plan::plan(stack, &env) {
+    let desired = match plan::plan_with(stack, &env, &ctx.plan_options) {
         Ok(d) => d,
         Err(e) => {
             set_status(api, stack, &phase_of_error(&e), None, None, ctx).await?;
@@ -395,6 +407,35 @@ async fn apply(
     let r = components::role::reconcile(&cctx, &desired.role).await;
     record("processor-role", &desired.role.arn, r, &mut statuses);
 
+    // Compute and delivery, each gated on what it needs existing.
+    let exists = |statuses: &Vec<ComponentStatus>, name: &str| {
+        statuses
+            .iter()
+            .any(|c| c.name == name && !matches!(c.state.as_str(), "Error" | "Conflict" | "Pending" | "Paused"))
+    };
+    if exists(&statuses, "processor-role") {
+        let r = components::function::reconcile(&cctx, &desired.function).await;
+        record("processor-function", &desired.function.arn, r, &mut statuses);
+    } else {
+        statuses.push(pending("processor-function", &desired.function.arn, "processor-role"));
+    }
+    if exists(&statuses, "processor-function") {
+        let r = components::permission::reconcile(&cctx, &desired.permission).await;
+        record("s3-invoke-permission", &desired.function.arn, r, &mut statuses);
+    } else {
+        statuses.push(pending("s3-invoke-permission", &desired.function.arn, "processor-function"));
+    }
+    if exists(&statuses, "s3-invoke-permission") && exists(&statuses, plan::UPLOAD) {
+        let r = components::notification::reconcile(&cctx, &desired.notification).await;
+        record("upload-notifications", &desired.notification.bucket, r, &mut statuses);
+    } else {
+        statuses.push(pending(
+            "upload-notifications",
+            &desired.notification.bucket,
+            "s3-invoke-permission and upload-bucket",
+        ));
+    }
+
     for r in &reports {
         if r.created {
             let note = if r.changes.is_empty() {
@@ -433,6 +474,12 @@ async fn apply(
             Some((reason.clone(), format!("{}: {message}", r.name)))
         }
         _ => None,
+    });
+    let progressing = progressing.or_else(|| {
+        statuses
+            .iter()
+            .find(|c| c.state == "Pending")
+            .map(|c| ("WaitingForDependency".to_string(), format!("{}: {}", c.name, c.message.clone().unwrap_or_default())))
     });
     let paused_diff = reports.iter().find_map(|r| match &r.state {
         State::Paused { message } => Some(format!("{}: {message}", r.name)),
@@ -512,7 +559,7 @@ async fn cleanup(
         return Err(Error::Pending("paused".into()));
     }
     let env = aws_env(stack, ctx).await?;
-    let desired = match plan::plan(stack, &env) {
+    let desired = match plan::plan_with(stack, &env, &ctx.plan_options) {
         Ok(d) => d,
         Err(e) => {
             set_status(api, stack, &phase_of_error(&e), None, None, ctx).await?;
@@ -551,7 +598,13 @@ async fn cleanup(
                 message,
             });
         };
-    // Reverse dependency order: role, table, then the buckets.
+    // Reverse dependency order: notifications, permission, function, role, table, then the buckets.
+    let r = components::notification::delete(&cctx, &desired.notification).await;
+    note("upload-notifications", &desired.notification.bucket, r, &mut statuses);
+    let r = components::permission::delete(&cctx, &desired.permission).await;
+    note("s3-invoke-permission", &desired.function.arn, r, &mut statuses);
+    let r = components::function::delete(&cctx, &desired.function).await;
+    note("processor-function", &desired.function.arn, r, &mut statuses);
     let r = components::role::delete(&cctx, &desired.role).await;
     note("processor-role", &desired.role.arn, r, &mut statuses);
     let r = components::table::delete(&cctx, &desired.table).await;

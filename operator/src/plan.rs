@@ -7,7 +7,11 @@ use imagestack_contract::Format;
 
 use crate::api::{ImageOptimizationStack, ImageOptimizationStackSpec, StackOutputs};
 use crate::aws::partition;
+use crate::api::CodeSpec;
 use crate::components::bucket::{Cors, DesiredBucket};
+use crate::components::function::{CodeSource, DesiredFunction};
+use crate::components::notification::DesiredNotification;
+use crate::components::permission::DesiredPermission;
 use crate::components::role::DesiredRole;
 use crate::components::table::DesiredTable;
 use crate::error::{Error, Result};
@@ -27,6 +31,21 @@ impl AwsEnv {
     }
 }
 
+/// Operator-level inputs of the plan (from flags).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanOptions {
+    /// Directory with `x86_64.zip` and `arm64.zip` (`--processor-artifact-dir`).
+    pub artifact_dir: std::path::PathBuf,
+}
+
+impl Default for PlanOptions {
+    fn default() -> Self {
+        Self {
+            artifact_dir: "/opt/imagestack/processor".into(),
+        }
+    }
+}
+
 /// Desired state of every component of one stack.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredStack {
@@ -36,6 +55,9 @@ pub struct DesiredStack {
     pub buckets: Vec<DesiredBucket>,
     pub table: DesiredTable,
     pub role: DesiredRole,
+    pub function: DesiredFunction,
+    pub permission: DesiredPermission,
+    pub notification: DesiredNotification,
     pub empty_buckets_on_delete: bool,
 }
 
@@ -56,6 +78,8 @@ impl DesiredStack {
             png_bucket: bucket(&output_component(Format::Png)),
             table_name: Some(self.table.name.clone()),
             role_arn: Some(self.role.arn.clone()),
+            function_name: Some(self.function.name.clone()),
+            function_arn: Some(self.function.arn.clone()),
             ..Default::default()
         }
     }
@@ -96,8 +120,48 @@ pub fn region(spec: &ImageOptimizationStackSpec, default_region: &str) -> String
         .unwrap_or_else(|| default_region.to_string())
 }
 
-/// Plan every component of `stack`.
+/// The processor's environment: the contract between operator and processor.
+pub fn function_environment(
+    spec: &ImageOptimizationStackSpec,
+    environment: &str,
+    upload: &str,
+    outputs: &[(Format, String)],
+    table: &str,
+) -> BTreeMap<String, String> {
+    use imagestack_contract::env;
+    let mut m = BTreeMap::new();
+    m.insert(env::ENVIRONMENT.to_string(), environment.to_string());
+    m.insert(env::UPLOAD_BUCKET.to_string(), upload.to_string());
+    for (f, name) in outputs {
+        m.insert(env::bucket_var(*f).to_string(), name.clone());
+    }
+    m.insert(env::METADATA_TABLE.to_string(), table.to_string());
+    let formats: Vec<&str> = spec
+        .processor
+        .formats
+        .iter()
+        .map(|f| Format::from(*f).as_str())
+        .collect();
+    m.insert(env::FORMATS.to_string(), formats.join(","));
+    m.insert(env::WEBP_QUALITY.to_string(), spec.processor.quality.webp.to_string());
+    m.insert(env::JPEG_QUALITY.to_string(), spec.processor.quality.jpeg.to_string());
+    m.insert(env::WEBP_METHOD.to_string(), spec.processor.webp_method.to_string());
+    m.insert(env::MAX_INPUT_BYTES.to_string(), spec.processor.max_input_bytes.to_string());
+    m.insert(env::MAX_INPUT_PIXELS.to_string(), spec.processor.max_input_pixels.to_string());
+    m
+}
+
+/// Plan every component of `stack` with default operator options.
 pub fn plan(stack: &ImageOptimizationStack, env: &AwsEnv) -> Result<DesiredStack> {
+    plan_with(stack, env, &PlanOptions::default())
+}
+
+/// Plan every component of `stack`.
+pub fn plan_with(
+    stack: &ImageOptimizationStack,
+    env: &AwsEnv,
+    opts: &PlanOptions,
+) -> Result<DesiredStack> {
     let id = stack_id(stack)?;
     let spec = &stack.spec;
     let p = env.partition();
@@ -204,12 +268,57 @@ pub fn plan(stack: &ImageOptimizationStack, env: &AwsEnv) -> Result<DesiredStack
         ),
     };
 
+    let arch = spec.processor.architecture.as_str();
+    let code = match &spec.processor.code {
+        Some(CodeSpec { s3 }) => CodeSource::S3 {
+            bucket: s3.bucket.clone(),
+            key: s3.key.clone(),
+            sha256: s3.sha256.clone(),
+        },
+        None => CodeSource::Zip {
+            path: opts.artifact_dir.join(format!("{arch}.zip")),
+        },
+    };
+    let function_arn = format!(
+        "arn:{p}:lambda:{}:{}:function:{function_name}",
+        env.region, env.account_id
+    );
+    let function = DesiredFunction {
+        name: function_name.clone(),
+        arn: function_arn.clone(),
+        role_arn: role.arn.clone(),
+        architecture: arch.to_string(),
+        memory_mb: spec.processor.memory_mb,
+        timeout_seconds: spec.processor.timeout_seconds,
+        environment: function_environment(spec, &id.environment, &upload_name, &outputs, &table_name),
+        tags: role.tags.clone(),
+        description: role.description.clone(),
+        code,
+        log_retention_days: 30,
+        max_retry_attempts: 2,
+        max_event_age_seconds: 6 * 3600,
+    };
+    let upload_arn = format!("arn:{p}:s3:::{upload_name}");
+    let permission = DesiredPermission {
+        function_name: function_name.clone(),
+        function_arn: function_arn.clone(),
+        source_bucket_arn: upload_arn,
+        source_account: env.account_id.clone(),
+    };
+    let notification = DesiredNotification {
+        bucket: upload_name.clone(),
+        function_arn,
+    };
+
     Ok(DesiredStack {
         id,
         env: env.clone(),
         buckets,
         table,
         role,
+        function,
+        permission,
+        notification,
         empty_buckets_on_delete: spec.buckets.empty_on_delete,
     })
 }
@@ -303,6 +412,22 @@ processor: {formats: [webp]}
         let s = stack("environment: prod");
         assert_eq!(s.spec.processor.formats.len(), 3);
         assert_eq!(s.spec.processor.formats[0], OutputFormat::Webp);
+    }
+
+    #[test]
+    fn function_environment_follows_the_contract() {
+        let d = plan(&stack("environment: dev\nprocessor: {formats: [webp, png], quality: {jpeg: 70}}"), &env()).unwrap();
+        let e = &d.function.environment;
+        for var in imagestack_contract::env::ALL {
+            assert!(e.contains_key(var), "missing {var}");
+        }
+        assert_eq!(e[imagestack_contract::env::FORMATS], "webp,png");
+        assert_eq!(e[imagestack_contract::env::JPEG_QUALITY], "70");
+        assert_eq!(e[imagestack_contract::env::UPLOAD_BUCKET], d.bucket(UPLOAD).unwrap().name);
+        assert_eq!(e[imagestack_contract::env::METADATA_TABLE], d.table.name);
+        assert_eq!(d.function.role_arn, d.role.arn);
+        assert!(matches!(&d.function.code, CodeSource::Zip { path } if path.ends_with("x86_64.zip")));
+        assert_eq!(d.permission.source_bucket_arn, format!("arn:aws:s3:::{}", d.bucket(UPLOAD).unwrap().name));
     }
 
     #[test]

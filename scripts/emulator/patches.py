@@ -647,12 +647,12 @@ def _s3_create_bucket_tags() -> None:
 
 @_patch("s3-empty-get-root-elements")
 def _s3_empty_get_root_elements() -> None:
-    """Root element of GetBucketVersioning / GetBucketAccelerateConfiguration on a bucket where
-    the setting was never configured.
-    AWS: answers `<VersioningConfiguration xmlns="…"/>` and `<AccelerateConfiguration xmlns="…"/>`
-      (empty, no Status).
-    moto 5.2.5: answers `<GetBucketVersioningResponse …/>` / `<GetBucketAccelerateConfigurationResponse
-      …/>` (measured); boto3 ignores the root name, but aws-sdk-rust checks it and fails to parse
+    """Root element of GetBucketVersioning / GetBucketAccelerateConfiguration /
+    GetBucketNotificationConfiguration on a bucket where the setting was never configured.
+    AWS: answers `<VersioningConfiguration xmlns="…"/>`, `<AccelerateConfiguration xmlns="…"/>`
+      and `<NotificationConfiguration xmlns="…"/>` (empty).
+    moto 5.2.5: answers `<GetBucketVersioningResponse …/>`, `<GetBucketAccelerateConfigurationResponse
+      …/>`, `<GetBucketNotificationResponse …/>` (measured); boto3 ignores the root name, but aws-sdk-rust checks it and fails to parse
       the response (error code "Unknown"), so a fresh bucket can never be observed.
     Patch: rename those empty root elements to the ones AWS sends."""
     from moto.s3.responses import S3Response
@@ -661,6 +661,7 @@ def _s3_empty_get_root_elements() -> None:
         "get_bucket_versioning": ("GetBucketVersioningResponse", "VersioningConfiguration"),
         "get_bucket_accelerate_configuration": (
             "GetBucketAccelerateConfigurationResponse", "AccelerateConfiguration"),
+        "get_bucket_notification": ("GetBucketNotificationResponse", "NotificationConfiguration"),
     }
 
     def make_for(wrong: str, right: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
@@ -679,3 +680,30 @@ def _s3_empty_get_root_elements() -> None:
 
     for attr, (wrong, right) in renames.items():
         _wrap(S3Response, attr, make_for(wrong, right))
+
+
+@_patch("lambda-log-timestamps-integer")
+def _lambda_log_timestamps_integer() -> None:
+    """Timestamps of the log events moto writes for a Lambda invocation.
+    AWS: CloudWatch Logs event timestamps are integers (milliseconds since the epoch, a `long`).
+    moto 5.2.5: LambdaFunction.save_logs stores `unix_time_millis()`, a float
+      (measured: `"timestamp": 1795849952549.061` in FilterLogEvents), which aws-sdk-rust refuses
+      to parse (DeserializeError InvalidNumber) — so the invocation attempt moto records when an S3
+      notification fires (it cannot run the code without Docker) is unreadable from Rust.
+    Patch: the same save_logs with integer timestamps."""
+    from moto.awslambda.models import LambdaFunction
+    from moto.core.utils import unix_time_millis, utcnow
+    from moto.moto_api._internal import mock_random as random
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def save_logs(self: Any, output: str) -> None:
+            invoke_id = random.uuid4().hex
+            date = utcnow()
+            stream = f"{date.year}/{date.month:02d}/{date.day:02d}/[{self.version}]{invoke_id}"
+            self.logs_backend.create_log_stream(self.logs_group_name, stream)
+            events = [{"timestamp": int(unix_time_millis()), "message": line} for line in output.splitlines()]
+            self.logs_backend.put_log_events(self.logs_group_name, stream, events)
+
+        return save_logs
+
+    _wrap(LambdaFunction, "save_logs", make)

@@ -25,6 +25,7 @@ import sys
 import urllib.error
 import urllib.parse
 import urllib.request
+import time
 import uuid
 import zipfile
 from pathlib import Path
@@ -551,7 +552,7 @@ def test_create_bucket_applies_tags_from_create_bucket_configuration(s3):
         s3.delete_bucket(Bucket=name)
 
 
-def test_unconfigured_versioning_and_accelerate_use_aws_root_elements(emu_env, bucket):
+def test_unconfigured_versioning_accelerate_notification_use_aws_root_elements(emu_env, bucket):
     # aws-sdk-rust checks the root element name; boto3 does not, so read the raw XML.
     from botocore.auth import SigV4Auth
     from botocore.awsrequest import AWSRequest
@@ -559,7 +560,8 @@ def test_unconfigured_versioning_and_accelerate_use_aws_root_elements(emu_env, b
     from botocore.credentials import Credentials
 
     creds = Credentials(emu_env["AWS_ACCESS_KEY_ID"], emu_env["AWS_SECRET_ACCESS_KEY"])
-    for query, root in (("versioning", "VersioningConfiguration"), ("accelerate", "AccelerateConfiguration")):
+    for query, root in (("versioning", "VersioningConfiguration"), ("accelerate", "AccelerateConfiguration"),
+                        ("notification", "NotificationConfiguration")):
         url = f"{emu_env['AWS_ENDPOINT_URL']}/{bucket}/?{query}"
         req = AWSRequest(method="GET", url=url)
         SigV4Auth(creds, "s3", "us-east-1").add_auth(req)
@@ -567,3 +569,24 @@ def test_unconfigured_versioning_and_accelerate_use_aws_root_elements(emu_env, b
         r = urllib.request.Request(url, headers=dict(req.headers))
         body = urllib.request.urlopen(r, context=ctx).read().decode()
         assert f"<{root} " in body or f"<{root}>" in body, body
+
+
+def test_lambda_invocation_log_events_have_integer_timestamps(client):
+    # moto cannot run the code (no Docker) and logs the attempt; the timestamp must be a long.
+    lam, logs = client("lambda"), client("logs")
+    name = uid("emu-fn-logs")
+    _function(client, name)
+    lam.invoke(FunctionName=name, InvocationType="Event", Payload=b"{}")
+    group = f"/aws/lambda/{name}"
+    deadline = time.time() + 60
+    events = []
+    while time.time() < deadline and not events:
+        try:
+            events = logs.filter_log_events(logGroupName=group)["events"]
+        except ClientError:
+            events = []
+        if not events:
+            time.sleep(0.2)
+    assert events, "no invocation attempt logged"
+    raw = json.dumps(events[0]["timestamp"])
+    assert "." not in raw, f"timestamp {raw} is not an integer"

@@ -143,6 +143,14 @@ pub fn operator_bin() -> Result<PathBuf> {
     Ok(bin)
 }
 
+/// Directory of the processor artifact the operator deploys in tests
+/// (`IMAGESTACK_ARTIFACT_DIR`, else `.run/artifacts`, made by scripts/dev-artifacts.sh).
+pub fn artifact_dir() -> PathBuf {
+    std::env::var("IMAGESTACK_ARTIFACT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| repo_root().join(".run/artifacts"))
+}
+
 /// A free TCP port on 127.0.0.1.
 pub fn free_port() -> Result<u16> {
     let l = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -177,7 +185,9 @@ impl Operator {
             &format!("127.0.0.1:{port}"),
             "--log-format",
             "json",
+            "--processor-artifact-dir",
         ])
+        .arg(artifact_dir())
         .stdin(Stdio::null())
         .stdout(file.try_clone()?)
         .stderr(file);
@@ -384,3 +394,4 @@ pub async fn aws() -> (
         aws_sdk_iam::Client::new(&cfg),
     )
 }
+pub mod lambda_runtime_api;

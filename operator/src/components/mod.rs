@@ -4,6 +4,12 @@
 //! update only what differs) and `delete` (idempotent; gone is success).
 
 pub mod bucket;
+pub mod dashboard;
+pub mod distribution;
+pub mod function;
+pub mod notification;
+pub mod origin_access;
+pub mod permission;
 pub mod role;
 pub mod table;
 

@@ -1,0 +1,618 @@
+//! The CloudWatch dashboard of a stack.
+//!
+//! Every widget is scoped to this stack (the seed's widgets had no dimensions
+//! and showed account-wide numbers): Lambda metrics with the `FunctionName`
+//! dimension, the processor's Embedded Metric Format metrics (namespace
+//! `ImageOptimization`) with the stack's `Environment`, DynamoDB errors and
+//! throttles of the metadata table, and CloudFront traffic and error rates of
+//! the distribution (`DistributionId` + `Region=Global`, always in us-east-1).
+//!
+//! Dimension sets match what the processor emits (processor/src/lambda/metrics.rs):
+//! `[Environment]` for ProcessingTime/ProcessedImages/BytesIn and ProcessingErrors
+//! in total, `[Environment, Reason]` for ProcessingErrors by reason (shown with
+//! a `SEARCH` so every reason appears without listing them here), and
+//! `[Environment, Format]` for BytesOut.
+//!
+//! DynamoDB: `SystemErrors` and `ThrottledRequests` are published per
+//! `{TableName, Operation}` only, so they are summed over a `SEARCH` filtered on
+//! the table; `Read/WriteThrottleEvents` exist per `TableName`; `UserErrors`
+//! has no dimensions at all (account- and region-wide) and is labelled so.
+//!
+//! Dashboards cannot be tagged: ownership is the deterministic name
+//! ([`dashboard_name`], which hashes the stack's identity). The body is
+//! compared semantically (parsed JSON, numbers as numbers): the emulator
+//! returns it byte for byte, AWS may reformat it.
+
+use imagestack_contract::Format;
+use imagestack_contract::metrics as m;
+use serde_json::{Value, json};
+
+use super::origin_access::stack_hash;
+use super::{Change, Ctx, Deletion, Report, State, code_of};
+use crate::aws::partition;
+use crate::error::{Error, Result};
+use crate::naming::{NAME_PREFIX, StackId};
+
+/// Component name on status.
+pub const COMPONENT: &str = "dashboard";
+/// CloudWatch's limit on dashboard names.
+pub const MAX_NAME_LEN: usize = 255;
+/// Period of every widget, seconds.
+pub const PERIOD: u32 = 300;
+/// CloudFront publishes its metrics in us-east-1 only.
+pub const CLOUDFRONT_METRICS_REGION: &str = "us-east-1";
+/// Error codes meaning "no such dashboard".
+const NOT_FOUND: &[&str] = &[
+    "ResourceNotFound",
+    "ResourceNotFoundException",
+    "DashboardNotFoundError",
+];
+
+/// Everything the dashboard body depends on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardInput {
+    /// Region of the function, table and processor metrics.
+    pub region: String,
+    /// `<namespace>/<name>` of the stack (shown in the header).
+    pub stack: String,
+    pub function_name: String,
+    /// `spec.environment`: the processor's `Environment` metric dimension.
+    pub environment: String,
+    pub table_name: String,
+    /// `None` until the distribution exists (or when the CDN is disabled):
+    /// the CloudFront row is left out.
+    pub distribution_id: Option<String>,
+    /// Formats whose `BytesOut` is shown.
+    pub formats: Vec<Format>,
+}
+
+/// What the dashboard should look like.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DesiredDashboard {
+    pub name: String,
+    pub body: Value,
+}
+
+/// The desired dashboard of a stack.
+pub fn desired(id: &StackId, input: &DashboardInput) -> DesiredDashboard {
+    DesiredDashboard {
+        name: dashboard_name(id),
+        body: body(input),
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' || c == '-' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect()
+}
+
+/// Deterministic dashboard name: `imagestack-<namespace>-<name>-<env>-<hash8>`
+/// with every character outside `[A-Za-z0-9_-]` replaced by `-`, the readable
+/// part cut so that the whole stays within 255 characters. The hash keeps
+/// names distinct when sanitising or cutting would make them collide.
+pub fn dashboard_name(id: &StackId) -> String {
+    let readable = sanitize(&format!(
+        "{NAME_PREFIX}-{}-{}-{}",
+        id.namespace, id.name, id.environment
+    ));
+    let hash = stack_hash(id, "dashboard", 8);
+    let keep = MAX_NAME_LEN - hash.len() - 1;
+    let readable: String = readable.chars().take(keep).collect();
+    format!("{readable}-{hash}")
+}
+
+/// CloudWatch console URL of a dashboard.
+pub fn console_url(region: &str, name: &str) -> String {
+    let host = match partition(region) {
+        "aws-cn" => format!("{region}.console.amazonaws.cn"),
+        "aws-us-gov" => "console.amazonaws-us-gov.com".to_string(),
+        _ => format!("{region}.console.aws.amazon.com"),
+    };
+    format!("https://{host}/cloudwatch/home?region={region}#dashboards/dashboard/{name}")
+}
+
+/// Quote a value for a CloudWatch `SEARCH` term (`"` and `\` escaped).
+fn search_value(v: &str) -> String {
+    format!("\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+fn widget(x: u32, y: u32, w: u32, h: u32, properties: Value) -> Value {
+    json!({"type": "metric", "x": x, "y": y, "width": w, "height": h, "properties": properties})
+}
+
+fn graph(title: &str, region: &str, metrics: Vec<Value>) -> Value {
+    json!({
+        "title": title,
+        "region": region,
+        "view": "timeSeries",
+        "stacked": false,
+        "period": PERIOD,
+        "metrics": metrics,
+    })
+}
+
+/// The dashboard body (CloudWatch dashboard body JSON), a pure function of the input.
+pub fn body(input: &DashboardInput) -> Value {
+    let region = input.region.as_str();
+    let f = input.function_name.as_str();
+    let env = input.environment.as_str();
+    let t = input.table_name.as_str();
+    let mut widgets = vec![json!({
+        "type": "text", "x": 0, "y": 0, "width": 24, "height": 1,
+        "properties": {"markdown": format!(
+            "## imagestack {} ({env}) · function `{f}` · table `{t}`{}",
+            input.stack,
+            input.distribution_id.as_deref().map(|d| format!(" · distribution `{d}`")).unwrap_or_default()
+        )}
+    })];
+
+    // Lambda, this function only.
+    widgets.push(widget(
+        0,
+        1,
+        12,
+        6,
+        graph(
+            "Lambda invocations, errors, throttles",
+            region,
+            vec![
+                json!(["AWS/Lambda", "Invocations", "FunctionName", f, {"stat": "Sum"}]),
+                json!(["AWS/Lambda", "Errors", "FunctionName", f, {"stat": "Sum"}]),
+                json!(["AWS/Lambda", "Throttles", "FunctionName", f, {"stat": "Sum"}]),
+            ],
+        ),
+    ));
+    widgets.push(widget(12, 1, 12, 6, graph("Lambda duration (ms)", region, vec![
+        json!(["AWS/Lambda", "Duration", "FunctionName", f, {"stat": "p50", "label": "p50"}]),
+        json!(["AWS/Lambda", "Duration", "FunctionName", f, {"stat": "p99", "label": "p99"}]),
+    ])));
+
+    // Processor (EMF), this environment only.
+    let ns = m::NAMESPACE;
+    let dim = m::DIMENSION_ENVIRONMENT;
+    widgets.push(widget(
+        0,
+        7,
+        8,
+        6,
+        graph(
+            "Images processed and failed",
+            region,
+            vec![
+                json!([ns, m::PROCESSED_IMAGES, dim, env, {"stat": "Sum"}]),
+                json!([ns, m::PROCESSING_ERRORS, dim, env, {"stat": "Sum"}]),
+            ],
+        ),
+    ));
+    widgets.push(widget(
+        8,
+        7,
+        8,
+        6,
+        graph(
+            "Processing time (ms)",
+            region,
+            vec![
+                json!([ns, m::PROCESSING_TIME, dim, env, {"stat": "p50", "label": "p50"}]),
+                json!([ns, m::PROCESSING_TIME, dim, env, {"stat": "p99", "label": "p99"}]),
+            ],
+        ),
+    ));
+    let by_reason = format!(
+        "SEARCH('{{{ns},{dim},{reason}}} MetricName=\"{metric}\" {dim}={value}', 'Sum', {PERIOD})",
+        reason = m::DIMENSION_REASON,
+        metric = m::PROCESSING_ERRORS,
+        value = search_value(env),
+    );
+    widgets.push(widget(
+        16,
+        7,
+        8,
+        6,
+        graph(
+            "Processing errors by reason",
+            region,
+            vec![json!([{"expression": by_reason, "id": "reasons"}])],
+        ),
+    ));
+    let mut bytes = vec![json!([ns, m::BYTES_IN, dim, env, {"stat": "Sum"}])];
+    for format in &input.formats {
+        bytes.push(json!([
+            ns, m::BYTES_OUT, dim, env, m::DIMENSION_FORMAT, format.as_str(),
+            {"stat": "Sum", "label": format!("{} {}", m::BYTES_OUT, format.as_str())}
+        ]));
+    }
+    widgets.push(widget(
+        0,
+        13,
+        12,
+        6,
+        graph("Bytes in and out per format", region, bytes),
+    ));
+
+    // DynamoDB, this table (UserErrors exists only account-wide).
+    let per_operation = |metric: &str| {
+        format!(
+            "SUM(SEARCH('{{AWS/DynamoDB,Operation,TableName}} MetricName=\"{metric}\" TableName={}', 'Sum', {PERIOD}))",
+            search_value(t)
+        )
+    };
+    widgets.push(widget(12, 13, 12, 6, graph("DynamoDB errors and throttles", region, vec![
+        json!([{"expression": per_operation("SystemErrors"), "id": "systemerrors", "label": "SystemErrors"}]),
+        json!([{"expression": per_operation("ThrottledRequests"), "id": "throttledrequests", "label": "ThrottledRequests"}]),
+        json!(["AWS/DynamoDB", "ReadThrottleEvents", "TableName", t, {"stat": "Sum"}]),
+        json!(["AWS/DynamoDB", "WriteThrottleEvents", "TableName", t, {"stat": "Sum"}]),
+        json!(["AWS/DynamoDB", "UserErrors", {"stat": "Sum", "label": "UserErrors (whole account and region)"}]),
+    ])));
+
+    // CloudFront, this distribution (global metrics live in us-east-1).
+    if let Some(d) = input.distribution_id.as_deref() {
+        let cf = CLOUDFRONT_METRICS_REGION;
+        let metric = |name: &str, stat: &str| json!(["AWS/CloudFront", name, "DistributionId", d, "Region", "Global", {"stat": stat}]);
+        widgets.push(widget(
+            0,
+            19,
+            8,
+            6,
+            graph("CloudFront requests", cf, vec![metric("Requests", "Sum")]),
+        ));
+        widgets.push(widget(
+            8,
+            19,
+            8,
+            6,
+            graph(
+                "CloudFront bytes downloaded",
+                cf,
+                vec![metric("BytesDownloaded", "Sum")],
+            ),
+        ));
+        widgets.push(widget(
+            16,
+            19,
+            8,
+            6,
+            graph(
+                "CloudFront error rates (%)",
+                cf,
+                vec![
+                    metric("4xxErrorRate", "Average"),
+                    metric("5xxErrorRate", "Average"),
+                ],
+            ),
+        ));
+    }
+    json!({ "widgets": widgets })
+}
+
+/// Numbers compared by value (`300` = `300.0`), everything else structurally.
+fn normalized(v: &Value) -> Value {
+    match v {
+        Value::Number(n) => n
+            .as_f64()
+            .and_then(serde_json::Number::from_f64)
+            .map(Value::Number)
+            .unwrap_or_else(|| v.clone()),
+        Value::Array(a) => Value::Array(a.iter().map(normalized).collect()),
+        Value::Object(o) => {
+            Value::Object(o.iter().map(|(k, v)| (k.clone(), normalized(v))).collect())
+        }
+        other => other.clone(),
+    }
+}
+
+/// `None` when the bodies mean the same; otherwise what differs (by widget count).
+pub fn diff(desired: &Value, observed: &Value) -> Option<Change> {
+    let want = normalized(desired);
+    let have = normalized(observed);
+    if want == have {
+        return None;
+    }
+    let widgets = |v: &Value| v.get("widgets").and_then(Value::as_array).cloned();
+    let from = match (widgets(&want), widgets(&have)) {
+        (Some(w), Some(h)) => {
+            let differing = (0..w.len().max(h.len()))
+                .filter(|i| w.get(*i) != h.get(*i))
+                .count();
+            format!("{differing} of {} widget(s) differ", h.len())
+        }
+        _ => "not a dashboard body of ours".to_string(),
+    };
+    Some(Change::new("dashboardBody", from, "as spec"))
+}
+
+/// The dashboard's body; `None` when it does not exist. A body that is not
+/// JSON is returned as a JSON string (it then differs from any desired body).
+pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<Value>> {
+    match ctx
+        .aws
+        .cloudwatch
+        .get_dashboard()
+        .dashboard_name(name)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let raw = out.dashboard_body().unwrap_or_default();
+            Ok(Some(
+                serde_json::from_str(raw).unwrap_or_else(|_| Value::String(raw.to_string())),
+            ))
+        }
+        Err(e) if code_of(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => Ok(None),
+        Err(e) => Err(Error::aws("cloudwatch:GetDashboard", e)),
+    }
+}
+
+async fn put(ctx: &Ctx<'_>, d: &DesiredDashboard) -> Result<()> {
+    let out = ctx
+        .aws
+        .cloudwatch
+        .put_dashboard()
+        .dashboard_name(&d.name)
+        .dashboard_body(d.body.to_string())
+        .send()
+        .await
+        .map_err(|e| Error::aws("cloudwatch:PutDashboard", e))?;
+    for msg in out.dashboard_validation_messages() {
+        tracing::warn!(dashboard = %d.name, path = ?msg.data_path(), message = ?msg.message(),
+            "CloudWatch accepted the dashboard with a validation message");
+    }
+    Ok(())
+}
+
+/// Put the dashboard when missing or when its body differs semantically.
+pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredDashboard) -> Result<Report> {
+    let mut report = Report::ready(COMPONENT, d.name.clone());
+    match observe(ctx, &d.name).await? {
+        None if ctx.dry_run => {
+            report.state = State::Paused {
+                message: "dashboard does not exist; creation paused".into(),
+            };
+        }
+        None => {
+            put(ctx, d).await?;
+            tracing::info!(dashboard = %d.name, "created CloudWatch dashboard");
+            report.created = true;
+        }
+        Some(observed) => {
+            if let Some(change) = diff(&d.body, &observed) {
+                if ctx.dry_run {
+                    report.state = State::Paused {
+                        message: change.to_string(),
+                    };
+                } else {
+                    put(ctx, d).await?;
+                    tracing::info!(dashboard = %d.name, %change, "repaired CloudWatch dashboard");
+                    report.changes.push(change);
+                }
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// Delete the dashboard; missing is success.
+pub async fn delete(ctx: &Ctx<'_>, name: &str) -> Result<Deletion> {
+    if observe(ctx, name).await?.is_none() {
+        return Ok(Deletion::Gone);
+    }
+    match ctx
+        .aws
+        .cloudwatch
+        .delete_dashboards()
+        .dashboard_names(name)
+        .send()
+        .await
+    {
+        Ok(_) => {
+            tracing::info!(dashboard = %name, "deleted CloudWatch dashboard");
+            Ok(Deletion::Gone)
+        }
+        Err(e) if code_of(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => Ok(Deletion::Gone),
+        Err(e) => Err(Error::aws("cloudwatch:DeleteDashboards", e)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn input() -> DashboardInput {
+        DashboardInput {
+            region: "eu-west-1".into(),
+            stack: "team-a/images".into(),
+            function_name: "imagestack-dev-processor-abc".into(),
+            environment: "dev".into(),
+            table_name: "imagestack-dev-metadata-abc".into(),
+            distribution_id: Some("E2QWRUHEXAMPLE".into()),
+            formats: Format::ALL.to_vec(),
+        }
+    }
+
+    /// Every metric line (arrays whose first element is a namespace string).
+    fn metric_lines(body: &Value) -> Vec<(String, Value)> {
+        let mut out = Vec::new();
+        for w in body["widgets"].as_array().unwrap() {
+            let region = w["properties"]["region"].as_str().unwrap_or("").to_string();
+            if let Some(ms) = w["properties"]["metrics"].as_array() {
+                for line in ms {
+                    out.push((region.clone(), line.clone()));
+                }
+            }
+        }
+        out
+    }
+
+    fn find<'a>(lines: &'a [(String, Value)], ns: &str, metric: &str) -> Vec<&'a (String, Value)> {
+        lines
+            .iter()
+            .filter(|(_, l)| l[0] == ns && l[1] == metric)
+            .collect()
+    }
+
+    #[test]
+    fn lambda_widgets_are_scoped_to_the_function() {
+        let lines = metric_lines(&body(&input()));
+        for metric in ["Invocations", "Errors", "Throttles", "Duration"] {
+            let hits = find(&lines, "AWS/Lambda", metric);
+            assert!(!hits.is_empty(), "{metric}");
+            for (region, l) in hits {
+                assert_eq!(l[2], "FunctionName");
+                assert_eq!(l[3], "imagestack-dev-processor-abc");
+                assert_eq!(region, "eu-west-1");
+            }
+        }
+        let stats: Vec<&Value> = find(&lines, "AWS/Lambda", "Duration")
+            .iter()
+            .map(|(_, l)| &l[4]["stat"])
+            .collect();
+        assert_eq!(stats, [&json!("p50"), &json!("p99")]);
+    }
+
+    #[test]
+    fn processor_metrics_match_the_emitted_dimension_sets() {
+        let lines = metric_lines(&body(&input()));
+        for metric in [
+            "ProcessingTime",
+            "ProcessedImages",
+            "ProcessingErrors",
+            "BytesIn",
+        ] {
+            let hits = find(&lines, "ImageOptimization", metric);
+            assert!(!hits.is_empty(), "{metric}");
+            for (_, l) in hits {
+                assert_eq!(l[2], "Environment");
+                assert_eq!(l[3], "dev");
+                // [Environment] only: the 5th element is the options object.
+                assert!(l[4].is_object(), "{l}");
+            }
+        }
+        let out = find(&lines, "ImageOptimization", "BytesOut");
+        let formats: Vec<&Value> = out.iter().map(|(_, l)| &l[5]).collect();
+        assert_eq!(formats, [&json!("webp"), &json!("jpeg"), &json!("png")]);
+        for (_, l) in out {
+            assert_eq!(l[4], "Format");
+        }
+        let text = body(&input()).to_string();
+        assert!(
+            text.contains(r#"SEARCH('{ImageOptimization,Environment,Reason} MetricName=\"ProcessingErrors\" Environment=\"dev\"', 'Sum', 300)"#),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn dynamodb_and_cloudfront_are_scoped() {
+        let b = body(&input());
+        let lines = metric_lines(&b);
+        for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
+            let (_, l) = find(&lines, "AWS/DynamoDB", metric)[0];
+            assert_eq!(l[2], "TableName");
+            assert_eq!(l[3], "imagestack-dev-metadata-abc");
+        }
+        let text = b.to_string();
+        for metric in ["SystemErrors", "ThrottledRequests"] {
+            assert!(
+                text.contains(&format!(
+                    r#"SUM(SEARCH('{{AWS/DynamoDB,Operation,TableName}} MetricName=\"{metric}\" TableName=\"imagestack-dev-metadata-abc\"', 'Sum', 300))"#
+                )),
+                "{metric}"
+            );
+        }
+        for metric in [
+            "Requests",
+            "BytesDownloaded",
+            "4xxErrorRate",
+            "5xxErrorRate",
+        ] {
+            let hits = find(&lines, "AWS/CloudFront", metric);
+            assert_eq!(hits.len(), 1, "{metric}");
+            let (region, l) = hits[0];
+            assert_eq!(region, "us-east-1");
+            assert_eq!(
+                &l.as_array().unwrap()[2..6],
+                [
+                    json!("DistributionId"),
+                    json!("E2QWRUHEXAMPLE"),
+                    json!("Region"),
+                    json!("Global")
+                ]
+            );
+        }
+        let mut no_cdn = input();
+        no_cdn.distribution_id = None;
+        let lines = metric_lines(&body(&no_cdn));
+        assert!(find(&lines, "AWS/CloudFront", "Requests").is_empty());
+    }
+
+    #[test]
+    fn widgets_fit_the_grid_without_overlap() {
+        let b = body(&input());
+        let ws = b["widgets"].as_array().unwrap();
+        let mut cells = std::collections::HashSet::new();
+        for w in ws {
+            let (x, y, wd, ht) = (
+                w["x"].as_u64().unwrap(),
+                w["y"].as_u64().unwrap(),
+                w["width"].as_u64().unwrap(),
+                w["height"].as_u64().unwrap(),
+            );
+            assert!(x + wd <= 24, "{w}");
+            for i in x..x + wd {
+                for j in y..y + ht {
+                    assert!(cells.insert((i, j)), "overlap at {i},{j}: {w}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn body_is_deterministic_and_compared_semantically() {
+        let a = body(&input());
+        assert_eq!(a, body(&input()));
+        assert_eq!(diff(&a, &a), None);
+        // Reformatted by AWS: other key order, whitespace, 300 → 300.0.
+        let pretty = serde_json::to_string_pretty(&a)
+            .unwrap()
+            .replace(": 300", ": 300.0");
+        let reparsed: Value = serde_json::from_str(&pretty).unwrap();
+        assert_ne!(reparsed, a);
+        assert_eq!(diff(&a, &reparsed), None);
+        let mut changed = a.clone();
+        changed["widgets"][1]["properties"]["metrics"][0][3] = json!("other-function");
+        let c = diff(&a, &changed).unwrap();
+        assert_eq!(c.field, "dashboardBody");
+        assert!(c.from.starts_with("1 of "), "{c}");
+        assert!(diff(&a, &json!("not json")).is_some());
+    }
+
+    #[test]
+    fn names_and_urls() {
+        let id = StackId::new("team-a", "images.v2", "dev");
+        let n = dashboard_name(&id);
+        assert!(n.starts_with("imagestack-team-a-images-v2-dev-"), "{n}");
+        assert!(
+            n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        );
+        assert_ne!(
+            n,
+            dashboard_name(&StackId::new("team-a", "images-v2", "dev"))
+        );
+        let long = StackId::new("n".repeat(63), "x".repeat(253), "e".repeat(20));
+        assert!(dashboard_name(&long).len() <= MAX_NAME_LEN);
+        assert_eq!(
+            console_url("eu-west-1", "d"),
+            "https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#dashboards/dashboard/d"
+        );
+        assert!(
+            console_url("cn-north-1", "d").starts_with("https://cn-north-1.console.amazonaws.cn/")
+        );
+    }
+}

@@ -1,0 +1,1354 @@
+//! The CloudFront distribution serving the renditions.
+//!
+//! Three S3 origins (one per output bucket, regional domain names) signed by
+//! the stack's origin access control; behaviours `/webp/*`, `/jpeg/*`,
+//! `/png/*` (from [`Format::cdn_path_pattern`]) route to their bucket and the
+//! default behaviour to the WebP one; HTTPS redirect, GET/HEAD/OPTIONS
+//! allowed, GET/HEAD cached, compression, HTTP/2 and HTTP/3, IPv6, price class
+//! and TTLs from the spec, no default root object, the stack's tags and a
+//! comment naming the stack.
+//!
+//! TTLs use the legacy cache settings (`ForwardedValues` + `MinTTL` /
+//! `DefaultTTL` / `MaxTTL` on every behaviour) rather than a cache policy: the
+//! spec's TTLs would need a custom cache policy (one more resource to own), AWS
+//! still accepts the legacy fields, and they round-trip through our emulator
+//! (moto has no cache-policy API), so a second reconcile makes zero writes.
+//!
+//! Identity: the `CallerReference` is deterministic per stack
+//! ([`caller_reference`]). A crash after `CreateDistributionWithTags` and a
+//! retry gets `DistributionAlreadyExists` naming the existing distribution,
+//! which is adopted; without a known id the distribution is found by listing
+//! (prefiltered on comment/origin domains) and matching the `CallerReference`.
+//! Ownership is the stack's owner tag (`ListTagsForResource`).
+//!
+//! Updates: only when the normalized configuration of the managed fields
+//! differs ([`diff`]); the config and a fresh ETag are read
+//! (`GetDistributionConfig`) right before `UpdateDistribution`, the managed
+//! fields are replaced and every other field (aliases, certificate, logging,
+//! restrictions, WAF, …) is sent back unchanged; one retry on
+//! `PreconditionFailed`. A distribution that is `InProgress` is `Progressing`
+//! with reason [`DEPLOYING_REASON`]; `Ready` needs `Deployed`.
+//!
+//! Deletion is a state machine over several passes ([`delete`]): disable →
+//! wait until the disabled configuration is `Deployed` → delete with the new
+//! ETag. The origin access control is deleted after that.
+
+use std::collections::BTreeMap;
+
+use aws_sdk_cloudfront::types::{
+    AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, CookiePreference,
+    DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, ForwardedValues,
+    FunctionAssociations, Headers, HttpVersion, ItemSelection, LambdaFunctionAssociations, Method,
+    Origin, Origins, PriceClass, QueryStringCacheKeys, S3OriginConfig, Tag, TagKeys, Tags,
+    TrustedKeyGroups, TrustedSigners, ViewerProtocolPolicy,
+};
+use imagestack_contract::Format;
+
+use super::origin_access::{stack_hash, truncate};
+use super::{Change, Ctx, Deletion, Report, State, code_of, describe, extra_tag_keys, tag_change};
+use crate::aws::partition;
+use crate::error::{Error, ErrorClass, Result};
+use crate::naming::{NAME_PREFIX, Ownership, StackId, ownership};
+
+/// Component name on status.
+pub const COMPONENT: &str = "distribution";
+/// Condition/state reason while CloudFront deploys a change to its edge locations.
+pub const DEPLOYING_REASON: &str = "CloudFrontDeploying";
+/// `Status` of a distribution whose last change reached every edge location.
+pub const DEPLOYED: &str = "Deployed";
+/// CloudFront's limit on `Comment`.
+pub const MAX_COMMENT_LEN: usize = 128;
+/// Seed defaults (seconds): minimum, default and maximum TTL.
+pub const DEFAULT_TTLS: (i64, i64, i64) = (0, 30 * 24 * 3600, 30 * 24 * 3600);
+
+/// What the distribution should look like (pure data, built by [`desired`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DesiredDistribution {
+    /// Deterministic per stack: a retried create finds the existing distribution.
+    pub caller_reference: String,
+    /// Names the stack (≤ 128 characters).
+    pub comment: String,
+    /// One S3 origin per output format: format, bucket name, regional domain
+    /// (`<bucket>.s3.<region>.amazonaws.com`).
+    pub origins: Vec<(Format, String, String)>,
+    /// `PriceClass_100`, `PriceClass_200` or `PriceClass_All`.
+    pub price_class: String,
+    pub min_ttl: i64,
+    pub default_ttl: i64,
+    pub max_ttl: i64,
+    /// Resource tags, including the ownership tags.
+    pub tags: BTreeMap<String, String>,
+    /// Serve traffic (false only while being deleted).
+    pub enabled: bool,
+}
+
+/// What the controller puts on status once the distribution exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DistributionOutputs {
+    pub id: String,
+    pub arn: String,
+    /// `dxxxx.cloudfront.net`.
+    pub domain: String,
+}
+
+/// Deterministic `CallerReference`: `imagestack-<env>-<hash24>` of the
+/// stack's identity (unique per namespace/name/environment, ≤ 56 characters).
+pub fn caller_reference(id: &StackId) -> String {
+    format!(
+        "{NAME_PREFIX}-{}-{}",
+        id.environment,
+        stack_hash(id, "distribution", 24)
+    )
+}
+
+/// Comment naming the stack: `imagestack <namespace>/<name> (<env>)`, cut to 128 characters.
+pub fn comment(id: &StackId) -> String {
+    truncate(
+        &format!(
+            "{NAME_PREFIX} {} ({})",
+            id.owner_tag_value(),
+            id.environment
+        ),
+        MAX_COMMENT_LEN,
+    )
+}
+
+/// Regional REST endpoint of a bucket, the origin domain CloudFront needs
+/// for OAC signing: `<bucket>.s3.<region>.amazonaws.com` (`.com.cn` in China).
+pub fn s3_regional_domain(bucket: &str, region: &str) -> String {
+    let suffix = if partition(region) == "aws-cn" {
+        "amazonaws.com.cn"
+    } else {
+        "amazonaws.com"
+    };
+    format!("{bucket}.s3.{region}.{suffix}")
+}
+
+/// Origin id of a format's bucket inside the distribution.
+pub fn origin_id(format: Format) -> String {
+    format!("s3-{}", format.as_str())
+}
+
+/// The desired distribution of a stack. `buckets` lists the output bucket of
+/// each format (normally all three); `ttls` = (min, default, max) seconds.
+pub fn desired(
+    id: &StackId,
+    region: &str,
+    buckets: &[(Format, String)],
+    price_class: &str,
+    ttls: (i64, i64, i64),
+    tags: BTreeMap<String, String>,
+) -> DesiredDistribution {
+    DesiredDistribution {
+        caller_reference: caller_reference(id),
+        comment: comment(id),
+        origins: buckets
+            .iter()
+            .map(|(f, b)| (*f, b.clone(), s3_regional_domain(b, region)))
+            .collect(),
+        price_class: price_class.to_string(),
+        min_ttl: ttls.0,
+        default_ttl: ttls.1,
+        max_ttl: ttls.2,
+        tags,
+        enabled: true,
+    }
+}
+
+fn build_err(what: &str) -> impl Fn(aws_smithy_types::error::operation::BuildError) -> Error + '_ {
+    move |e| Error::InvalidSpec(format!("distribution {what}: {e}"))
+}
+
+fn allowed_methods() -> Result<AllowedMethods> {
+    AllowedMethods::builder()
+        .quantity(3)
+        .items(Method::Get)
+        .items(Method::Head)
+        .items(Method::Options)
+        .cached_methods(
+            CachedMethods::builder()
+                .quantity(2)
+                .items(Method::Get)
+                .items(Method::Head)
+                .build()
+                .map_err(build_err("cached methods"))?,
+        )
+        .build()
+        .map_err(build_err("allowed methods"))
+}
+
+/// Forward nothing to the origin: renditions do not vary by query string,
+/// cookie or header, so the cache key is the path alone.
+fn forwarded_values() -> Result<ForwardedValues> {
+    ForwardedValues::builder()
+        .query_string(false)
+        .cookies(
+            CookiePreference::builder()
+                .forward(ItemSelection::None)
+                .build()
+                .map_err(build_err("cookies"))?,
+        )
+        .headers(
+            Headers::builder()
+                .quantity(0)
+                .build()
+                .map_err(build_err("headers"))?,
+        )
+        .query_string_cache_keys(
+            QueryStringCacheKeys::builder()
+                .quantity(0)
+                .build()
+                .map_err(build_err("query string cache keys"))?,
+        )
+        .build()
+        .map_err(build_err("forwarded values"))
+}
+
+/// The same settings on the default and on every path behaviour (the two
+/// builder types share method names but no trait).
+macro_rules! behavior_settings {
+    ($builder:expr, $target:expr, $d:expr) => {
+        $builder
+            .target_origin_id($target)
+            .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
+            .allowed_methods(allowed_methods()?)
+            .compress(true)
+            .smooth_streaming(false)
+            .trusted_signers(
+                TrustedSigners::builder()
+                    .enabled(false)
+                    .quantity(0)
+                    .build()
+                    .map_err(build_err("trusted signers"))?,
+            )
+            .trusted_key_groups(
+                TrustedKeyGroups::builder()
+                    .enabled(false)
+                    .quantity(0)
+                    .build()
+                    .map_err(build_err("trusted key groups"))?,
+            )
+            .lambda_function_associations(
+                LambdaFunctionAssociations::builder()
+                    .quantity(0)
+                    .build()
+                    .map_err(build_err("lambda function associations"))?,
+            )
+            .function_associations(
+                FunctionAssociations::builder()
+                    .quantity(0)
+                    .build()
+                    .map_err(build_err("function associations"))?,
+            )
+            .forwarded_values(forwarded_values()?)
+            .min_ttl($d.min_ttl)
+            .default_ttl($d.default_ttl)
+            .max_ttl($d.max_ttl)
+    };
+}
+
+/// The full `DistributionConfig` for create (and the managed fields for update).
+// The legacy cache settings (ForwardedValues, Min/Default/MaxTTL) are
+// deprecated in the SDK in favour of cache policies, but AWS still accepts
+// them; see the module documentation for why they are used here.
+#[allow(deprecated)]
+pub fn config(d: &DesiredDistribution, oac_id: &str) -> Result<DistributionConfig> {
+    if d.origins.is_empty() {
+        return Err(Error::InvalidSpec(
+            "the distribution needs at least one output bucket".into(),
+        ));
+    }
+    let mut origins = Vec::with_capacity(d.origins.len());
+    for (format, _bucket, domain) in &d.origins {
+        origins.push(
+            Origin::builder()
+                .id(origin_id(*format))
+                .domain_name(domain)
+                .origin_path("")
+                .origin_access_control_id(oac_id)
+                // OAC replaces the legacy origin access identity: empty, but present
+                // (it marks the origin as an S3 REST origin).
+                .s3_origin_config(S3OriginConfig::builder().origin_access_identity("").build())
+                .build()
+                .map_err(build_err("origin"))?,
+        );
+    }
+    let default_target = d
+        .origins
+        .iter()
+        .find(|(f, _, _)| *f == Format::Webp)
+        .or_else(|| d.origins.first())
+        .map(|(f, _, _)| origin_id(*f))
+        .unwrap_or_default();
+    let default_behavior = behavior_settings!(DefaultCacheBehavior::builder(), default_target, d)
+        .build()
+        .map_err(build_err("default cache behavior"))?;
+    let mut behaviors = Vec::with_capacity(d.origins.len());
+    for (format, _, _) in &d.origins {
+        behaviors.push(
+            behavior_settings!(
+                CacheBehavior::builder().path_pattern(format.cdn_path_pattern()),
+                origin_id(*format),
+                d
+            )
+            .build()
+            .map_err(build_err("cache behavior"))?,
+        );
+    }
+    DistributionConfig::builder()
+        .caller_reference(&d.caller_reference)
+        .comment(&d.comment)
+        .enabled(d.enabled)
+        .origins(
+            Origins::builder()
+                .quantity(origins.len() as i32)
+                .set_items(Some(origins))
+                .build()
+                .map_err(build_err("origins"))?,
+        )
+        .default_cache_behavior(default_behavior)
+        .cache_behaviors(
+            CacheBehaviors::builder()
+                .quantity(behaviors.len() as i32)
+                .set_items(Some(behaviors))
+                .build()
+                .map_err(build_err("cache behaviors"))?,
+        )
+        .price_class(PriceClass::from(d.price_class.as_str()))
+        .http_version(HttpVersion::Http2and3)
+        .is_ipv6_enabled(true)
+        // Empty element: no default root object (an image CDN has no index page).
+        .default_root_object("")
+        .build()
+        .map_err(build_err("config"))
+}
+
+/// Replace the managed fields of `observed` by those of `desired`, keeping
+/// everything else (caller reference, aliases, certificate, logging,
+/// restrictions, web ACL, error responses, origin groups, …) as it is.
+pub fn merge(mut observed: DistributionConfig, desired: &DistributionConfig) -> DistributionConfig {
+    observed.origins = desired.origins.clone();
+    observed.default_cache_behavior = desired.default_cache_behavior.clone();
+    observed.cache_behaviors = desired.cache_behaviors.clone();
+    observed.comment = desired.comment.clone();
+    observed.price_class = desired.price_class.clone();
+    observed.enabled = desired.enabled;
+    observed.http_version = desired.http_version.clone();
+    observed.is_ipv6_enabled = desired.is_ipv6_enabled;
+    observed.default_root_object = desired.default_root_object.clone();
+    observed
+}
+
+fn s(v: Option<&str>) -> String {
+    v.unwrap_or_default().to_string()
+}
+
+fn b(v: Option<bool>) -> String {
+    v.unwrap_or(false).to_string()
+}
+
+fn list<'a>(items: impl IntoIterator<Item = &'a str>) -> String {
+    let mut v: Vec<&str> = items.into_iter().collect();
+    v.sort_unstable();
+    v.join(",")
+}
+
+/// Flatten one behaviour's settings under `p` (both behaviour types have the
+/// same accessors but no common trait).
+macro_rules! flatten_behavior {
+    ($out:expr, $p:expr, $b:expr) => {{
+        let out: &mut BTreeMap<String, String> = $out;
+        let p: &str = $p;
+        let bh = $b;
+        let mut put = |k: &str, v: String| {
+            out.insert(format!("{p}.{k}"), v);
+        };
+        put("targetOriginId", bh.target_origin_id().to_string());
+        put(
+            "viewerProtocolPolicy",
+            bh.viewer_protocol_policy().as_str().to_string(),
+        );
+        put(
+            "allowedMethods",
+            bh.allowed_methods()
+                .map(|m| list(m.items().iter().map(|x| x.as_str())))
+                .unwrap_or_default(),
+        );
+        put(
+            "cachedMethods",
+            bh.allowed_methods()
+                .and_then(|m| m.cached_methods())
+                .map(|c| list(c.items().iter().map(|x| x.as_str())))
+                .unwrap_or_default(),
+        );
+        put("compress", b(bh.compress()));
+        put("smoothStreaming", b(bh.smooth_streaming()));
+        put("cachePolicyId", s(bh.cache_policy_id()));
+        put("originRequestPolicyId", s(bh.origin_request_policy_id()));
+        put(
+            "responseHeadersPolicyId",
+            s(bh.response_headers_policy_id()),
+        );
+        put("fieldLevelEncryptionId", s(bh.field_level_encryption_id()));
+        put("realtimeLogConfigArn", s(bh.realtime_log_config_arn()));
+        put(
+            "trustedSigners",
+            bh.trusted_signers()
+                .filter(|t| t.enabled() || !t.items().is_empty())
+                .map(|t| list(t.items().iter().map(String::as_str)))
+                .unwrap_or_else(|| "none".into()),
+        );
+        put(
+            "trustedKeyGroups",
+            bh.trusted_key_groups()
+                .filter(|t| t.enabled() || !t.items().is_empty())
+                .map(|t| list(t.items().iter().map(String::as_str)))
+                .unwrap_or_else(|| "none".into()),
+        );
+        put(
+            "functionAssociations",
+            bh.function_associations()
+                .map(|f| {
+                    let v: Vec<String> = f
+                        .items()
+                        .iter()
+                        .map(|a| format!("{}={}", a.event_type().as_str(), a.function_arn()))
+                        .collect();
+                    list(v.iter().map(String::as_str))
+                })
+                .unwrap_or_default(),
+        );
+        put(
+            "lambdaFunctionAssociations",
+            bh.lambda_function_associations()
+                .map(|f| {
+                    let v: Vec<String> = f
+                        .items()
+                        .iter()
+                        .map(|a| format!("{}={}", a.event_type().as_str(), a.lambda_function_arn()))
+                        .collect();
+                    list(v.iter().map(String::as_str))
+                })
+                .unwrap_or_default(),
+        );
+        let fv = bh.forwarded_values();
+        put(
+            "forwardedValues.queryString",
+            fv.map(|f| f.query_string().to_string())
+                .unwrap_or_else(|| "unset".into()),
+        );
+        put(
+            "forwardedValues.cookies",
+            fv.and_then(|f| f.cookies())
+                .map(|c| {
+                    let names = c
+                        .whitelisted_names()
+                        .map(|n| list(n.items().iter().map(String::as_str)))
+                        .unwrap_or_default();
+                    if names.is_empty() {
+                        c.forward().as_str().to_string()
+                    } else {
+                        format!("{}:{names}", c.forward().as_str())
+                    }
+                })
+                .unwrap_or_else(|| "unset".into()),
+        );
+        put(
+            "forwardedValues.headers",
+            fv.and_then(|f| f.headers())
+                .map(|h| list(h.items().iter().map(String::as_str)))
+                .unwrap_or_default(),
+        );
+        put(
+            "forwardedValues.queryStringCacheKeys",
+            fv.and_then(|f| f.query_string_cache_keys())
+                .map(|h| list(h.items().iter().map(String::as_str)))
+                .unwrap_or_default(),
+        );
+        let ttl = |v: Option<i64>| v.map(|t| t.to_string()).unwrap_or_else(|| "unset".into());
+        put("minTTL", ttl(bh.min_ttl()));
+        put("defaultTTL", ttl(bh.default_ttl()));
+        put("maxTTL", ttl(bh.max_ttl()));
+    }};
+}
+
+/// The managed fields of a configuration as `field path → value`, with AWS's
+/// representational noise removed (list order where it carries no meaning,
+/// quantities, `""` vs absent). Behaviour order is kept: CloudFront matches
+/// path patterns in order. Unmanaged fields are not included.
+#[allow(deprecated)] // reads the legacy cache settings, see `config`
+pub fn normalize(cfg: &DistributionConfig) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    out.insert("comment".into(), cfg.comment().to_string());
+    out.insert("enabled".into(), cfg.enabled().to_string());
+    out.insert(
+        "priceClass".into(),
+        cfg.price_class()
+            .map(|p| p.as_str().to_string())
+            .unwrap_or_else(|| "PriceClass_All".into()),
+    );
+    out.insert(
+        "httpVersion".into(),
+        cfg.http_version()
+            .map(|h| h.as_str().to_string())
+            .unwrap_or_else(|| "http2".into()),
+    );
+    out.insert("isIPV6Enabled".into(), b(cfg.is_ipv6_enabled()));
+    out.insert("defaultRootObject".into(), s(cfg.default_root_object()));
+    let origins = cfg.origins().map(|o| o.items()).unwrap_or_default();
+    out.insert("origins".into(), list(origins.iter().map(|o| o.id())));
+    for o in origins {
+        let p = format!("origins[{}]", o.id());
+        out.insert(format!("{p}.domainName"), o.domain_name().to_string());
+        out.insert(format!("{p}.originPath"), s(o.origin_path()));
+        out.insert(
+            format!("{p}.originAccessControlId"),
+            s(o.origin_access_control_id()),
+        );
+        let kind = match (o.s3_origin_config(), o.custom_origin_config()) {
+            (Some(c), _) => format!("s3(originAccessIdentity={})", c.origin_access_identity()),
+            (None, Some(_)) => "custom".to_string(),
+            (None, None) if o.vpc_origin_config().is_some() => "vpc".to_string(),
+            (None, None) => "unset".to_string(),
+        };
+        out.insert(format!("{p}.type"), kind);
+    }
+    if let Some(d) = cfg.default_cache_behavior() {
+        flatten_behavior!(&mut out, "defaultCacheBehavior", d);
+    }
+    let behaviors = cfg.cache_behaviors().map(|c| c.items()).unwrap_or_default();
+    out.insert(
+        "cacheBehaviors".into(),
+        behaviors
+            .iter()
+            .map(|bh| bh.path_pattern())
+            .collect::<Vec<_>>()
+            .join(","),
+    );
+    for bh in behaviors {
+        let p = format!("cacheBehaviors[{}]", bh.path_pattern());
+        flatten_behavior!(&mut out, &p, bh);
+    }
+    out
+}
+
+/// Every managed field where `observed` differs from `desired`, named by its
+/// path (`cacheBehaviors[/webp/*].viewerProtocolPolicy: allow-all → redirect-to-https`).
+pub fn diff(desired: &DistributionConfig, observed: &DistributionConfig) -> Vec<Change> {
+    let want = normalize(desired);
+    let have = normalize(observed);
+    let mut keys: Vec<&String> = want.keys().chain(have.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    let show = |v: Option<&String>| match v {
+        None => "absent".to_string(),
+        Some(v) if v.is_empty() => "\"\"".to_string(),
+        Some(v) => v.clone(),
+    };
+    keys.into_iter()
+        .filter(|k| want.get(*k) != have.get(*k))
+        .map(|k| Change::new(k.as_str(), show(have.get(k)), show(want.get(k))))
+        .collect()
+}
+
+/// The distribution as read from AWS.
+#[derive(Debug, Clone)]
+pub struct ObservedDistribution {
+    pub id: String,
+    pub arn: String,
+    pub domain: String,
+    /// `InProgress` or `Deployed`.
+    pub status: String,
+    /// ETag of this read (for `IfMatch`).
+    pub etag: String,
+    pub config: DistributionConfig,
+}
+
+impl ObservedDistribution {
+    /// Id, ARN and domain for status.
+    pub fn outputs(&self) -> DistributionOutputs {
+        DistributionOutputs {
+            id: self.id.clone(),
+            arn: self.arn.clone(),
+            domain: self.domain.clone(),
+        }
+    }
+}
+
+fn missing(action: &str, what: &str) -> Error {
+    Error::Aws {
+        action: action.into(),
+        code: "IncompleteResponse".into(),
+        message: format!("the response carries no {what}"),
+        class: ErrorClass::Retryable,
+    }
+}
+
+/// `GetDistribution`; `None` when it does not exist.
+async fn get(ctx: &Ctx<'_>, id: &str) -> Result<Option<ObservedDistribution>> {
+    const ACTION: &str = "cloudfront:GetDistribution";
+    let out = match ctx.aws.cloudfront.get_distribution().id(id).send().await {
+        Ok(o) => o,
+        Err(e) if code_of(&e) == Some("NoSuchDistribution") => return Ok(None),
+        Err(e) => return Err(Error::aws(ACTION, e)),
+    };
+    let dist = out
+        .distribution()
+        .ok_or_else(|| missing(ACTION, "distribution"))?;
+    let config = dist
+        .distribution_config()
+        .cloned()
+        .ok_or_else(|| missing(ACTION, "distribution config"))?;
+    Ok(Some(ObservedDistribution {
+        id: dist.id().to_string(),
+        arn: dist.arn().to_string(),
+        domain: dist.domain_name().to_string(),
+        status: dist.status().to_string(),
+        etag: out.e_tag().unwrap_or_default().to_string(),
+        config,
+    }))
+}
+
+/// `GetDistributionConfig`: the config and a fresh ETag; `None` when gone.
+async fn get_config(ctx: &Ctx<'_>, id: &str) -> Result<Option<(DistributionConfig, String)>> {
+    const ACTION: &str = "cloudfront:GetDistributionConfig";
+    match ctx
+        .aws
+        .cloudfront
+        .get_distribution_config()
+        .id(id)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let cfg = out
+                .distribution_config()
+                .cloned()
+                .ok_or_else(|| missing(ACTION, "distribution config"))?;
+            Ok(Some((cfg, out.e_tag().unwrap_or_default().to_string())))
+        }
+        Err(e) if code_of(&e) == Some("NoSuchDistribution") => Ok(None),
+        Err(e) => Err(Error::aws(ACTION, e)),
+    }
+}
+
+/// Find the stack's distribution without a known id: list (prefiltered on the
+/// comment or an origin domain of ours), then match the `CallerReference`.
+async fn find_by_caller_reference(
+    ctx: &Ctx<'_>,
+    d: &DesiredDistribution,
+) -> Result<Option<String>> {
+    let domains: Vec<&str> = d.origins.iter().map(|(_, _, dom)| dom.as_str()).collect();
+    let mut marker: Option<String> = None;
+    loop {
+        let out = ctx
+            .aws
+            .cloudfront
+            .list_distributions()
+            .set_marker(marker.clone())
+            .send()
+            .await
+            .map_err(|e| Error::aws("cloudfront:ListDistributions", e))?;
+        let Some(page) = out.distribution_list() else {
+            return Ok(None);
+        };
+        for summary in page.items() {
+            let candidate = summary.comment() == d.comment
+                || summary
+                    .origins()
+                    .is_some_and(|o| o.items().iter().any(|o| domains.contains(&o.domain_name())));
+            if !candidate {
+                continue;
+            }
+            if let Some((cfg, _)) = get_config(ctx, summary.id()).await?
+                && cfg.caller_reference() == d.caller_reference
+            {
+                return Ok(Some(summary.id().to_string()));
+            }
+        }
+        match page.next_marker() {
+            Some(m) if page.is_truncated() && !m.is_empty() && marker.as_deref() != Some(m) => {
+                marker = Some(m.to_string());
+            }
+            _ => return Ok(None),
+        }
+    }
+}
+
+/// Read the distribution: by `known_id` (from status) when it still exists,
+/// else by `CallerReference`. `None` when the stack has none.
+pub async fn observe(
+    ctx: &Ctx<'_>,
+    d: &DesiredDistribution,
+    known_id: Option<&str>,
+) -> Result<Option<ObservedDistribution>> {
+    if let Some(id) = known_id.filter(|i| !i.is_empty())
+        && let Some(o) = get(ctx, id).await?
+    {
+        return Ok(Some(o));
+    }
+    match find_by_caller_reference(ctx, d).await? {
+        Some(id) => get(ctx, &id).await,
+        None => Ok(None),
+    }
+}
+
+/// The distribution's tags (`ListTagsForResource`).
+async fn tags_of(ctx: &Ctx<'_>, arn: &str) -> Result<BTreeMap<String, String>> {
+    let out = ctx
+        .aws
+        .cloudfront
+        .list_tags_for_resource()
+        .resource(arn)
+        .send()
+        .await
+        .map_err(|e| Error::aws("cloudfront:ListTagsForResource", e))?;
+    Ok(out
+        .tags()
+        .map(|t| t.items())
+        .unwrap_or_default()
+        .iter()
+        .map(|t| {
+            (
+                t.key().to_string(),
+                t.value().unwrap_or_default().to_string(),
+            )
+        })
+        .collect())
+}
+
+fn check_owner(ctx: &Ctx<'_>, id: &str, tags: &BTreeMap<String, String>) -> Result<()> {
+    match ownership(ctx.id, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ownership::Ours => Ok(()),
+        Ownership::OtherStack(s) => Err(Error::NameConflict {
+            kind: "CloudFront distribution",
+            name: id.to_string(),
+            owner: format!("owned by stack {s}"),
+        }),
+        Ownership::Foreign => Err(Error::NameConflict {
+            kind: "CloudFront distribution",
+            name: id.to_string(),
+            owner: "not tagged by imagestack".into(),
+        }),
+    }
+}
+
+fn cf_tags(tags: &BTreeMap<String, String>) -> Result<Tags> {
+    let items = tags
+        .iter()
+        .map(|(k, v)| {
+            Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .map_err(|e| Error::InvalidSpec(format!("tag {k}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Tags::builder().set_items(Some(items)).build())
+}
+
+fn deploying(message: String) -> State {
+    State::Progressing {
+        reason: DEPLOYING_REASON.into(),
+        message,
+    }
+}
+
+/// Parse the id out of `DistributionAlreadyExists`' message
+/// ("… associated with another distribution. Already exists: E2QWRUHEXAMPLE").
+pub fn existing_id_from_message(message: &str) -> Option<String> {
+    let rest = message.rsplit_once("Already exists:")?.1.trim();
+    let id: String = rest
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric())
+        .collect();
+    (!id.is_empty()).then_some(id)
+}
+
+/// Outcome of `CreateDistributionWithTags`.
+enum Created {
+    New(Box<ObservedDistribution>),
+    /// The `CallerReference` is taken: the distribution an earlier pass made.
+    Exists(Option<String>),
+}
+
+async fn create(ctx: &Ctx<'_>, d: &DesiredDistribution, oac_id: &str) -> Result<Created> {
+    const ACTION: &str = "cloudfront:CreateDistributionWithTags";
+    let with_tags = DistributionConfigWithTags::builder()
+        .distribution_config(config(d, oac_id)?)
+        .tags(cf_tags(&d.tags)?)
+        .build();
+    match ctx
+        .aws
+        .cloudfront
+        .create_distribution_with_tags()
+        .distribution_config_with_tags(with_tags)
+        .send()
+        .await
+    {
+        Ok(out) => {
+            let dist = out
+                .distribution()
+                .ok_or_else(|| missing(ACTION, "distribution"))?;
+            tracing::info!(id = %dist.id(), domain = %dist.domain_name(), "created CloudFront distribution");
+            Ok(Created::New(Box::new(ObservedDistribution {
+                id: dist.id().to_string(),
+                arn: dist.arn().to_string(),
+                domain: dist.domain_name().to_string(),
+                status: dist.status().to_string(),
+                etag: out.e_tag().unwrap_or_default().to_string(),
+                config: dist
+                    .distribution_config()
+                    .cloned()
+                    .unwrap_or(config(d, oac_id)?),
+            })))
+        }
+        Err(e) if code_of(&e) == Some("DistributionAlreadyExists") => {
+            let message = aws_smithy_types::error::metadata::ProvideErrorMetadata::message(&e)
+                .unwrap_or_default()
+                .to_string();
+            Ok(Created::Exists(existing_id_from_message(&message)))
+        }
+        Err(e) => Err(Error::aws(ACTION, e)),
+    }
+}
+
+fn precondition_failed(action: &str, id: &str) -> Error {
+    Error::Aws {
+        action: action.into(),
+        code: "PreconditionFailed".into(),
+        message: format!("distribution {id} changed concurrently twice in a row; retrying later"),
+        class: ErrorClass::Retryable,
+    }
+}
+
+/// Read the config with a fresh ETag, let `edit` produce the new config
+/// (`None`: nothing to change any more), send it with `IfMatch`; on
+/// `PreconditionFailed` read again and retry once. `Ok(true)` when written.
+async fn read_modify_write<F>(ctx: &Ctx<'_>, id: &str, edit: F) -> Result<bool>
+where
+    F: Fn(&DistributionConfig) -> Option<DistributionConfig>,
+{
+    const ACTION: &str = "cloudfront:UpdateDistribution";
+    for attempt in 0..2 {
+        let Some((current, etag)) = get_config(ctx, id).await? else {
+            return Err(Error::Aws {
+                action: ACTION.into(),
+                code: "NoSuchDistribution".into(),
+                message: format!("distribution {id} disappeared during the update"),
+                class: ErrorClass::Retryable,
+            });
+        };
+        let Some(new) = edit(&current) else {
+            return Ok(false);
+        };
+        match ctx
+            .aws
+            .cloudfront
+            .update_distribution()
+            .id(id)
+            .if_match(etag)
+            .distribution_config(new)
+            .send()
+            .await
+        {
+            Ok(_) => return Ok(true),
+            Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => {
+                tracing::info!(
+                    id,
+                    "distribution changed since it was read (PreconditionFailed); reading again"
+                );
+            }
+            Err(e) if code_of(&e) == Some("PreconditionFailed") => {
+                return Err(precondition_failed(ACTION, id));
+            }
+            Err(e) => return Err(Error::aws(ACTION, e)),
+        }
+    }
+    Err(precondition_failed(ACTION, id))
+}
+
+async fn repair_tags(
+    ctx: &Ctx<'_>,
+    arn: &str,
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+) -> Result<()> {
+    let extra = extra_tag_keys(desired, observed);
+    if !extra.is_empty() {
+        ctx.aws
+            .cloudfront
+            .untag_resource()
+            .resource(arn)
+            .tag_keys(TagKeys::builder().set_items(Some(extra)).build())
+            .send()
+            .await
+            .map_err(|e| Error::aws("cloudfront:UntagResource", e))?;
+    }
+    let missing: BTreeMap<String, String> = desired
+        .iter()
+        .filter(|(k, v)| observed.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    if !missing.is_empty() {
+        ctx.aws
+            .cloudfront
+            .tag_resource()
+            .resource(arn)
+            .tags(cf_tags(&missing)?)
+            .send()
+            .await
+            .map_err(|e| Error::aws("cloudfront:TagResource", e))?;
+    }
+    Ok(())
+}
+
+/// Create the distribution when missing, otherwise repair what differs.
+/// `oac_id` is the stack's origin access control, `known_id` the id recorded
+/// on status (if any). Returns the report and, once the distribution exists,
+/// its outputs. While CloudFront deploys, the state is `Progressing` with
+/// reason [`DEPLOYING_REASON`] (never an error).
+pub async fn reconcile(
+    ctx: &Ctx<'_>,
+    d: &DesiredDistribution,
+    oac_id: &str,
+    known_id: Option<&str>,
+) -> Result<(Report, Option<DistributionOutputs>)> {
+    let mut report = Report::ready(COMPONENT, String::new());
+    let observed = match observe(ctx, d, known_id).await? {
+        Some(o) => o,
+        None if ctx.dry_run => {
+            report.state = State::Paused {
+                message: "distribution does not exist; creation paused".into(),
+            };
+            return Ok((report, None));
+        }
+        None => match create(ctx, d, oac_id).await? {
+            Created::New(o) => {
+                report.created = true;
+                report.id = o.arn.clone();
+                report.state = deploying(format!(
+                    "distribution {} created; CloudFront is deploying it ({})",
+                    o.id, o.status
+                ));
+                return Ok((report, Some(o.outputs())));
+            }
+            Created::Exists(id) => {
+                tracing::info!(caller_reference = %d.caller_reference, existing = ?id,
+                    "distribution already exists for this caller reference; adopting it");
+                let found = match id {
+                    Some(id) => get(ctx, &id).await?,
+                    None => None,
+                };
+                match found {
+                    Some(o) => o,
+                    None => match find_by_caller_reference(ctx, d).await? {
+                        Some(id) => get(ctx, &id).await?.ok_or_else(|| {
+                            missing("cloudfront:GetDistribution", "existing distribution")
+                        })?,
+                        None => {
+                            return Err(Error::Aws {
+                                action: "cloudfront:CreateDistributionWithTags".into(),
+                                code: "DistributionAlreadyExists".into(),
+                                message: format!(
+                                    "caller reference {} is taken but the distribution was not found",
+                                    d.caller_reference
+                                ),
+                                class: ErrorClass::Retryable,
+                            });
+                        }
+                    },
+                }
+            }
+        },
+    };
+    report.id = observed.arn.clone();
+    let outputs = observed.outputs();
+    let tags = tags_of(ctx, &observed.arn).await?;
+    check_owner(ctx, &observed.id, &tags)?;
+
+    let want = config(d, oac_id)?;
+    let mut changes = diff(&want, &observed.config);
+    let tag_drift = tag_change(&d.tags, &tags);
+    if changes.is_empty() && tag_drift.is_none() {
+        if observed.status != DEPLOYED {
+            report.state = deploying(format!(
+                "distribution {} is {}; waiting for Deployed",
+                observed.id, observed.status
+            ));
+        }
+        return Ok((report, Some(outputs)));
+    }
+    if ctx.dry_run {
+        let mut all = changes.clone();
+        all.extend(tag_drift);
+        report.state = State::Paused {
+            message: describe(&all),
+        };
+        return Ok((report, Some(outputs)));
+    }
+    let mut updated = false;
+    if !changes.is_empty() {
+        updated = read_modify_write(ctx, &observed.id, |current| {
+            (!diff(&want, current).is_empty()).then(|| merge(current.clone(), &want))
+        })
+        .await?;
+        if updated {
+            tracing::info!(id = %observed.id, changes = %describe(&changes), "updated CloudFront distribution");
+        } else {
+            changes.clear();
+        }
+    }
+    if let Some(c) = tag_drift {
+        repair_tags(ctx, &observed.arn, &d.tags, &tags).await?;
+        changes.push(c);
+    }
+    report.changes = changes;
+    if updated {
+        report.state = deploying(format!(
+            "distribution {} updated; CloudFront is deploying the change",
+            observed.id
+        ));
+    } else if observed.status != DEPLOYED {
+        report.state = deploying(format!(
+            "distribution {} is {}; waiting for Deployed",
+            observed.id, observed.status
+        ));
+    }
+    Ok((report, Some(outputs)))
+}
+
+/// Delete the distribution, one step per call (requeue until `Gone`):
+/// 1. enabled → update with `Enabled=false` (fresh ETag) → `InProgress`;
+/// 2. disabled but `InProgress` → `InProgress` (waiting for `Deployed`);
+/// 3. disabled and `Deployed` → `DeleteDistribution` with the current ETag → `Gone`.
+///
+/// The message of `InProgress` names the step. A distribution without this
+/// stack's owner tag is left alone (reported `Gone` for this stack).
+pub async fn delete(
+    ctx: &Ctx<'_>,
+    d: &DesiredDistribution,
+    known_id: Option<&str>,
+) -> Result<Deletion> {
+    const ACTION: &str = "cloudfront:DeleteDistribution";
+    let Some(mut o) = observe(ctx, d, known_id).await? else {
+        return Ok(Deletion::Gone);
+    };
+    let tags = tags_of(ctx, &o.arn).await?;
+    if check_owner(ctx, &o.id, &tags).is_err() {
+        tracing::warn!(id = %o.id, "not deleting a distribution without this stack's ownership tag");
+        return Ok(Deletion::Gone);
+    }
+    for attempt in 0..2 {
+        if o.config.enabled() {
+            read_modify_write(ctx, &o.id, |current| {
+                current.enabled().then(|| {
+                    let mut c = current.clone();
+                    c.enabled = false;
+                    c
+                })
+            })
+            .await?;
+            tracing::info!(id = %o.id, "disabled CloudFront distribution before deleting it");
+            return Ok(Deletion::InProgress(format!(
+                "step 1/3: disabling distribution {}",
+                o.id
+            )));
+        }
+        if o.status != DEPLOYED {
+            return Ok(Deletion::InProgress(format!(
+                "step 2/3: waiting for the disabled distribution {} to deploy (status {})",
+                o.id, o.status
+            )));
+        }
+        match ctx
+            .aws
+            .cloudfront
+            .delete_distribution()
+            .id(&o.id)
+            .if_match(&o.etag)
+            .send()
+            .await
+        {
+            Ok(_) => {
+                tracing::info!(id = %o.id, "deleted CloudFront distribution");
+                return Ok(Deletion::Gone);
+            }
+            Err(e) if code_of(&e) == Some("NoSuchDistribution") => return Ok(Deletion::Gone),
+            Err(e) if code_of(&e) == Some("DistributionNotDisabled") => {
+                return Ok(Deletion::InProgress(format!(
+                    "step 2/3: waiting for the disabled distribution {} to deploy",
+                    o.id
+                )));
+            }
+            Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => {
+                // Changed since our read: read again (enabled/status/ETag) and retry once.
+                match get(ctx, &o.id).await? {
+                    Some(fresh) => o = fresh,
+                    None => return Ok(Deletion::Gone),
+                }
+            }
+            Err(e) if code_of(&e) == Some("PreconditionFailed") => {
+                return Err(precondition_failed(ACTION, &o.id));
+            }
+            Err(e) => return Err(Error::aws(ACTION, e)),
+        }
+    }
+    Err(precondition_failed(ACTION, &o.id))
+}
+
+#[cfg(test)]
+#[allow(deprecated)] // asserts the legacy cache settings
+mod tests {
+    use super::*;
+
+    fn id() -> StackId {
+        StackId::new("team-a", "images", "dev")
+    }
+
+    fn buckets() -> Vec<(Format, String)> {
+        Format::ALL
+            .iter()
+            .map(|f| (*f, format!("bucket-{}", f.as_str())))
+            .collect()
+    }
+
+    fn desired_dist() -> DesiredDistribution {
+        desired(
+            &id(),
+            "eu-west-1",
+            &buckets(),
+            "PriceClass_100",
+            DEFAULT_TTLS,
+            id().tags(&BTreeMap::new()),
+        )
+    }
+
+    #[test]
+    fn identity_is_deterministic_and_bounded() {
+        assert_eq!(caller_reference(&id()), caller_reference(&id()));
+        assert_ne!(
+            caller_reference(&id()),
+            caller_reference(&StackId::new("team-a", "images", "prod"))
+        );
+        let long = StackId::new("n".repeat(63), "x".repeat(253), "e".repeat(20));
+        assert!(caller_reference(&long).len() <= 56);
+        assert!(comment(&long).len() <= MAX_COMMENT_LEN);
+        assert_eq!(comment(&id()), "imagestack team-a/images (dev)");
+        assert_eq!(
+            s3_regional_domain("b", "eu-west-1"),
+            "b.s3.eu-west-1.amazonaws.com"
+        );
+        assert_eq!(
+            s3_regional_domain("b", "cn-north-1"),
+            "b.s3.cn-north-1.amazonaws.com.cn"
+        );
+    }
+
+    #[test]
+    fn config_has_every_required_setting() {
+        let d = desired_dist();
+        let c = config(&d, "OAC1").unwrap();
+        assert_eq!(c.caller_reference(), d.caller_reference);
+        assert_eq!(c.comment(), "imagestack team-a/images (dev)");
+        assert!(c.enabled());
+        assert_eq!(c.price_class(), Some(&PriceClass::PriceClass100));
+        assert_eq!(c.http_version(), Some(&HttpVersion::Http2and3));
+        assert_eq!(c.is_ipv6_enabled(), Some(true));
+        assert_eq!(c.default_root_object(), Some(""));
+        let origins = c.origins().unwrap().items();
+        assert_eq!(origins.len(), 3);
+        for (o, f) in origins.iter().zip(Format::ALL) {
+            assert_eq!(o.id(), origin_id(f));
+            assert_eq!(
+                o.domain_name(),
+                format!("bucket-{}.s3.eu-west-1.amazonaws.com", f.as_str())
+            );
+            assert_eq!(o.origin_access_control_id(), Some("OAC1"));
+            assert_eq!(
+                o.s3_origin_config().map(|s| s.origin_access_identity()),
+                Some("")
+            );
+        }
+        let def = c.default_cache_behavior().unwrap();
+        assert_eq!(def.target_origin_id(), "s3-webp");
+        assert_eq!(
+            def.viewer_protocol_policy(),
+            &ViewerProtocolPolicy::RedirectToHttps
+        );
+        assert_eq!(def.compress(), Some(true));
+        assert_eq!(def.min_ttl(), Some(0));
+        assert_eq!(def.default_ttl(), Some(2_592_000));
+        assert_eq!(def.max_ttl(), Some(2_592_000));
+        assert!(def.cache_policy_id().is_none());
+        let am = def.allowed_methods().unwrap();
+        assert_eq!(am.items(), [Method::Get, Method::Head, Method::Options]);
+        assert_eq!(
+            am.cached_methods().unwrap().items(),
+            [Method::Get, Method::Head]
+        );
+        let cbs = c.cache_behaviors().unwrap().items();
+        let routes: Vec<(&str, &str)> = cbs
+            .iter()
+            .map(|b| (b.path_pattern(), b.target_origin_id()))
+            .collect();
+        assert_eq!(
+            routes,
+            [
+                ("/webp/*", "s3-webp"),
+                ("/jpeg/*", "s3-jpeg"),
+                ("/png/*", "s3-png")
+            ]
+        );
+        for cb in cbs {
+            assert_eq!(
+                cb.viewer_protocol_policy(),
+                &ViewerProtocolPolicy::RedirectToHttps
+            );
+            assert_eq!(cb.compress(), Some(true));
+            assert_eq!(cb.default_ttl(), Some(2_592_000));
+        }
+    }
+
+    #[test]
+    fn every_cdn_path_resolves_to_its_format_bucket() {
+        // The contract: a rendition key's CDN path matches exactly the
+        // behaviour whose origin is the format's bucket.
+        let d = desired_dist();
+        let c = config(&d, "OAC1").unwrap();
+        for f in Format::ALL {
+            let path =
+                imagestack_contract::cdn_path(&imagestack_contract::rendition_key(f, "a", "x"));
+            let hit = c
+                .cache_behaviors()
+                .unwrap()
+                .items()
+                .iter()
+                .find(|b| path.starts_with(b.path_pattern().trim_end_matches('*')))
+                .unwrap();
+            let origin = c
+                .origins()
+                .unwrap()
+                .items()
+                .iter()
+                .find(|o| o.id() == hit.target_origin_id())
+                .unwrap();
+            assert!(
+                origin
+                    .domain_name()
+                    .starts_with(&format!("bucket-{}.", f.as_str())),
+                "{path} → {}",
+                origin.domain_name()
+            );
+        }
+    }
+
+    #[test]
+    fn default_goes_to_first_origin_without_webp() {
+        let mut d = desired_dist();
+        d.origins.remove(0);
+        let c = config(&d, "O").unwrap();
+        assert_eq!(
+            c.default_cache_behavior().unwrap().target_origin_id(),
+            "s3-jpeg"
+        );
+        d.origins.clear();
+        assert!(config(&d, "O").is_err());
+    }
+
+    #[test]
+    fn in_sync_has_no_diff_and_noise_is_ignored() {
+        let want = config(&desired_dist(), "OAC1").unwrap();
+        assert!(diff(&want, &want).is_empty());
+        // AWS/moto noise: reordered methods, "" policy ids, unmanaged fields set.
+        let mut have = want.clone();
+        let mut def = have.default_cache_behavior.clone().unwrap();
+        let mut am = def.allowed_methods.clone().unwrap();
+        am.items.reverse();
+        def.allowed_methods = Some(am);
+        def.cache_policy_id = Some(String::new());
+        def.realtime_log_config_arn = Some(String::new());
+        def.field_level_encryption_id = Some(String::new());
+        have.default_cache_behavior = Some(def);
+        have.web_acl_id = Some("arn:aws:wafv2::acl".into());
+        have.caller_reference = "someone-else".into();
+        assert!(diff(&want, &have).is_empty(), "{:?}", diff(&want, &have));
+    }
+
+    #[test]
+    fn drift_is_named_field_by_field() {
+        let want = config(&desired_dist(), "OAC1").unwrap();
+        let mut have = want.clone();
+        have.price_class = Some(PriceClass::PriceClassAll);
+        let mut cbs = have.cache_behaviors.clone().unwrap();
+        let items = cbs.items.as_mut().unwrap();
+        items[1].viewer_protocol_policy = ViewerProtocolPolicy::AllowAll;
+        items[2].max_ttl = Some(60);
+        have.cache_behaviors = Some(cbs);
+        let mut origins = have.origins.clone().unwrap();
+        origins.items[0].origin_access_control_id = Some(String::new());
+        have.origins = Some(origins);
+        have.http_version = Some(HttpVersion::Http2);
+        let text: Vec<String> = diff(&want, &have).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "cacheBehaviors[/jpeg/*].viewerProtocolPolicy: allow-all → redirect-to-https",
+                "cacheBehaviors[/png/*].maxTTL: 60 → 2592000",
+                "httpVersion: http2 → http2and3",
+                "origins[s3-webp].originAccessControlId: \"\" → OAC1",
+                "priceClass: PriceClass_All → PriceClass_100",
+            ]
+        );
+    }
+
+    #[test]
+    fn behaviour_order_and_extra_origins_count() {
+        let want = config(&desired_dist(), "OAC1").unwrap();
+        let mut have = want.clone();
+        let mut cbs = have.cache_behaviors.clone().unwrap();
+        cbs.items.as_mut().unwrap().swap(0, 1);
+        have.cache_behaviors = Some(cbs);
+        let fields: Vec<String> = diff(&want, &have).into_iter().map(|c| c.field).collect();
+        assert_eq!(fields, ["cacheBehaviors"]);
+        let mut have = want.clone();
+        let mut origins = have.origins.clone().unwrap();
+        let mut extra = origins.items[0].clone();
+        extra.id = "legacy".into();
+        origins.items.push(extra);
+        have.origins = Some(origins);
+        let fields: Vec<String> = diff(&want, &have).into_iter().map(|c| c.field).collect();
+        assert!(fields.contains(&"origins".to_string()), "{fields:?}");
+        assert!(
+            fields.contains(&"origins[legacy].domainName".to_string()),
+            "{fields:?}"
+        );
+    }
+
+    #[test]
+    fn merge_keeps_unmanaged_fields() {
+        let want = config(&desired_dist(), "OAC1").unwrap();
+        let mut have = want.clone();
+        have.caller_reference = "original".into();
+        have.web_acl_id = Some("acl".into());
+        have.price_class = Some(PriceClass::PriceClassAll);
+        have.enabled = false;
+        let merged = merge(have, &want);
+        assert_eq!(merged.caller_reference(), "original");
+        assert_eq!(merged.web_acl_id(), Some("acl"));
+        assert!(diff(&want, &merged).is_empty());
+    }
+
+    #[test]
+    fn existing_id_is_parsed_from_the_aws_message() {
+        assert_eq!(
+            existing_id_from_message(
+                "The caller reference that you are using to create a distribution is associated with another distribution. Already exists: E2QWRUHEXAMPLE"
+            )
+            .as_deref(),
+            Some("E2QWRUHEXAMPLE")
+        );
+        assert_eq!(existing_id_from_message("something else"), None);
+        assert_eq!(existing_id_from_message("Already exists: "), None);
+    }
+}

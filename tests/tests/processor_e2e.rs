@@ -1,0 +1,507 @@
+//! The processor end to end with real parts: the `bootstrap` binary runs as
+//! a child process under a Lambda Runtime API server (as AWS runs it),
+//! against the AWS emulator from `AWS_ENDPOINT_URL` (moto over HTTPS in CI).
+//! Events are delivered as S3 sends them (URL-encoded keys, `+` for space).
+//!
+//! The binary is `IMAGESTACK_BOOTSTRAP_BIN`, else `bootstrap` next to this
+//! test's target directory — `cargo test --workspace` builds it (or
+//! `cargo build -p imagestack-processor --bin bootstrap`).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
+    KeyType, Projection, ProjectionType, ScalarAttributeType,
+};
+use imagestack_contract::table::attr;
+use imagestack_contract::{Format, RENDITION_CACHE_CONTROL, cdn_path, env, rendition_key, table};
+use serde_json::{Value, json};
+use tests::lambda_runtime_api::{Outcome, RuntimeApi};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
+
+fn bootstrap_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("IMAGESTACK_BOOTSTRAP_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("bootstrap"))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "bootstrap binary not found at {candidates:?}: `cargo test --workspace` builds it, \
+             or `cargo build -p imagestack-processor --bin bootstrap`"
+            )
+        })
+}
+
+fn shared_image(name: &str) -> Result<Vec<u8>> {
+    let dir = std::env::var("IMAGESTACK_TEST_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| tests::repo_root().join("../shared/images"));
+    std::fs::read(dir.join(name)).with_context(|| format!("{}/{name}", dir.display()))
+}
+
+/// Encode a key as S3 does in event notifications: form encoding, UTF-8.
+fn s3_event_key(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// An `ObjectCreated:Put` event as S3 delivers it.
+fn s3_event(bucket: &str, key: &str, size: usize, etag: &str) -> Value {
+    json!({"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": "us-east-1",
+        "eventTime": "2026-11-28T06:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "imagestack-upload",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": format!("arn:aws:s3:::{bucket}")},
+            "object": {"key": s3_event_key(key), "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"}
+        }
+    }]})
+}
+
+struct Fixture {
+    s3: aws_sdk_s3::Client,
+    ddb: aws_sdk_dynamodb::Client,
+    upload: String,
+    outputs: HashMap<Format, String>,
+    table: String,
+}
+
+impl Fixture {
+    async fn create() -> Result<Self> {
+        let (s3, ddb, _) = tests::aws().await;
+        let base = tests::unique("proc");
+        let upload = format!("{base}-up");
+        let outputs: HashMap<Format, String> = Format::ALL
+            .iter()
+            .map(|f| (*f, format!("{base}-{}", f.as_str())))
+            .collect();
+        let region = std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_string());
+        for b in std::iter::once(&upload).chain(outputs.values()) {
+            let mut create = s3.create_bucket().bucket(b);
+            if region != "us-east-1" {
+                create = create.create_bucket_configuration(
+                    aws_sdk_s3::types::CreateBucketConfiguration::builder()
+                        .location_constraint(aws_sdk_s3::types::BucketLocationConstraint::from(
+                            region.as_str(),
+                        ))
+                        .build(),
+                );
+            }
+            create
+                .send()
+                .await
+                .with_context(|| format!("create bucket {b}"))?;
+        }
+        let table = format!("{base}-meta");
+        let key = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+        };
+        let def = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(t)
+                .build()
+        };
+        ddb.create_table()
+            .table_name(&table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .key_schema(key(table::HASH_KEY, KeyType::Hash)?)
+            .attribute_definitions(def(table::HASH_KEY, ScalarAttributeType::S)?)
+            .attribute_definitions(def(table::TIMESTAMP_ATTR, ScalarAttributeType::N)?)
+            .global_secondary_indexes(
+                GlobalSecondaryIndex::builder()
+                    .index_name(table::TIMESTAMP_INDEX)
+                    .key_schema(key(table::TIMESTAMP_ATTR, KeyType::Hash)?)
+                    .projection(
+                        Projection::builder()
+                            .projection_type(ProjectionType::All)
+                            .build(),
+                    )
+                    .build()?,
+            )
+            .send()
+            .await
+            .context("create table")?;
+        Ok(Fixture {
+            s3,
+            ddb,
+            upload,
+            outputs,
+            table,
+        })
+    }
+
+    fn function_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            (env::ENVIRONMENT, "e2e".to_string()),
+            (env::UPLOAD_BUCKET, self.upload.clone()),
+            (env::WEBP_BUCKET, self.outputs[&Format::Webp].clone()),
+            (env::JPEG_BUCKET, self.outputs[&Format::Jpeg].clone()),
+            (env::PNG_BUCKET, self.outputs[&Format::Png].clone()),
+            (env::METADATA_TABLE, self.table.clone()),
+            (env::FORMATS, "webp,jpeg,png".to_string()),
+            (env::WEBP_QUALITY, "85".to_string()),
+            (env::JPEG_QUALITY, "85".to_string()),
+            (env::WEBP_METHOD, "4".to_string()),
+            (env::MAX_INPUT_BYTES, (50u64 << 20).to_string()),
+            (env::MAX_INPUT_PIXELS, "100000000".to_string()),
+        ]
+    }
+
+    /// Upload and return the event S3 would send for it.
+    async fn upload(&self, key: &str, body: Vec<u8>) -> Result<Value> {
+        let size = body.len();
+        let put = self
+            .s3
+            .put_object()
+            .bucket(&self.upload)
+            .key(key)
+            .body(body.into())
+            .send()
+            .await
+            .with_context(|| format!("upload {key}"))?;
+        let etag = put
+            .e_tag()
+            .unwrap_or_default()
+            .trim_matches('"')
+            .to_string();
+        Ok(s3_event(&self.upload, key, size, &etag))
+    }
+
+    async fn keys(&self, bucket: &str) -> Result<Vec<String>> {
+        let out = self.s3.list_objects_v2().bucket(bucket).send().await?;
+        Ok(out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key().map(str::to_string))
+            .collect())
+    }
+
+    async fn item(&self, image_id: &str) -> Result<HashMap<String, AttributeValue>> {
+        self.ddb
+            .get_item()
+            .table_name(&self.table)
+            .key(table::HASH_KEY, AttributeValue::S(image_id.to_string()))
+            .consistent_read(true)
+            .send()
+            .await?
+            .item
+            .context("no item")
+    }
+
+    async fn item_count(&self) -> Result<i32> {
+        Ok(self
+            .ddb
+            .scan()
+            .table_name(&self.table)
+            .send()
+            .await?
+            .count())
+    }
+}
+
+/// The function as a child process; stdout and stderr lines are collected.
+struct Function {
+    child: tokio::process::Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Function {
+    fn start(api: &RuntimeApi, vars: &[(&'static str, String)]) -> Result<Self> {
+        let mut cmd = tokio::process::Command::new(bootstrap_bin()?);
+        cmd.env("AWS_LAMBDA_RUNTIME_API", api.address())
+            .env("AWS_LAMBDA_FUNCTION_NAME", "imagestack-processor-test")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env(
+                "AWS_LAMBDA_LOG_GROUP_NAME",
+                "/aws/lambda/imagestack-processor-test",
+            )
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "e2e")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("spawn bootstrap")?;
+        let collect = |lines: Arc<Mutex<Vec<String>>>,
+                       stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    if let Ok(mut l) = lines.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        };
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect(
+            Arc::clone(&stdout),
+            Box::new(child.stdout.take().context("stdout")?),
+        );
+        collect(
+            Arc::clone(&stderr),
+            Box::new(child.stderr.take().context("stderr")?),
+        );
+        Ok(Function {
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    fn logs(&self) -> String {
+        self.stderr.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// EMF documents printed so far.
+    fn emf(&self) -> Vec<Value> {
+        self.stdout()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("_aws").is_some())
+            .collect()
+    }
+}
+
+async fn invoke(api: &RuntimeApi, function: &Function, event: Value) -> Result<Value> {
+    match api.invoke(event, INVOKE_TIMEOUT).await {
+        Ok(Outcome::Response(v)) => Ok(v),
+        Ok(Outcome::Error(e)) => bail!("invocation failed: {e}\nlogs:\n{}", function.logs()),
+        Err(e) => bail!("{e}\nlogs:\n{}", function.logs()),
+    }
+}
+
+fn s(item: &HashMap<String, AttributeValue>, name: &str) -> String {
+    match item.get(name) {
+        Some(AttributeValue::S(v)) => v.clone(),
+        Some(AttributeValue::N(v)) => v.clone(),
+        other => panic!("{name}: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
+    assert!(
+        std::env::var("AWS_ENDPOINT_URL").is_ok(),
+        "AWS_ENDPOINT_URL is not set: this test needs the AWS emulator (`. $(scripts/emulator/start.sh)`)"
+    );
+    let fx = Fixture::create().await?;
+    let api = RuntimeApi::start().await?;
+    let function = Function::start(&api, &fx.function_env())?;
+
+    // A key with spaces, unicode and a literal '+', as a user would upload it.
+    let key = "uploads/Holiday photo ✓ é+1.jpg";
+    let image = shared_image("pillow_flower2_icc.jpg")?;
+    let original_size = image.len();
+    let event = fx.upload(key, image).await?;
+    assert!(
+        event
+            .to_string()
+            .contains("Holiday+photo+%E2%9C%93+%C3%A9%2B1.jpg"),
+        "{event}"
+    );
+
+    let response = invoke(&api, &function, event.clone()).await?;
+    let record = &response["records"][0];
+    assert_eq!(record["status"], "completed", "{response}");
+    assert_eq!(record["key"], key);
+    let image_id = record["image_id"].as_str().context("image_id")?.to_string();
+
+    // The item: reference fields plus the additions.
+    let item = fx.item(&image_id).await?;
+    assert_eq!(s(&item, attr::CONVERSION_STATUS), attr::STATUS_COMPLETED);
+    assert_eq!(s(&item, attr::ORIGINAL_FILENAME), key);
+    assert_eq!(s(&item, attr::ORIGINAL_SIZE), original_size.to_string());
+    assert_eq!(s(&item, attr::ORIGINAL_BUCKET), fx.upload);
+    assert_eq!(s(&item, attr::DETECTED_FORMAT), "jpeg");
+    assert_eq!(s(&item, attr::WIDTH), "300");
+    assert_eq!(s(&item, attr::HEIGHT), "225");
+    assert_eq!(s(&item, attr::ICC_PROFILE), "srgb");
+    assert!(!s(&item, attr::PROCESSOR_VERSION).is_empty());
+    assert!(s(&item, attr::PROCESSING_TIME).parse::<f64>()? > 0.0);
+    assert_eq!(s(&item, attr::UPLOAD_TIMESTAMP), "1795845600");
+    assert!(matches!(item.get(attr::ETAG), Some(AttributeValue::S(_))));
+    let Some(AttributeValue::M(formats)) = item.get(attr::FORMATS) else {
+        panic!("formats: {:?}", item.get(attr::FORMATS));
+    };
+    assert_eq!(formats.len(), 3);
+    let mut recorded = HashMap::new();
+    for f in Format::ALL {
+        let Some(AttributeValue::M(r)) = formats.get(f.as_str()) else {
+            panic!("formats.{f} missing: {formats:?}");
+        };
+        let (bucket, key_out, size) = (s(r, attr::BUCKET), s(r, attr::KEY), s(r, attr::SIZE));
+        assert_eq!(bucket, fx.outputs[&f]);
+        assert_eq!(key_out, rendition_key(f, "Holiday photo ✓ é+1", &image_id));
+        assert_eq!(s(r, attr::CDN_PATH), cdn_path(&key_out));
+        // The object exists at the recorded key with the recorded size and headers.
+        let head = fx
+            .s3
+            .head_object()
+            .bucket(&bucket)
+            .key(&key_out)
+            .send()
+            .await
+            .with_context(|| format!("{f} rendition s3://{bucket}/{key_out}"))?;
+        assert_eq!(
+            head.content_length().map(|l| l.to_string()),
+            Some(size.clone()),
+            "{f} size"
+        );
+        assert_eq!(head.content_type(), Some(f.content_type()));
+        assert_eq!(head.cache_control(), Some(RENDITION_CACHE_CONTROL));
+        let body = fx
+            .s3
+            .get_object()
+            .bucket(&bucket)
+            .key(&key_out)
+            .send()
+            .await?
+            .body
+            .collect()
+            .await?
+            .into_bytes();
+        let magic: &[u8] = match f {
+            Format::Webp => b"RIFF",
+            Format::Jpeg => b"\xFF\xD8\xFF",
+            Format::Png => b"\x89PNG",
+        };
+        assert!(body.starts_with(magic), "{f} body is not {f}");
+        recorded.insert(f, key_out);
+    }
+
+    // EMF: one success document with the environment dimension, bytes out per format.
+    let emf = function.emf();
+    let main = emf
+        .iter()
+        .find(|d| d.get("ProcessedImages").is_some())
+        .context("no ProcessedImages EMF line")?;
+    assert_eq!(
+        main["_aws"]["CloudWatchMetrics"][0]["Namespace"],
+        "ImageOptimization"
+    );
+    assert_eq!(main["Environment"], "e2e");
+    assert_eq!(main["BytesIn"], original_size);
+    assert_eq!(
+        emf.iter().filter(|d| d.get("BytesOut").is_some()).count(),
+        3
+    );
+
+    // The same event again: same objects, still one item.
+    let again = invoke(&api, &function, event).await?;
+    assert_eq!(again["records"][0]["image_id"], image_id.as_str());
+    for f in Format::ALL {
+        assert_eq!(
+            fx.keys(&fx.outputs[&f]).await?,
+            vec![recorded[&f].clone()],
+            "{f} after retry"
+        );
+    }
+    assert_eq!(fx.item_count().await?, 1);
+
+    // A corrupt upload: a failed item with a reason, no renditions, and a successful invocation.
+    let mut broken = shared_image("skimage_coffee.png")?;
+    broken.truncate(2000);
+    let bad_event = fx.upload("uploads/broken upload.png", broken).await?;
+    let response = invoke(&api, &function, bad_event).await?;
+    let record = &response["records"][0];
+    assert_eq!(record["status"], "failed", "{response}");
+    assert_eq!(record["reason"], "CorruptImage");
+    let bad_item = fx
+        .item(record["image_id"].as_str().context("image_id")?)
+        .await?;
+    assert_eq!(s(&bad_item, attr::CONVERSION_STATUS), attr::STATUS_FAILED);
+    assert_eq!(s(&bad_item, attr::ERROR_REASON), "CorruptImage");
+    assert!(!s(&bad_item, attr::ERROR_MESSAGE).is_empty());
+    assert_eq!(
+        s(&bad_item, attr::ORIGINAL_FILENAME),
+        "uploads/broken upload.png"
+    );
+    for f in Format::ALL {
+        assert_eq!(
+            fx.keys(&fx.outputs[&f]).await?.len(),
+            1,
+            "{f}: no rendition for the corrupt upload"
+        );
+    }
+    assert_eq!(fx.item_count().await?, 2);
+    let errors = function
+        .emf()
+        .into_iter()
+        .find(|d| d.get("ProcessingErrors").is_some())
+        .context("no ProcessingErrors EMF line")?;
+    assert_eq!(errors["Reason"], "CorruptImage");
+
+    // An event for an object that is gone is a permanent failure too.
+    let gone = s3_event(&fx.upload, "uploads/never uploaded.jpg", 10, "abc");
+    let response = invoke(&api, &function, gone).await?;
+    assert_eq!(
+        response["records"][0]["reason"], "SourceMissing",
+        "{response}"
+    );
+    drop(function);
+    Ok(())
+}
+
+#[tokio::test]
+async fn bootstrap_refuses_to_start_without_configuration() -> Result<()> {
+    let api = RuntimeApi::start().await?;
+    let mut vars = vec![(env::ENVIRONMENT, "e2e".to_string())];
+    vars.push((env::WEBP_QUALITY, "85".to_string()));
+    let mut function = Function::start(&api, &vars)?;
+    let status = tokio::time::timeout(Duration::from_secs(30), function.child.wait()).await??;
+    assert!(!status.success());
+    let logs = function.logs();
+    assert!(
+        logs.contains(env::UPLOAD_BUCKET) || logs.contains(env::FORMATS),
+        "{logs}"
+    );
+    Ok(())
+}
