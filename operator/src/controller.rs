@@ -29,7 +29,7 @@ use crate::aws::AwsFactory;
 use crate::components::{self, Ctx, Deletion, Report, State};
 use crate::error::{Error, ErrorClass, Result};
 use crate::metrics::Metrics;
-use crate::plan::{self, AwsEnv, DesiredStack};
+use crate::plan::{self, AwsEnv};
 use crate::status::{self, Phase};
 
 /// Field manager of every status write.
@@ -358,7 +358,7 @@ async fn apply(
             return Err(e);
         }
     };
-    let desired = match plan::plan_with(stack, &env, &ctx.plan_options) {
+    let mut desired = match plan::plan_with(stack, &env, &ctx.plan_options) {
         Ok(d) => d,
         Err(e) => {
             set_status(api, stack, &phase_of_error(&e), None, None, ctx).await?;
@@ -368,75 +368,178 @@ async fn apply(
     };
     let paused = stack.is_paused();
     let aws = ctx.aws.clients(Some(&env.region));
+    let stack_id = desired.id.clone();
     let cctx = Ctx {
         aws: &aws,
-        id: &desired.id,
+        id: &stack_id,
         dry_run: paused,
     };
+    let mut outputs = desired.outputs();
 
-    let mut statuses = Vec::new();
-    let mut reports = Vec::new();
-    let mut first_error: Option<Error> = None;
-    let mut record =
-        |name: &str, id: &str, r: Result<Report>, statuses: &mut Vec<ComponentStatus>| match r {
-            Ok(r) => {
-                statuses.push(component_status(&r));
-                reports.push(r);
+    let mut walk = Walk::default();
+    // Delivery first: the output buckets' policies name the distribution.
+    let cdn = &stack.spec.cdn;
+    let known_distribution = stack
+        .status
+        .as_ref()
+        .and_then(|s| s.outputs.as_ref())
+        .and_then(|o| o.distribution_id.clone());
+    let distribution = components::distribution::desired(
+        &stack_id,
+        &env.region,
+        &desired.output_buckets(),
+        price_class(cdn.price_class),
+        (
+            cdn.min_ttl_seconds,
+            cdn.default_ttl_seconds,
+            cdn.max_ttl_seconds,
+        ),
+        desired.function.tags.clone(),
+    );
+    let oac = components::origin_access::desired(&stack_id);
+    if cdn.enabled {
+        let oac_id = match components::origin_access::reconcile(&cctx, &oac).await {
+            Ok((r, id)) => {
+                walk.record(components::origin_access::COMPONENT, &oac.name, Ok(r));
+                id
             }
             Err(e) => {
-                warn!(component = name, error = %e, "component failed");
-                statuses.push(error_component(name, id, &e));
-                // A human-needed error outranks a retryable one.
-                let replace = match &first_error {
-                    None => true,
-                    Some(prev) => {
-                        prev.class() == ErrorClass::Retryable && e.class() == ErrorClass::Stalled
-                    }
-                };
-                if replace {
-                    first_error = Some(e);
-                }
+                walk.record(components::origin_access::COMPONENT, &oac.name, Err(e));
+                None
             }
         };
+        match oac_id {
+            Some(oac_id) => {
+                match components::distribution::reconcile(
+                    &cctx,
+                    &distribution,
+                    &oac_id,
+                    known_distribution.as_deref(),
+                )
+                .await
+                {
+                    Ok((r, out)) => {
+                        if let Some(out) = out {
+                            desired.grant_cloudfront(&out.arn);
+                            outputs.distribution_id = Some(out.id);
+                            outputs.cdn_domain = Some(out.domain);
+                        }
+                        walk.record(
+                            components::distribution::COMPONENT,
+                            &distribution.caller_reference,
+                            Ok(r),
+                        );
+                    }
+                    Err(e) => walk.record(
+                        components::distribution::COMPONENT,
+                        &distribution.caller_reference,
+                        Err(e),
+                    ),
+                }
+            }
+            None => walk.statuses.push(pending(
+                components::distribution::COMPONENT,
+                &distribution.caller_reference,
+                components::origin_access::COMPONENT,
+            )),
+        }
+    } else {
+        // CDN disabled (or switched off): the distribution and OAC go, over several passes.
+        let r =
+            components::distribution::delete(&cctx, &distribution, known_distribution.as_deref())
+                .await;
+        let gone = matches!(r, Ok(Deletion::Gone));
+        walk.disabled(
+            components::distribution::COMPONENT,
+            &distribution.caller_reference,
+            r,
+        );
+        if gone {
+            let r = components::origin_access::delete(&cctx, &oac).await;
+            walk.disabled(components::origin_access::COMPONENT, &oac.name, r);
+        }
+    }
     for b in &desired.buckets {
         let r = components::bucket::reconcile(&cctx, b).await;
-        record(&b.component, &b.arn(), r, &mut statuses);
+        walk.record(&b.component, &b.arn(), r);
     }
     let r = components::table::reconcile(&cctx, &desired.table).await;
-    record("metadata-table", &desired.table.name, r, &mut statuses);
+    walk.record("metadata-table", &desired.table.name, r);
     let r = components::role::reconcile(&cctx, &desired.role).await;
-    record("processor-role", &desired.role.arn, r, &mut statuses);
+    walk.record("processor-role", &desired.role.arn, r);
 
     // Compute and delivery, each gated on what it needs existing.
-    let exists = |statuses: &Vec<ComponentStatus>, name: &str| {
-        statuses
-            .iter()
-            .any(|c| c.name == name && !matches!(c.state.as_str(), "Error" | "Conflict" | "Pending" | "Paused"))
+    let exists = |statuses: &[ComponentStatus], name: &str| {
+        statuses.iter().any(|c| {
+            c.name == name
+                && !matches!(
+                    c.state.as_str(),
+                    "Error" | "Conflict" | "Pending" | "Paused"
+                )
+        })
     };
-    if exists(&statuses, "processor-role") {
+    if exists(&walk.statuses, "processor-role") {
         let r = components::function::reconcile(&cctx, &desired.function).await;
-        record("processor-function", &desired.function.arn, r, &mut statuses);
+        walk.record("processor-function", &desired.function.arn, r);
     } else {
-        statuses.push(pending("processor-function", &desired.function.arn, "processor-role"));
+        walk.statuses.push(pending(
+            "processor-function",
+            &desired.function.arn,
+            "processor-role",
+        ));
     }
-    if exists(&statuses, "processor-function") {
+    if exists(&walk.statuses, "processor-function") {
         let r = components::permission::reconcile(&cctx, &desired.permission).await;
-        record("s3-invoke-permission", &desired.function.arn, r, &mut statuses);
+        walk.record("s3-invoke-permission", &desired.function.arn, r);
     } else {
-        statuses.push(pending("s3-invoke-permission", &desired.function.arn, "processor-function"));
+        walk.statuses.push(pending(
+            "s3-invoke-permission",
+            &desired.function.arn,
+            "processor-function",
+        ));
     }
-    if exists(&statuses, "s3-invoke-permission") && exists(&statuses, plan::UPLOAD) {
+    if exists(&walk.statuses, "s3-invoke-permission") && exists(&walk.statuses, plan::UPLOAD) {
         let r = components::notification::reconcile(&cctx, &desired.notification).await;
-        record("upload-notifications", &desired.notification.bucket, r, &mut statuses);
+        walk.record("upload-notifications", &desired.notification.bucket, r);
     } else {
-        statuses.push(pending(
+        walk.statuses.push(pending(
             "upload-notifications",
             &desired.notification.bucket,
             "s3-invoke-permission and upload-bucket",
         ));
     }
+    let dashboard = components::dashboard::desired(
+        &stack_id,
+        &components::dashboard::DashboardInput {
+            region: env.region.clone(),
+            stack: stack_id.owner_tag_value(),
+            function_name: desired.function.name.clone(),
+            environment: stack_id.environment.clone(),
+            table_name: desired.table.name.clone(),
+            distribution_id: outputs.distribution_id.clone(),
+            formats: stack
+                .spec
+                .processor
+                .formats
+                .iter()
+                .map(|f| (*f).into())
+                .collect(),
+        },
+    );
+    if stack.spec.dashboard.enabled {
+        let r = components::dashboard::reconcile(&cctx, &dashboard).await;
+        walk.record(components::dashboard::COMPONENT, &dashboard.name, r);
+        outputs.dashboard_name = Some(dashboard.name.clone());
+        outputs.dashboard_url = Some(components::dashboard::console_url(
+            &env.region,
+            &dashboard.name,
+        ));
+    } else {
+        let r = components::dashboard::delete(&cctx, &dashboard.name).await;
+        walk.disabled(components::dashboard::COMPONENT, &dashboard.name, r);
+    }
 
-    for r in &reports {
+    for r in &walk.reports {
         if r.created {
             let note = if r.changes.is_empty() {
                 format!("created {} {}", r.name, r.id)
@@ -469,50 +572,48 @@ async fn apply(
         }
     }
 
-    let progressing = reports.iter().find_map(|r| match &r.state {
+    let progressing = walk.reports.iter().find_map(|r| match &r.state {
         State::Progressing { reason, message } => {
             Some((reason.clone(), format!("{}: {message}", r.name)))
         }
         _ => None,
     });
     let progressing = progressing.or_else(|| {
-        statuses
+        walk.statuses
             .iter()
             .find(|c| c.state == "Pending")
-            .map(|c| ("WaitingForDependency".to_string(), format!("{}: {}", c.name, c.message.clone().unwrap_or_default())))
+            .map(|c| {
+                (
+                    "WaitingForDependency".to_string(),
+                    format!("{}: {}", c.name, c.message.clone().unwrap_or_default()),
+                )
+            })
     });
-    let paused_diff = reports.iter().find_map(|r| match &r.state {
+    let paused_diff = walk.reports.iter().find_map(|r| match &r.state {
         State::Paused { message } => Some(format!("{}: {message}", r.name)),
         _ => None,
     });
-    let phase = if let Some(e) = &first_error {
+    let phase = if let Some(e) = &walk.first_error {
         if let Error::Aws { .. } | Error::NameConflict { .. } = e {
             ctx.publish(stack, EventType::Warning, &e.reason(), e.to_string())
                 .await;
         }
         phase_of_error(e)
-    } else if let Some((reason, message)) = progressing {
-        Phase::Progressing { reason, message }
     } else if let Some(message) = paused_diff {
+        // Paused differences outrank progress: nothing moves until the stack is unpaused.
         Phase::Progressing {
             reason: "Paused".into(),
             message: format!(
                 "{PAUSED_ANNOTATION}=true: AWS writes are suspended; differences: {message}"
             ),
         }
+    } else if let Some((reason, message)) = progressing {
+        Phase::Progressing { reason, message }
     } else {
         Phase::Ready
     };
-    set_status(
-        api,
-        stack,
-        &phase,
-        Some(statuses),
-        Some(outputs(&desired)),
-        ctx,
-    )
-    .await?;
-    if let Some(e) = first_error {
+    set_status(api, stack, &phase, Some(walk.statuses), Some(outputs), ctx).await?;
+    if let Some(e) = walk.first_error {
         return Err(e);
     }
     Ok(match phase {
@@ -524,8 +625,66 @@ async fn apply(
     })
 }
 
-fn outputs(desired: &DesiredStack) -> crate::api::StackOutputs {
-    desired.outputs()
+fn price_class(p: crate::api::PriceClass) -> &'static str {
+    match p {
+        crate::api::PriceClass::PriceClass_100 => "PriceClass_100",
+        crate::api::PriceClass::PriceClass_200 => "PriceClass_200",
+        crate::api::PriceClass::PriceClass_All => "PriceClass_All",
+    }
+}
+
+/// What one pass found: component statuses, reports and the most important error.
+#[derive(Default)]
+struct Walk {
+    statuses: Vec<ComponentStatus>,
+    reports: Vec<Report>,
+    first_error: Option<Error>,
+}
+
+impl Walk {
+    fn error(&mut self, e: Error) {
+        // A human-needed error outranks a retryable one.
+        let replace = match &self.first_error {
+            None => true,
+            Some(prev) => prev.class() == ErrorClass::Retryable && e.class() == ErrorClass::Stalled,
+        };
+        if replace {
+            self.first_error = Some(e);
+        }
+    }
+
+    fn record(&mut self, name: &str, id: &str, r: Result<Report>) {
+        match r {
+            Ok(r) => {
+                self.statuses.push(component_status(&r));
+                self.reports.push(r);
+            }
+            Err(e) => {
+                warn!(component = name, error = %e, "component failed");
+                self.statuses.push(error_component(name, id, &e));
+                self.error(e);
+            }
+        }
+    }
+
+    /// A component the spec switched off (being removed).
+    fn disabled(&mut self, name: &str, id: &str, r: Result<Deletion>) {
+        let (state, message) = match r {
+            Ok(Deletion::Gone) => ("Disabled", None),
+            Ok(Deletion::InProgress(m)) => ("Deleting", Some(m)),
+            Err(e) => {
+                let m = e.to_string();
+                self.error(e);
+                ("Error", Some(m))
+            }
+        };
+        self.statuses.push(ComponentStatus {
+            name: name.to_string(),
+            id: Some(id.to_string()),
+            state: state.to_string(),
+            message,
+        });
+    }
 }
 
 /// Delete (or retain) the stack's AWS resources before the finalizer goes.
@@ -600,15 +759,85 @@ async fn cleanup(
         };
     // Reverse dependency order: notifications, permission, function, role, table, then the buckets.
     let r = components::notification::delete(&cctx, &desired.notification).await;
-    note("upload-notifications", &desired.notification.bucket, r, &mut statuses);
+    note(
+        "upload-notifications",
+        &desired.notification.bucket,
+        r,
+        &mut statuses,
+    );
     let r = components::permission::delete(&cctx, &desired.permission).await;
-    note("s3-invoke-permission", &desired.function.arn, r, &mut statuses);
+    note(
+        "s3-invoke-permission",
+        &desired.function.arn,
+        r,
+        &mut statuses,
+    );
     let r = components::function::delete(&cctx, &desired.function).await;
-    note("processor-function", &desired.function.arn, r, &mut statuses);
+    note(
+        "processor-function",
+        &desired.function.arn,
+        r,
+        &mut statuses,
+    );
     let r = components::role::delete(&cctx, &desired.role).await;
     note("processor-role", &desired.role.arn, r, &mut statuses);
     let r = components::table::delete(&cctx, &desired.table).await;
     note("metadata-table", &desired.table.name, r, &mut statuses);
+    let dashboard = components::dashboard::dashboard_name(&desired.id);
+    let r = components::dashboard::delete(&cctx, &dashboard).await;
+    note(
+        components::dashboard::COMPONENT,
+        &dashboard,
+        r,
+        &mut statuses,
+    );
+    let cdn = &stack.spec.cdn;
+    let distribution = components::distribution::desired(
+        &desired.id,
+        &env.region,
+        &desired.output_buckets(),
+        price_class(cdn.price_class),
+        (
+            cdn.min_ttl_seconds,
+            cdn.default_ttl_seconds,
+            cdn.max_ttl_seconds,
+        ),
+        desired.function.tags.clone(),
+    );
+    let known_distribution = stack
+        .status
+        .as_ref()
+        .and_then(|s| s.outputs.as_ref())
+        .and_then(|o| o.distribution_id.clone());
+    // Disable → wait until Deployed → delete (over several passes), then the OAC.
+    let r =
+        components::distribution::delete(&cctx, &distribution, known_distribution.as_deref()).await;
+    let distribution_gone = matches!(r, Ok(Deletion::Gone));
+    note(
+        components::distribution::COMPONENT,
+        &distribution.caller_reference,
+        r,
+        &mut statuses,
+    );
+    let oac = components::origin_access::desired(&desired.id);
+    if distribution_gone {
+        let r = components::origin_access::delete(&cctx, &oac).await;
+        note(
+            components::origin_access::COMPONENT,
+            &oac.name,
+            r,
+            &mut statuses,
+        );
+    } else {
+        note(
+            components::origin_access::COMPONENT,
+            &oac.name,
+            Ok(Deletion::InProgress(
+                "waiting for the distribution to be deleted".into(),
+            )),
+            &mut statuses,
+        );
+    }
     for b in desired.buckets.iter().rev() {
         let r = components::bucket::delete(&cctx, b, desired.empty_buckets_on_delete).await;
         note(&b.component, &b.arn(), r, &mut statuses);

@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 
 use imagestack_contract::Format;
 
+use crate::api::CodeSpec;
 use crate::api::{ImageOptimizationStack, ImageOptimizationStackSpec, StackOutputs};
 use crate::aws::partition;
-use crate::api::CodeSpec;
 use crate::components::bucket::{Cors, DesiredBucket};
 use crate::components::function::{CodeSource, DesiredFunction};
 use crate::components::notification::DesiredNotification;
@@ -84,6 +84,32 @@ impl DesiredStack {
         }
     }
 
+    /// Add the CloudFront read grant of `distribution_arn` to each output
+    /// bucket's policy (next to the TLS-only statement).
+    pub fn grant_cloudfront(&mut self, distribution_arn: &str) {
+        let p = self.env.partition();
+        for f in Format::ALL {
+            let component = output_component(f);
+            if let Some(b) = self.buckets.iter_mut().find(|b| b.component == component) {
+                b.policy = policy::bucket_policy(vec![
+                    policy::deny_insecure_transport(p, &b.name),
+                    policy::cloudfront_read(p, &b.name, &f.key_prefix(), distribution_arn),
+                ]);
+            }
+        }
+    }
+
+    /// Output buckets by format.
+    pub fn output_buckets(&self) -> Vec<(Format, String)> {
+        Format::ALL
+            .iter()
+            .filter_map(|f| {
+                self.bucket(&output_component(*f))
+                    .map(|b| (*f, b.name.clone()))
+            })
+            .collect()
+    }
+
     /// The bucket of a component name.
     pub fn bucket(&self, component: &str) -> Option<&DesiredBucket> {
         self.buckets.iter().find(|b| b.component == component)
@@ -143,11 +169,26 @@ pub fn function_environment(
         .map(|f| Format::from(*f).as_str())
         .collect();
     m.insert(env::FORMATS.to_string(), formats.join(","));
-    m.insert(env::WEBP_QUALITY.to_string(), spec.processor.quality.webp.to_string());
-    m.insert(env::JPEG_QUALITY.to_string(), spec.processor.quality.jpeg.to_string());
-    m.insert(env::WEBP_METHOD.to_string(), spec.processor.webp_method.to_string());
-    m.insert(env::MAX_INPUT_BYTES.to_string(), spec.processor.max_input_bytes.to_string());
-    m.insert(env::MAX_INPUT_PIXELS.to_string(), spec.processor.max_input_pixels.to_string());
+    m.insert(
+        env::WEBP_QUALITY.to_string(),
+        spec.processor.quality.webp.to_string(),
+    );
+    m.insert(
+        env::JPEG_QUALITY.to_string(),
+        spec.processor.quality.jpeg.to_string(),
+    );
+    m.insert(
+        env::WEBP_METHOD.to_string(),
+        spec.processor.webp_method.to_string(),
+    );
+    m.insert(
+        env::MAX_INPUT_BYTES.to_string(),
+        spec.processor.max_input_bytes.to_string(),
+    );
+    m.insert(
+        env::MAX_INPUT_PIXELS.to_string(),
+        spec.processor.max_input_pixels.to_string(),
+    );
     m
 }
 
@@ -290,7 +331,13 @@ pub fn plan_with(
         architecture: arch.to_string(),
         memory_mb: spec.processor.memory_mb,
         timeout_seconds: spec.processor.timeout_seconds,
-        environment: function_environment(spec, &id.environment, &upload_name, &outputs, &table_name),
+        environment: function_environment(
+            spec,
+            &id.environment,
+            &upload_name,
+            &outputs,
+            &table_name,
+        ),
         tags: role.tags.clone(),
         description: role.description.clone(),
         code,
@@ -416,18 +463,55 @@ processor: {formats: [webp]}
 
     #[test]
     fn function_environment_follows_the_contract() {
-        let d = plan(&stack("environment: dev\nprocessor: {formats: [webp, png], quality: {jpeg: 70}}"), &env()).unwrap();
+        let d = plan(
+            &stack("environment: dev\nprocessor: {formats: [webp, png], quality: {jpeg: 70}}"),
+            &env(),
+        )
+        .unwrap();
         let e = &d.function.environment;
         for var in imagestack_contract::env::ALL {
             assert!(e.contains_key(var), "missing {var}");
         }
         assert_eq!(e[imagestack_contract::env::FORMATS], "webp,png");
         assert_eq!(e[imagestack_contract::env::JPEG_QUALITY], "70");
-        assert_eq!(e[imagestack_contract::env::UPLOAD_BUCKET], d.bucket(UPLOAD).unwrap().name);
+        assert_eq!(
+            e[imagestack_contract::env::UPLOAD_BUCKET],
+            d.bucket(UPLOAD).unwrap().name
+        );
         assert_eq!(e[imagestack_contract::env::METADATA_TABLE], d.table.name);
         assert_eq!(d.function.role_arn, d.role.arn);
-        assert!(matches!(&d.function.code, CodeSource::Zip { path } if path.ends_with("x86_64.zip")));
-        assert_eq!(d.permission.source_bucket_arn, format!("arn:aws:s3:::{}", d.bucket(UPLOAD).unwrap().name));
+        assert!(
+            matches!(&d.function.code, CodeSource::Zip { path } if path.ends_with("x86_64.zip"))
+        );
+        assert_eq!(
+            d.permission.source_bucket_arn,
+            format!("arn:aws:s3:::{}", d.bucket(UPLOAD).unwrap().name)
+        );
+    }
+
+    #[test]
+    fn cloudfront_grant_is_per_prefix_and_keeps_tls_only() {
+        let mut d = plan(&stack("environment: dev"), &env()).unwrap();
+        let arn = "arn:aws:cloudfront::123456789012:distribution/E1";
+        d.grant_cloudfront(arn);
+        let webp = d.bucket("webp-bucket").unwrap();
+        let st = webp.policy["Statement"].as_array().unwrap();
+        assert_eq!(st.len(), 2);
+        assert_eq!(st[0]["Sid"], "DenyInsecureTransport");
+        assert_eq!(st[1]["Principal"]["Service"], "cloudfront.amazonaws.com");
+        assert_eq!(
+            st[1]["Resource"],
+            format!("arn:aws:s3:::{}/webp/*", webp.name)
+        );
+        assert_eq!(st[1]["Condition"]["StringEquals"]["AWS:SourceArn"], arn);
+        // The upload bucket gets no CloudFront grant.
+        assert_eq!(
+            d.bucket(UPLOAD).unwrap().policy["Statement"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1
+        );
     }
 
     #[test]

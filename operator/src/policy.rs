@@ -106,6 +106,24 @@ pub fn deny_insecure_transport(partition: &str, bucket: &str) -> Value {
     })
 }
 
+/// The bucket-policy statement that lets one CloudFront distribution (through
+/// origin access control) read the objects under `prefix` — nothing else.
+pub fn cloudfront_read(
+    partition: &str,
+    bucket: &str,
+    prefix: &str,
+    distribution_arn: &str,
+) -> Value {
+    json!({
+        "Sid": "AllowCloudFrontRead",
+        "Effect": "Allow",
+        "Principal": { "Service": "cloudfront.amazonaws.com" },
+        "Action": "s3:GetObject",
+        "Resource": format!("arn:{partition}:s3:::{bucket}/{prefix}*"),
+        "Condition": { "StringEquals": { "AWS:SourceArn": distribution_arn } }
+    })
+}
+
 /// A bucket policy made of `statements`.
 pub fn bucket_policy(statements: Vec<Value>) -> Value {
     json!({ "Version": VERSION, "Statement": statements })

@@ -714,7 +714,9 @@ async fn function_permission_notification_lifecycle() {
     for b in h.desired.buckets.clone() {
         components::bucket::reconcile(&ctx, &b).await.unwrap();
     }
-    components::role::reconcile(&ctx, &h.desired.role).await.unwrap();
+    components::role::reconcile(&ctx, &h.desired.role)
+        .await
+        .unwrap();
 
     let d = h.desired.function.clone();
     let r = components::function::reconcile(&ctx, &d).await.unwrap();
@@ -722,7 +724,12 @@ async fn function_permission_notification_lifecycle() {
     // Poll until Ready (Pending → Active; invoke config and log group on later passes).
     let mut ready = false;
     for _ in 0..50 {
-        if components::function::reconcile(&ctx, &d).await.unwrap().state == State::Ready {
+        if components::function::reconcile(&ctx, &d)
+            .await
+            .unwrap()
+            .state
+            == State::Ready
+        {
             ready = true;
             break;
         }
@@ -730,7 +737,12 @@ async fn function_permission_notification_lifecycle() {
     }
     assert!(ready, "function never Ready");
     let lambda = &h.aws.lambda;
-    let f = lambda.get_function().function_name(&d.name).send().await.unwrap();
+    let f = lambda
+        .get_function()
+        .function_name(&d.name)
+        .send()
+        .await
+        .unwrap();
     let c = f.configuration().unwrap();
     assert_eq!(c.runtime().unwrap().as_str(), "provided.al2023");
     assert_eq!(c.handler(), Some("bootstrap"));
@@ -740,12 +752,29 @@ async fn function_permission_notification_lifecycle() {
     let sha = components::function::code_sha256(&std::fs::read(&zip).unwrap());
     assert_eq!(c.code_sha256(), Some(sha.as_str()));
     let env = c.environment().unwrap().variables().unwrap();
-    assert_eq!(env.get(imagestack_contract::env::METADATA_TABLE), Some(&h.desired.table.name));
-    assert_eq!(f.tags().unwrap().get(OWNER_TAG), Some(&h.desired.id.owner_tag_value()));
-    let inv = lambda.get_function_event_invoke_config().function_name(&d.name).send().await.unwrap();
+    assert_eq!(
+        env.get(imagestack_contract::env::METADATA_TABLE),
+        Some(&h.desired.table.name)
+    );
+    assert_eq!(
+        f.tags().unwrap().get(OWNER_TAG),
+        Some(&h.desired.id.owner_tag_value())
+    );
+    let inv = lambda
+        .get_function_event_invoke_config()
+        .function_name(&d.name)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(inv.maximum_retry_attempts(), Some(2));
     let before = h.writes();
-    assert_eq!(components::function::reconcile(&ctx, &d).await.unwrap().state, State::Ready);
+    assert_eq!(
+        components::function::reconcile(&ctx, &d)
+            .await
+            .unwrap()
+            .state,
+        State::Ready
+    );
     assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
 
     // Out of band: memory and an environment variable changed → repaired.
@@ -755,12 +784,21 @@ async fn function_permission_notification_lifecycle() {
         .update_function_configuration()
         .function_name(&d.name)
         .memory_size(128)
-        .environment(aws_sdk_lambda::types::Environment::builder().set_variables(Some(vars)).build())
+        .environment(
+            aws_sdk_lambda::types::Environment::builder()
+                .set_variables(Some(vars))
+                .build(),
+        )
         .send()
         .await
         .unwrap();
     let r = components::function::reconcile(&ctx, &d).await.unwrap();
-    assert!(r.changes.iter().any(|c| c.from.contains("memoryMb: 128 → 512")), "{r:?}");
+    assert!(
+        r.changes
+            .iter()
+            .any(|c| c.from.contains("memoryMb: 128 → 512")),
+        "{r:?}"
+    );
     // New code (a spec/artifact change) → UpdateFunctionCode, CodeSha256 follows.
     tiny_zip(&dir, "v2");
     let mut converged = false;
@@ -773,16 +811,29 @@ async fn function_permission_notification_lifecycle() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(converged);
-    let c = lambda.get_function().function_name(&d.name).send().await.unwrap();
+    let c = lambda
+        .get_function()
+        .function_name(&d.name)
+        .send()
+        .await
+        .unwrap();
     let c = c.configuration().unwrap();
     assert_eq!(c.memory_size(), Some(512));
-    assert_eq!(c.code_sha256(), Some(components::function::code_sha256(&std::fs::read(&zip).unwrap()).as_str()));
+    assert_eq!(
+        c.code_sha256(),
+        Some(components::function::code_sha256(&std::fs::read(&zip).unwrap()).as_str())
+    );
 
     // Permission: created once, read back through GetPolicy, never duplicated.
     let p = h.desired.permission.clone();
     let r = components::permission::reconcile(&ctx, &p).await.unwrap();
     assert!(r.created);
-    let policy = lambda.get_policy().function_name(&d.name).send().await.unwrap();
+    let policy = lambda
+        .get_policy()
+        .function_name(&d.name)
+        .send()
+        .await
+        .unwrap();
     let o = components::permission::parse_statement(policy.policy().unwrap()).unwrap();
     assert_eq!(o.source_arn.as_deref(), Some(p.source_bucket_arn.as_str()));
     assert_eq!(o.source_account.as_deref(), Some(p.source_account.as_str()));
@@ -795,7 +846,9 @@ async fn function_permission_notification_lifecycle() {
     let n = h.desired.notification.clone();
     let r = components::notification::reconcile(&ctx, &n).await.unwrap();
     assert!(r.created);
-    let rules = components::notification::observe(&ctx, &n.bucket).await.unwrap();
+    let rules = components::notification::observe(&ctx, &n.bucket)
+        .await
+        .unwrap();
     assert!(rules.iter().any(|r| r.3 == ".JPG"));
     assert_eq!(rules, components::notification::rules(&n));
     let before = h.writes();
@@ -809,12 +862,29 @@ async fn function_permission_notification_lifecycle() {
             .send()
             .await
             .map(|o| o.events().len())
-            .unwrap_or_else(|e| panic!("FilterLogEvents: {}", aws_smithy_types::error::display::DisplayErrorContext(&e)))
+            .unwrap_or_else(|e| {
+                panic!(
+                    "FilterLogEvents: {}",
+                    aws_smithy_types::error::display::DisplayErrorContext(&e)
+                )
+            })
     };
     let s3 = &h.aws.s3;
     // The .txt goes first: had it triggered, its attempt would be logged before the .JPG's.
-    s3.put_object().bucket(&n.bucket).key("notes.txt").body(ByteStream::from_static(b"x")).send().await.unwrap();
-    s3.put_object().bucket(&n.bucket).key("Holiday Photo.JPG").body(ByteStream::from_static(b"x")).send().await.unwrap();
+    s3.put_object()
+        .bucket(&n.bucket)
+        .key("notes.txt")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
+    s3.put_object()
+        .bucket(&n.bucket)
+        .key("Holiday Photo.JPG")
+        .body(ByteStream::from_static(b"x"))
+        .send()
+        .await
+        .unwrap();
     // moto records each invocation attempt (it cannot run code without Docker) in the log group.
     let mut seen = 0;
     for _ in 0..300 {
@@ -824,12 +894,36 @@ async fn function_permission_notification_lifecycle() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    assert_eq!(seen, 1, "expected exactly one invocation (the .JPG), saw {seen}");
+    assert_eq!(
+        seen, 1,
+        "expected exactly one invocation (the .JPG), saw {seen}"
+    );
 
     // Delete in order: notifications → permission → function.
-    assert_eq!(components::notification::delete(&ctx, &n).await.unwrap(), Deletion::Gone);
-    assert!(components::notification::observe(&ctx, &n.bucket).await.unwrap().is_empty());
-    assert_eq!(components::permission::delete(&ctx, &p).await.unwrap(), Deletion::Gone);
-    assert_eq!(components::function::delete(&ctx, &d).await.unwrap(), Deletion::Gone);
-    assert!(lambda.get_function().function_name(&d.name).send().await.is_err());
+    assert_eq!(
+        components::notification::delete(&ctx, &n).await.unwrap(),
+        Deletion::Gone
+    );
+    assert!(
+        components::notification::observe(&ctx, &n.bucket)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        components::permission::delete(&ctx, &p).await.unwrap(),
+        Deletion::Gone
+    );
+    assert_eq!(
+        components::function::delete(&ctx, &d).await.unwrap(),
+        Deletion::Gone
+    );
+    assert!(
+        lambda
+            .get_function()
+            .function_name(&d.name)
+            .send()
+            .await
+            .is_err()
+    );
 }

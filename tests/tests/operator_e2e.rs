@@ -49,16 +49,23 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
         assert!(!c.reason.is_empty());
     }
     assert_eq!(status.observed_generation, s.metadata.generation);
-    let names: Vec<&str> = status.components.iter().map(|c| c.name.as_str()).collect();
+    let mut names: Vec<&str> = status.components.iter().map(|c| c.name.as_str()).collect();
+    names.sort();
     assert_eq!(
         names,
         [
-            "upload-bucket",
-            "webp-bucket",
+            "dashboard",
+            "distribution",
             "jpeg-bucket",
-            "png-bucket",
             "metadata-table",
-            "processor-role"
+            "origin-access-control",
+            "png-bucket",
+            "processor-function",
+            "processor-role",
+            "s3-invoke-permission",
+            "upload-bucket",
+            "upload-notifications",
+            "webp-bucket",
         ]
     );
     assert!(
@@ -105,6 +112,14 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
     assert_eq!(header, ["NAME", "ENV", "READY", "REASON", "CDN", "AGE"]);
     let row: Vec<&str> = out.lines().nth(1).unwrap().split_whitespace().collect();
     assert_eq!(&row[..4], ["images", "dev", "True", "Reconciled"]);
+    let domain = outputs.cdn_domain.clone().expect("cdnDomain on status");
+    assert!(domain.ends_with(".cloudfront.net"), "{domain}");
+    assert_eq!(row[4], domain, "CDN column");
+    assert!(
+        outputs.function_arn.is_some()
+            && outputs.distribution_id.is_some()
+            && outputs.dashboard_url.is_some()
+    );
     let (ok, out, _) = kubectl(
         &["get", "imagestack", "images", "-n", &ns, "-o", "wide"],
         None,

@@ -824,8 +824,13 @@ fn precondition_failed(action: &str, id: &str) -> Error {
 
 /// Read the config with a fresh ETag, let `edit` produce the new config
 /// (`None`: nothing to change any more), send it with `IfMatch`; on
-/// `PreconditionFailed` read again and retry once. `Ok(true)` when written.
-async fn read_modify_write<F>(ctx: &Ctx<'_>, id: &str, edit: F) -> Result<bool>
+/// `PreconditionFailed` read again and retry once. Returns the configuration
+/// that was replaced (the last fresh read), `None` when nothing was written.
+async fn read_modify_write<F>(
+    ctx: &Ctx<'_>,
+    id: &str,
+    edit: F,
+) -> Result<Option<DistributionConfig>>
 where
     F: Fn(&DistributionConfig) -> Option<DistributionConfig>,
 {
@@ -840,7 +845,7 @@ where
             });
         };
         let Some(new) = edit(&current) else {
-            return Ok(false);
+            return Ok(None);
         };
         match ctx
             .aws
@@ -852,7 +857,7 @@ where
             .send()
             .await
         {
-            Ok(_) => return Ok(true),
+            Ok(_) => return Ok(Some(current)),
             Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => {
                 tracing::info!(
                     id,
@@ -989,14 +994,18 @@ pub async fn reconcile(
     }
     let mut updated = false;
     if !changes.is_empty() {
-        updated = read_modify_write(ctx, &observed.id, |current| {
+        let replaced = read_modify_write(ctx, &observed.id, |current| {
             (!diff(&want, current).is_empty()).then(|| merge(current.clone(), &want))
         })
         .await?;
+        // Report what the write actually changed (the last fresh read may
+        // differ from the first observation).
+        changes = replaced
+            .map(|previous| diff(&want, &previous))
+            .unwrap_or_default();
+        updated = !changes.is_empty();
         if updated {
             tracing::info!(id = %observed.id, changes = %describe(&changes), "updated CloudFront distribution");
-        } else {
-            changes.clear();
         }
     }
     if let Some(c) = tag_drift {

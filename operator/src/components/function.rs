@@ -98,10 +98,10 @@ pub fn code_sha256(bytes: &[u8]) -> String {
 
 /// A hex SHA-256 (as users may write it in the spec) as base64.
 pub fn normalize_sha256(s: &str) -> String {
-    if s.len() == 64 && s.chars().all(|c| c.is_ascii_hexdigit()) {
-        if let Ok(bytes) = hex::decode(s) {
-            return base64::engine::general_purpose::STANDARD.encode(bytes);
-        }
+    if s.len() == 64
+        && let Ok(bytes) = hex::decode(s)
+    {
+        return base64::engine::general_purpose::STANDARD.encode(bytes);
     }
     s.to_string()
 }
@@ -150,7 +150,10 @@ fn config_differences(d: &DesiredFunction, o: &ObservedFunction) -> Vec<String> 
         out.push(format!("memoryMb: {} → {}", o.memory_mb, d.memory_mb));
     }
     if o.timeout_seconds != d.timeout_seconds {
-        out.push(format!("timeoutSeconds: {} → {}", o.timeout_seconds, d.timeout_seconds));
+        out.push(format!(
+            "timeoutSeconds: {} → {}",
+            o.timeout_seconds, d.timeout_seconds
+        ));
     }
     if o.description != d.description {
         out.push("description".to_string());
@@ -162,19 +165,30 @@ fn config_differences(d: &DesiredFunction, o: &ObservedFunction) -> Vec<String> 
             .filter(|(k, v)| o.environment.get(*k) != Some(v))
             .map(|(k, _)| k)
             .collect();
-        keys.extend(o.environment.keys().filter(|k| !d.environment.contains_key(*k)));
+        keys.extend(
+            o.environment
+                .keys()
+                .filter(|k| !d.environment.contains_key(*k)),
+        );
         keys.sort();
         keys.dedup();
         out.push(format!(
             "environment[{}]",
-            keys.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(",")
+            keys.iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(",")
         ));
     }
     out
 }
 
 /// Every difference. `code_sha256` is the desired code hash when known.
-pub fn diff(d: &DesiredFunction, o: &ObservedFunction, code_sha256: Option<&str>) -> Vec<(Field, Change)> {
+pub fn diff(
+    d: &DesiredFunction,
+    o: &ObservedFunction,
+    code_sha256: Option<&str>,
+) -> Vec<(Field, Change)> {
     let mut out = Vec::new();
     if let Some(c) = tag_change(&d.tags, &o.tags) {
         out.push((Field::Tags, c));
@@ -187,7 +201,11 @@ pub fn diff(d: &DesiredFunction, o: &ObservedFunction, code_sha256: Option<&str>
         };
         out.push((
             Field::LogGroup,
-            Change::new("logGroupRetention", from, format!("{} days", d.log_retention_days)),
+            Change::new(
+                "logGroupRetention",
+                from,
+                format!("{} days", d.log_retention_days),
+            ),
         ));
     }
     let code_differs = code_sha256.is_some_and(|s| s != o.code_sha256);
@@ -197,7 +215,11 @@ pub fn diff(d: &DesiredFunction, o: &ObservedFunction, code_sha256: Option<&str>
             Change::new(
                 "code",
                 format!("{} {}", o.architecture, short(&o.code_sha256)),
-                format!("{} {}", d.architecture, short(code_sha256.unwrap_or(&o.code_sha256))),
+                format!(
+                    "{} {}",
+                    d.architecture,
+                    short(code_sha256.unwrap_or(&o.code_sha256))
+                ),
             ),
         ));
     }
@@ -215,7 +237,10 @@ pub fn diff(d: &DesiredFunction, o: &ObservedFunction, code_sha256: Option<&str>
             Change::new(
                 "asyncInvokeConfig",
                 format!("{:?}", o.invoke_config),
-                format!("retries={} maxAge={}s", d.max_retry_attempts, d.max_event_age_seconds),
+                format!(
+                    "retries={} maxAge={}s",
+                    d.max_retry_attempts, d.max_event_age_seconds
+                ),
             ),
         ));
     }
@@ -244,7 +269,10 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunctio
     let mut o = ObservedFunction {
         arn: c.function_arn().unwrap_or_default().to_string(),
         role_arn: c.role().unwrap_or_default().to_string(),
-        runtime: c.runtime().map(|r| r.as_str().to_string()).unwrap_or_default(),
+        runtime: c
+            .runtime()
+            .map(|r| r.as_str().to_string())
+            .unwrap_or_default(),
         handler: c.handler().unwrap_or_default().to_string(),
         architecture: c
             .architectures()
@@ -260,7 +288,10 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunctio
             .unwrap_or_default(),
         description: c.description().unwrap_or_default().to_string(),
         code_sha256: c.code_sha256().unwrap_or_default().to_string(),
-        state: c.state().map(|s| s.as_str().to_string()).unwrap_or_default(),
+        state: c
+            .state()
+            .map(|s| s.as_str().to_string())
+            .unwrap_or_default(),
         last_update_status: c
             .last_update_status()
             .map(|s| s.as_str().to_string())
@@ -328,7 +359,8 @@ fn progressing(reason: &str, message: impl Into<String>) -> State {
 /// visible to it (IAM eventual consistency, ~10 s).
 pub fn is_role_not_ready(code: Option<&str>, message: &str) -> bool {
     code == Some("InvalidParameterValueException")
-        && (message.contains("cannot be assumed") || message.contains("role defined for the function"))
+        && (message.contains("cannot be assumed")
+            || message.contains("role defined for the function"))
 }
 
 fn architecture(s: &str) -> Architecture {
@@ -340,9 +372,10 @@ fn code_of_source(code: &CodeSource, bytes: Option<Vec<u8>>) -> FunctionCode {
         CodeSource::Zip { .. } => FunctionCode::builder()
             .set_zip_file(bytes.map(Blob::new))
             .build(),
-        CodeSource::S3 { bucket, key, .. } => {
-            FunctionCode::builder().s3_bucket(bucket).s3_key(key).build()
-        }
+        CodeSource::S3 { bucket, key, .. } => FunctionCode::builder()
+            .s3_bucket(bucket)
+            .s3_key(key)
+            .build(),
     }
 }
 
@@ -359,7 +392,10 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
         }
         create(ctx, d, artifact.bytes).await?;
         report.created = true;
-        report.state = progressing("FunctionCreating", format!("function {} is being created", d.name));
+        report.state = progressing(
+            "FunctionCreating",
+            format!("function {} is being created", d.name),
+        );
         return Ok(report);
     };
     report.id = o.arn.clone();
@@ -368,9 +404,21 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
     let busy = o.state == "Pending" || o.last_update_status == "InProgress";
     if changes.is_empty() {
         if busy {
-            report.state = progressing("FunctionUpdating", format!("function {} is {} / {}", d.name, o.state, o.last_update_status));
+            report.state = progressing(
+                "FunctionUpdating",
+                format!(
+                    "function {} is {} / {}",
+                    d.name, o.state, o.last_update_status
+                ),
+            );
         } else if o.state == "Failed" || o.last_update_status == "Failed" {
-            report.state = progressing("FunctionFailed", format!("function {} state {} last update {}", d.name, o.state, o.last_update_status));
+            report.state = progressing(
+                "FunctionFailed",
+                format!(
+                    "function {} state {} last update {}",
+                    d.name, o.state, o.last_update_status
+                ),
+            );
         }
         return Ok(report);
     }
@@ -386,7 +434,10 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
             Field::Code | Field::Configuration if busy => {
                 report.state = progressing(
                     "FunctionUpdating",
-                    format!("waiting for the previous update of {} to finish before {}", d.name, change.field),
+                    format!(
+                        "waiting for the previous update of {} to finish before {}",
+                        d.name, change.field
+                    ),
                 );
                 break;
             }
@@ -409,7 +460,10 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
                     .await
                     .map_err(|e| Error::aws("lambda:UpdateFunctionCode", e))?;
                 report.changes.push(change);
-                report.state = progressing("FunctionUpdating", format!("code of {} is updating", d.name));
+                report.state = progressing(
+                    "FunctionUpdating",
+                    format!("code of {} is updating", d.name),
+                );
                 break;
             }
             Field::Configuration => {
@@ -432,7 +486,10 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
                     .await
                     .map_err(|e| Error::aws("lambda:UpdateFunctionConfiguration", e))?;
                 report.changes.push(change);
-                report.state = progressing("FunctionUpdating", format!("configuration of {} is updating", d.name));
+                report.state = progressing(
+                    "FunctionUpdating",
+                    format!("configuration of {} is updating", d.name),
+                );
                 break;
             }
             Field::Tags => {
@@ -500,7 +557,9 @@ async fn create(ctx: &Ctx<'_>, d: &DesiredFunction, bytes: Option<Vec<u8>>) -> R
                 return Err(Error::Aws {
                     action: "lambda:CreateFunction".into(),
                     code: "RoleNotAssumableYet".into(),
-                    message: format!("the new IAM role is not yet usable by Lambda (IAM is eventually consistent); retrying: {message}"),
+                    message: format!(
+                        "the new IAM role is not yet usable by Lambda (IAM is eventually consistent); retrying: {message}"
+                    ),
                     class: ErrorClass::Retryable,
                 });
             }
@@ -573,7 +632,14 @@ pub async fn delete(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Deletion> {
         tracing::warn!(function = %d.name, "not deleting function without this stack's ownership tag");
         return Ok(Deletion::Gone);
     }
-    match ctx.aws.lambda.delete_function().function_name(&d.name).send().await {
+    match ctx
+        .aws
+        .lambda
+        .delete_function()
+        .function_name(&d.name)
+        .send()
+        .await
+    {
         Ok(_) => {}
         Err(e) if code_of(&e) == Some("ResourceNotFoundException") => {}
         Err(e) => return Err(Error::aws("lambda:DeleteFunction", e)),
@@ -607,7 +673,9 @@ mod tests {
             environment: BTreeMap::from([("A".to_string(), "1".to_string())]),
             tags: BTreeMap::from([("k".to_string(), "v".to_string())]),
             description: "d".into(),
-            code: CodeSource::Zip { path: "x.zip".into() },
+            code: CodeSource::Zip {
+                path: "x.zip".into(),
+            },
             log_retention_days: 30,
             max_retry_attempts: 2,
             max_event_age_seconds: 3600,
@@ -652,7 +720,10 @@ mod tests {
         o.log_retention = Some(None);
         let ch = diff(&d, &o, Some("abc"));
         let fields: Vec<Field> = ch.iter().map(|(f, _)| *f).collect();
-        assert_eq!(fields, vec![Field::LogGroup, Field::Code, Field::Configuration]);
+        assert_eq!(
+            fields,
+            vec![Field::LogGroup, Field::Code, Field::Configuration]
+        );
         let cfg = &ch[2].1;
         assert!(cfg.from.contains("memoryMb: 512 → 1024"), "{cfg}");
         assert!(cfg.from.contains("environment[A]"), "{cfg}");
@@ -681,6 +752,9 @@ mod tests {
             Some("InvalidParameterValueException"),
             "The role defined for the function cannot be assumed by Lambda."
         ));
-        assert!(!is_role_not_ready(Some("InvalidParameterValueException"), "Unsupported runtime"));
+        assert!(!is_role_not_ready(
+            Some("InvalidParameterValueException"),
+            "Unsupported runtime"
+        ));
     }
 }

@@ -54,15 +54,17 @@ pub async fn observe(ctx: &Ctx<'_>, bucket: &str) -> Result<BTreeSet<Rule>> {
         .lambda_function_configurations()
         .iter()
         .map(|c| {
-            let mut events: Vec<String> = c.events().iter().map(|e| e.as_str().to_string()).collect();
+            let mut events: Vec<String> =
+                c.events().iter().map(|e| e.as_str().to_string()).collect();
             events.sort();
             let suffix = c
                 .filter()
                 .and_then(|f| f.key())
                 .and_then(|k| {
-                    k.filter_rules()
-                        .iter()
-                        .find(|r| r.name().is_some_and(|n| n.as_str().eq_ignore_ascii_case("suffix")))
+                    k.filter_rules().iter().find(|r| {
+                        r.name()
+                            .is_some_and(|n| n.as_str().eq_ignore_ascii_case("suffix"))
+                    })
                 })
                 .and_then(|r| r.value())
                 .unwrap_or_default()
@@ -83,7 +85,12 @@ fn configuration(rules: &BTreeSet<Rule>) -> Result<NotificationConfiguration> {
         let filter = NotificationConfigurationFilter::builder()
             .key(
                 S3KeyFilter::builder()
-                    .filter_rules(FilterRule::builder().name(FilterRuleName::Suffix).value(suffix).build())
+                    .filter_rules(
+                        FilterRule::builder()
+                            .name(FilterRuleName::Suffix)
+                            .value(suffix)
+                            .build(),
+                    )
                     .build(),
             )
             .build();
@@ -116,7 +123,10 @@ async fn put(ctx: &Ctx<'_>, bucket: &str, rules: &BTreeSet<Rule>) -> Result<()> 
 
 /// Write the rules when they differ (the stack owns the upload bucket's notifications).
 pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredNotification) -> Result<Report> {
-    let mut report = Report::ready("upload-notifications", format!("{}#notifications", d.bucket));
+    let mut report = Report::ready(
+        "upload-notifications",
+        format!("{}#notifications", d.bucket),
+    );
     let want = rules(d);
     let have = observe(ctx, &d.bucket).await?;
     if have == want {
@@ -124,11 +134,17 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredNotification) -> Result<Report>
     }
     let change = Change::new(
         "notifications",
-        if have.is_empty() { "none".to_string() } else { format!("{} rule(s) differing", have.len()) },
+        if have.is_empty() {
+            "none".to_string()
+        } else {
+            format!("{} rule(s) differing", have.len())
+        },
         format!("{} ObjectCreated rules → {}", want.len(), d.function_arn),
     );
     if ctx.dry_run {
-        report.state = State::Paused { message: change.to_string() };
+        report.state = State::Paused {
+            message: change.to_string(),
+        };
         return Ok(report);
     }
     put(ctx, &d.bucket, &want).await?;
@@ -164,7 +180,9 @@ mod tests {
             function_arn: "arn:f".into(),
         });
         let suffixes: Vec<&str> = r.iter().map(|x| x.3.as_str()).collect();
-        for s in [".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".webp", ".WEBP"] {
+        for s in [
+            ".jpg", ".JPG", ".jpeg", ".JPEG", ".png", ".PNG", ".webp", ".WEBP",
+        ] {
             assert!(suffixes.contains(&s), "{s}");
         }
         assert_eq!(r.len(), 8);

@@ -84,7 +84,14 @@ pub fn diff(d: &DesiredPermission, o: &ObservedPermission) -> Option<Change> {
 
 /// Read our statement; `None` when the function has no policy or no such statement.
 pub async fn observe(ctx: &Ctx<'_>, d: &DesiredPermission) -> Result<Option<ObservedPermission>> {
-    match ctx.aws.lambda.get_policy().function_name(&d.function_name).send().await {
+    match ctx
+        .aws
+        .lambda
+        .get_policy()
+        .function_name(&d.function_name)
+        .send()
+        .await
+    {
         Ok(out) => Ok(out.policy().and_then(parse_statement)),
         Err(e) if code_of(&e) == Some("ResourceNotFoundException") => Ok(None),
         Err(e) => Err(Error::aws("lambda:GetPolicy", e)),
@@ -125,7 +132,10 @@ async fn remove(ctx: &Ctx<'_>, d: &DesiredPermission) -> Result<()> {
 
 /// Add the statement when missing, replace it when different.
 pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredPermission) -> Result<Report> {
-    let mut report = Report::ready("s3-invoke-permission", format!("{}#{STATEMENT_ID}", d.function_arn));
+    let mut report = Report::ready(
+        "s3-invoke-permission",
+        format!("{}#{STATEMENT_ID}", d.function_arn),
+    );
     let observed = observe(ctx, d).await?;
     let change = match &observed {
         None => None,

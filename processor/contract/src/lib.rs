@@ -244,7 +244,7 @@ pub mod table {
         pub const WIDTH: &str = "width";
         pub const HEIGHT: &str = "height";
         pub const PROCESSOR_VERSION: &str = "processor_version";
-        /// `none`, `carried` or `incompatible`.
+        /// `none`, `srgb` (an sRGB profile, not embedded), `carried` or `incompatible`.
         pub const ICC_PROFILE: &str = "icc_profile";
         /// Machine-readable failure reason (`TooLarge`, `CorruptImage`, ...).
         pub const ERROR_REASON: &str = "error_reason";

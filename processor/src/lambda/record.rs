@@ -1,0 +1,139 @@
+//! The metadata item: the reference's fields (same names, so dashboards and
+//! queries keep working) plus bucket, version, detected format, dimensions,
+//! per-format CDN path, processor version and — on failure — a reason.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use imagestack_contract::table::attr;
+use imagestack_contract::{Format, cdn_path};
+
+use super::event::SourceObject;
+use crate::PROCESSOR_VERSION;
+use crate::error::FailureReason;
+use crate::pipeline::Optimized;
+
+pub type Item = HashMap<String, AttributeValue>;
+
+/// A rendition as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    pub format: Format,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+
+fn common(source: &SourceObject, image_id: &str, status: &str) -> Item {
+    let mut item = Item::new();
+    item.insert(attr::IMAGE_ID.into(), s(image_id));
+    item.insert(attr::ORIGINAL_FILENAME.into(), s(&source.key));
+    item.insert(attr::UPLOAD_TIMESTAMP.into(), n(source.upload_timestamp));
+    item.insert(attr::CONVERSION_STATUS.into(), s(status));
+    item.insert(attr::ORIGINAL_BUCKET.into(), s(&source.bucket));
+    if let Some(v) = &source.version_id {
+        item.insert(attr::VERSION_ID.into(), s(v));
+    }
+    if let Some(e) = &source.etag {
+        item.insert(attr::ETAG.into(), s(e));
+    }
+    item.insert(attr::PROCESSOR_VERSION.into(), s(PROCESSOR_VERSION));
+    item
+}
+
+/// Seconds with millisecond precision, as the reference's `processing_time`.
+fn seconds(d: Duration) -> String {
+    format!("{:.3}", d.as_secs_f64())
+}
+
+/// The item for a completed image.
+pub fn completed(
+    source: &SourceObject,
+    image_id: &str,
+    original_size: u64,
+    optimized: &Optimized,
+    stored: &[Stored],
+    processing_time: Duration,
+) -> Item {
+    let mut item = common(source, image_id, attr::STATUS_COMPLETED);
+    item.insert(attr::ORIGINAL_SIZE.into(), n(original_size));
+    let formats = stored
+        .iter()
+        .map(|r| {
+            let mut m = HashMap::new();
+            m.insert(attr::BUCKET.to_string(), s(&r.bucket));
+            m.insert(attr::KEY.to_string(), s(&r.key));
+            m.insert(attr::SIZE.to_string(), n(r.size));
+            m.insert(attr::CDN_PATH.to_string(), s(cdn_path(&r.key)));
+            (r.format.as_str().to_string(), AttributeValue::M(m))
+        })
+        .collect();
+    item.insert(attr::FORMATS.into(), AttributeValue::M(formats));
+    item.insert(
+        attr::PROCESSING_TIME.into(),
+        AttributeValue::N(seconds(processing_time)),
+    );
+    item.insert(
+        attr::DETECTED_FORMAT.into(),
+        s(optimized.source_format.as_str()),
+    );
+    item.insert(attr::WIDTH.into(), n(optimized.width));
+    item.insert(attr::HEIGHT.into(), n(optimized.height));
+    item.insert(attr::ICC_PROFILE.into(), s(optimized.icc.as_str()));
+    item
+}
+
+/// The item for an image that failed permanently.
+pub fn failed(source: &SourceObject, image_id: &str, reason: FailureReason, message: &str) -> Item {
+    let mut item = common(source, image_id, attr::STATUS_FAILED);
+    item.insert(attr::ERROR_REASON.into(), s(reason.as_str()));
+    item.insert(attr::ERROR_MESSAGE.into(), s(message));
+    if let Some(size) = source.size {
+        item.insert(attr::ORIGINAL_SIZE.into(), n(size));
+    }
+    item
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn source() -> SourceObject {
+        SourceObject {
+            bucket: "up".into(),
+            key: "a b/c.jpg".into(),
+            version_id: None,
+            etag: Some("e".into()),
+            size: Some(10),
+            upload_timestamp: 1_700_000_000,
+        }
+    }
+
+    #[test]
+    fn failed_item_has_reason_and_reference_fields() {
+        let item = failed(&source(), "id1", FailureReason::CorruptImage, "bad");
+        assert_eq!(item[attr::IMAGE_ID], s("id1"));
+        assert_eq!(item[attr::ORIGINAL_FILENAME], s("a b/c.jpg"));
+        assert_eq!(item[attr::UPLOAD_TIMESTAMP], n(1_700_000_000));
+        assert_eq!(item[attr::CONVERSION_STATUS], s("failed"));
+        assert_eq!(item[attr::ERROR_REASON], s("CorruptImage"));
+        assert_eq!(item[attr::ERROR_MESSAGE], s("bad"));
+        assert_eq!(item[attr::ETAG], s("e"));
+        assert!(!item.contains_key(attr::VERSION_ID));
+        assert!(!item.contains_key(attr::FORMATS));
+    }
+
+    #[test]
+    fn processing_time_in_seconds() {
+        assert_eq!(seconds(Duration::from_millis(1234)), "1.234");
+    }
+}
