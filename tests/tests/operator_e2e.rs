@@ -136,7 +136,7 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
         .metric_sum("imagestack_reconciles_total", &["success"])
         .await
         .unwrap();
-    poll(Duration::from_secs(30), || async {
+    poll(Duration::from_secs(90), || async {
         let n = op
             .metric_sum("imagestack_reconciles_total", &["success"])
             .await
@@ -192,7 +192,7 @@ async fn drift_is_repaired_and_pause_stops_writes() {
         .send()
         .await
         .unwrap();
-    poll(Duration::from_secs(30), || async {
+    poll(Duration::from_secs(90), || async {
         let v = s3
             .get_bucket_versioning()
             .bucket(&upload)
@@ -206,7 +206,7 @@ async fn drift_is_repaired_and_pause_stops_writes() {
     .await
     .unwrap_or_else(|e| panic!("drift not repaired: {e}\n{}", op.log_text()));
     // The reconcile that restored them finishes its pass (other components) before it counts.
-    poll(Duration::from_secs(30), || async {
+    poll(Duration::from_secs(90), || async {
         let n = op
             .metric_sum("imagestack_drift_repairs_total", &["upload-bucket"])
             .await
@@ -232,7 +232,7 @@ async fn drift_is_repaired_and_pause_stops_writes() {
         .send()
         .await
         .unwrap();
-    let paused = poll(Duration::from_secs(30), || async {
+    let paused = poll(Duration::from_secs(90), || async {
         let s = api.get("drift").await.ok()?;
         let c = condition(&s, "Ready")?;
         (c.reason == "Paused").then(|| c.message.clone())
@@ -245,7 +245,7 @@ async fn drift_is_repaired_and_pause_stops_writes() {
         .metric_sum("imagestack_reconciles_total", &[])
         .await
         .unwrap();
-    poll(Duration::from_secs(30), || async {
+    poll(Duration::from_secs(90), || async {
         let n = op
             .metric_sum("imagestack_reconciles_total", &[])
             .await
@@ -366,7 +366,7 @@ async fn delete_policy_delete_blocks_on_objects_then_empties() {
         .unwrap();
 
     api.delete("del", &DeleteParams::default()).await.unwrap();
-    let msg = poll(Duration::from_secs(30), || async {
+    let msg = poll(Duration::from_secs(90), || async {
         let s = api.get("del").await.ok()?;
         let c = condition(&s, "Stalled")?;
         (c.status == "True" && c.reason == "BucketNotEmpty").then(|| c.message.clone())
@@ -447,7 +447,7 @@ async fn delete_policy_retain_keeps_aws_resources() {
     );
     let out = s.status.unwrap().outputs.unwrap();
     api.delete("keep", &DeleteParams::default()).await.unwrap();
-    poll(Duration::from_secs(30), || async {
+    poll(Duration::from_secs(90), || async {
         api.get_opt("keep").await.ok()?.is_none().then_some(())
     })
     .await
