@@ -248,6 +248,9 @@ pub async fn run(args: RunArgs) -> Result<()> {
         .leader_election_namespace
         .clone()
         .unwrap_or_else(|| "default".into());
+    // A standby replica is healthy and ready: it only waits for the Lease. Reporting it
+    // unready would stall rolling updates and PodDisruptionBudgets with 2 replicas.
+    metrics.set_ready(true);
     let mut leadership = leader::acquire(
         client,
         LeaseConfig::new(ns, args.leader_election_id.clone(), id),

@@ -151,7 +151,8 @@ impl Metrics {
         }
     }
 
-    /// Mark the operator ready (controller running).
+    /// Mark the operator ready: the controller runs, or this replica is a
+    /// healthy standby waiting for the leader-election Lease.
     pub fn set_ready(&self, ready: bool) {
         self.ready.store(ready, Ordering::SeqCst);
     }
