@@ -19,6 +19,11 @@ fn committed_crd() -> String {
 #[test]
 fn committed_crd_matches_the_types() {
     let generated = imagestack_operator::crd_yaml().unwrap();
+    if committed_crd() != generated {
+        let out = std::env::temp_dir().join("imagestack-generated-crd.yaml");
+        let _ = std::fs::write(&out, &generated);
+        eprintln!("generated CRD written to {}", out.display());
+    }
     assert!(
         committed_crd() == generated,
         "crds/ is stale: regenerate with `cargo run -p imagestack-operator -- crd > crds/imagestack.dev_imagestacks.yaml`"
