@@ -8,8 +8,7 @@
 //! Run: `. $(scripts/emulator/start.sh) && cargo test -p imagestack-operator --test cloudfront_emulator`.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_cloudfront::types::{
     Method, OriginAccessControlConfig, OriginAccessControlOriginTypes,
@@ -17,96 +16,39 @@ use aws_sdk_cloudfront::types::{
     ViewerProtocolPolicy,
 };
 use imagestack_contract::Format;
-use imagestack_operator::api::{ImageOptimizationStack, ImageOptimizationStackSpec};
-use imagestack_operator::aws::{AwsClients, AwsFactory, CallStats};
+use imagestack_operator::aws::AwsClients;
 use imagestack_operator::components::dashboard::{self, DashboardInput};
 use imagestack_operator::components::distribution::{self, DEPLOYING_REASON, DesiredDistribution};
 use imagestack_operator::components::origin_access;
 use imagestack_operator::components::{Ctx, Deletion, State};
 use imagestack_operator::error::Error;
 use imagestack_operator::naming::{OWNER_TAG, StackId};
-use imagestack_operator::plan::{self, AwsEnv, DesiredStack, output_component};
+use imagestack_operator::plan::output_component;
 use serde_json::Value;
 
-struct Harness {
-    _factory: AwsFactory,
-    stats: Arc<CallStats>,
-    aws: AwsClients,
-    desired: DesiredStack,
-}
+mod common;
+use common::{Harness, harness, unique};
 
-fn unique(prefix: &str) -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let c = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    format!("{prefix}-{}-{}-{c}", n % 100_000_000, std::process::id())
-}
-
-async fn harness(spec_yaml: &str) -> Harness {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: these tests need the AWS emulator. Run ./scripts/test, or \
-         `. $(scripts/emulator/start.sh)` first."
-    );
-    let stats = Arc::new(CallStats::default());
-    let factory = AwsFactory::load(None, stats.clone())
-        .await
-        .expect("aws config");
-    let aws = factory.clients(None);
-    let spec: ImageOptimizationStackSpec = serde_yaml::from_str(spec_yaml).expect("spec");
-    let mut stack = ImageOptimizationStack::new(&unique("stack"), spec);
-    // A unique namespace per test: moto maps every key to one account.
-    stack.metadata.namespace = Some(unique("ns"));
-    let env = AwsEnv {
-        account_id: factory.account_id().await.expect("account"),
-        region: factory.default_region(),
-    };
-    let desired = plan::plan(&stack, &env).expect("plan");
-    Harness {
-        _factory: factory,
-        stats,
-        aws,
-        desired,
-    }
-}
-
-impl Harness {
-    fn ctx(&self) -> Ctx<'_> {
-        self.ctx_for(&self.desired.id)
-    }
-    fn ctx_for<'a>(&'a self, id: &'a StackId) -> Ctx<'a> {
-        Ctx {
-            aws: &self.aws,
-            id,
-            dry_run: false,
-        }
-    }
-    fn writes(&self) -> u64 {
-        self.stats.writes()
-    }
-    fn distribution(&self, ttls: (i64, i64, i64)) -> DesiredDistribution {
-        let buckets: Vec<(Format, String)> = Format::ALL
-            .iter()
-            .map(|f| {
-                let b = self
-                    .desired
-                    .bucket(&output_component(*f))
-                    .expect("output bucket planned");
-                (*f, b.name.clone())
-            })
-            .collect();
-        distribution::desired(
-            &self.desired.id,
-            &self.desired.env.region,
-            &buckets,
-            "PriceClass_100",
-            ttls,
-            self.desired.table.tags.clone(),
-        )
-    }
+/// The distribution this test stack plans, with these TTLs.
+fn desired_distribution(h: &Harness, ttls: (i64, i64, i64)) -> DesiredDistribution {
+    let buckets: Vec<(Format, String)> = Format::ALL
+        .iter()
+        .map(|f| {
+            let b = h
+                .desired
+                .bucket(&output_component(*f))
+                .expect("output bucket planned");
+            (*f, b.name.clone())
+        })
+        .collect();
+    distribution::desired(
+        &h.desired.id,
+        &h.desired.env.region,
+        &buckets,
+        "PriceClass_100",
+        ttls,
+        h.desired.table.tags.clone(),
+    )
 }
 
 fn deploying(state: &State) -> bool {
@@ -310,7 +252,7 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     let oac_d = origin_access::desired(&h.desired.id);
     let (_, oac) = origin_access::reconcile(&h.ctx(), &oac_d).await.unwrap();
     let oac = oac.unwrap();
-    let d = h.distribution((60, 3600, 86400));
+    let d = desired_distribution(&h, (60, 3600, 86400));
 
     // Paused and missing: nothing is created.
     let paused = Ctx {

@@ -4,76 +4,19 @@
 //! zero writes; delete; non-empty bucket; name conflict.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
-use imagestack_operator::api::{ImageOptimizationStack, ImageOptimizationStackSpec};
-use imagestack_operator::aws::{AwsClients, AwsFactory, CallStats};
+use imagestack_operator::aws::AwsClients;
 use imagestack_operator::components::{self, Ctx, Deletion, State};
 use imagestack_operator::error::Error;
 use imagestack_operator::naming::{OWNER_TAG, StackId};
-use imagestack_operator::plan::{self, AwsEnv, DesiredStack, UPLOAD};
+use imagestack_operator::plan::UPLOAD;
 use imagestack_operator::policy;
 
-struct Harness {
-    factory: AwsFactory,
-    stats: Arc<CallStats>,
-    aws: AwsClients,
-    desired: DesiredStack,
-}
-
-fn unique(prefix: &str) -> String {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let c = COUNTER.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-    format!("{prefix}-{}-{}-{c}", n % 100_000_000, std::process::id())
-}
-
-async fn harness(spec_yaml: &str) -> Harness {
-    assert!(
-        std::env::var("AWS_ENDPOINT_URL").is_ok(),
-        "AWS_ENDPOINT_URL is not set: these tests need the AWS emulator. Run ./scripts/test, or \
-         `. $(scripts/emulator/start.sh)` first."
-    );
-    let stats = Arc::new(CallStats::default());
-    let factory = AwsFactory::load(None, stats.clone())
-        .await
-        .expect("aws config");
-    let aws = factory.clients(None);
-    let spec: ImageOptimizationStackSpec = serde_yaml::from_str(spec_yaml).expect("spec");
-    let mut stack = ImageOptimizationStack::new(&unique("stack"), spec);
-    // A unique namespace per test: moto maps every key to one account.
-    stack.metadata.namespace = Some(unique("ns"));
-    let env = AwsEnv {
-        account_id: factory.account_id().await.expect("account"),
-        region: factory.default_region(),
-    };
-    let desired = plan::plan(&stack, &env).expect("plan");
-    Harness {
-        factory,
-        stats,
-        aws,
-        desired,
-    }
-}
-
-impl Harness {
-    fn ctx(&self) -> Ctx<'_> {
-        Ctx {
-            aws: &self.aws,
-            id: &self.desired.id,
-            dry_run: false,
-        }
-    }
-    fn writes(&self) -> u64 {
-        self.stats.writes()
-    }
-}
+mod common;
+use common::{harness, unique};
 
 async fn bucket_tags(aws: &AwsClients, b: &str) -> BTreeMap<String, String> {
     aws.s3

@@ -17,10 +17,15 @@ use aws_sdk_s3::types::{
 };
 use serde_json::Value;
 
-use super::{Change, Ctx, Deletion, Report, State, code_of, optional, status_of, tag_change};
+use super::{
+    Change, Ctx, Deletion, Report, State, check_owner, code_of, is_ours, optional, status_of,
+    tag_change,
+};
 use crate::error::{Error, Result};
-use crate::naming::{Ownership, ownership};
 use crate::policy;
+
+/// The kind of resource, as errors and events name it.
+const KIND: &str = "S3 bucket";
 
 /// One CORS rule in comparable form (lists sorted).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -254,11 +259,7 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedBucket>
         ..Default::default()
     };
     // Ownership first: nothing else is read (or later written) on a bucket that is not ours.
-    if ownership(
-        ctx.id,
-        observed.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ) != Ownership::Ours
-    {
+    if !is_ours(ctx, &observed.tags) {
         return Ok(Some(observed));
     }
     let v = s3
@@ -343,25 +344,6 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedBucket>
     Ok(Some(observed))
 }
 
-fn check_owner(ctx: &Ctx<'_>, name: &str, observed: &ObservedBucket) -> Result<()> {
-    match ownership(
-        ctx.id,
-        observed.tags.iter().map(|(k, v)| (k.as_str(), v.as_str())),
-    ) {
-        Ownership::Ours => Ok(()),
-        Ownership::OtherStack(other) => Err(Error::NameConflict {
-            kind: "S3 bucket",
-            name: name.to_string(),
-            owner: format!("owned by stack {other}"),
-        }),
-        Ownership::Foreign => Err(Error::NameConflict {
-            kind: "S3 bucket",
-            name: name.to_string(),
-            owner: "not tagged by imagestack".into(),
-        }),
-    }
-}
-
 fn s3_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
     tags.iter()
         .map(|(k, v)| {
@@ -402,7 +384,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, desired: &DesiredBucket) -> Result<Report>
                 })?
         }
     };
-    check_owner(ctx, &desired.name, &observed)?;
+    check_owner(ctx, KIND, &desired.name, &observed.tags)?;
     let changes = diff(desired, &observed);
     if changes.is_empty() {
         return Ok(report);
@@ -614,7 +596,7 @@ pub async fn delete(ctx: &Ctx<'_>, d: &DesiredBucket, empty: bool) -> Result<Del
         Err(Error::NameConflict { .. }) => return Ok(Deletion::Gone),
         Err(e) => return Err(e),
     };
-    if check_owner(ctx, &d.name, &observed).is_err() {
+    if check_owner(ctx, KIND, &d.name, &observed.tags).is_err() {
         tracing::warn!(bucket = %d.name, "not deleting bucket without this stack's ownership tag");
         return Ok(Deletion::Gone);
     }

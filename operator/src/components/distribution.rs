@@ -45,10 +45,16 @@ use aws_sdk_cloudfront::types::{
 use imagestack_contract::Format;
 
 use super::origin_access::{stack_hash, truncate};
-use super::{Change, Ctx, Deletion, Report, State, code_of, describe, extra_tag_keys, tag_change};
+use super::{
+    Change, Ctx, Deletion, Report, State, check_owner, code_of, describe, extra_tag_keys,
+    tag_change,
+};
 use crate::aws::partition;
 use crate::error::{Error, ErrorClass, Result};
-use crate::naming::{NAME_PREFIX, Ownership, StackId, ownership};
+use crate::naming::{NAME_PREFIX, StackId};
+
+/// The kind of resource, as errors and events name it.
+const KIND: &str = "CloudFront distribution";
 
 /// Component name on status.
 pub const COMPONENT: &str = "distribution";
@@ -717,22 +723,6 @@ async fn tags_of(ctx: &Ctx<'_>, arn: &str) -> Result<BTreeMap<String, String>> {
         .collect())
 }
 
-fn check_owner(ctx: &Ctx<'_>, id: &str, tags: &BTreeMap<String, String>) -> Result<()> {
-    match ownership(ctx.id, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ownership::Ours => Ok(()),
-        Ownership::OtherStack(s) => Err(Error::NameConflict {
-            kind: "CloudFront distribution",
-            name: id.to_string(),
-            owner: format!("owned by stack {s}"),
-        }),
-        Ownership::Foreign => Err(Error::NameConflict {
-            kind: "CloudFront distribution",
-            name: id.to_string(),
-            owner: "not tagged by imagestack".into(),
-        }),
-    }
-}
-
 fn cf_tags(tags: &BTreeMap<String, String>) -> Result<Tags> {
     let items = tags
         .iter()
@@ -970,7 +960,7 @@ pub async fn reconcile(
     report.id = observed.arn.clone();
     let outputs = observed.outputs();
     let tags = tags_of(ctx, &observed.arn).await?;
-    check_owner(ctx, &observed.id, &tags)?;
+    check_owner(ctx, KIND, &observed.id, &tags)?;
 
     let want = config(d, oac_id)?;
     let mut changes = diff(&want, &observed.config);
@@ -1044,7 +1034,7 @@ pub async fn delete(
         return Ok(Deletion::Gone);
     };
     let tags = tags_of(ctx, &o.arn).await?;
-    if check_owner(ctx, &o.id, &tags).is_err() {
+    if check_owner(ctx, KIND, &o.id, &tags).is_err() {
         tracing::warn!(id = %o.id, "not deleting a distribution without this stack's ownership tag");
         return Ok(Deletion::Gone);
     }

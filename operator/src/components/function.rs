@@ -15,9 +15,14 @@ use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
-use super::{Change, Ctx, Deletion, Report, State, code_of, extra_tag_keys, tag_change};
+use super::{
+    Change, Ctx, Deletion, Report, State, check_owner, code_of, extra_tag_keys, is_ours,
+    missing_tags, tag_change,
+};
 use crate::error::{Error, ErrorClass, Result};
-use crate::naming::{Ownership, ownership};
+
+/// The kind of resource, as errors and events name it.
+const KIND: &str = "Lambda function";
 
 /// Where the function code comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -302,7 +307,7 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunctio
             .unwrap_or_default(),
         ..Default::default()
     };
-    if ownership(ctx.id, o.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) != Ownership::Ours {
+    if !is_ours(ctx, &o.tags) {
         return Ok(Some(o));
     }
     o.invoke_config = match lambda
@@ -330,22 +335,6 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunctio
         .find(|g| g.log_group_name() == Some(group.as_str()))
         .map(|g| g.retention_in_days());
     Ok(Some(o))
-}
-
-fn check_owner(ctx: &Ctx<'_>, name: &str, o: &ObservedFunction) -> Result<()> {
-    match ownership(ctx.id, o.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ownership::Ours => Ok(()),
-        Ownership::OtherStack(s) => Err(Error::NameConflict {
-            kind: "Lambda function",
-            name: name.into(),
-            owner: format!("owned by stack {s}"),
-        }),
-        Ownership::Foreign => Err(Error::NameConflict {
-            kind: "Lambda function",
-            name: name.into(),
-            owner: "not tagged by imagestack".into(),
-        }),
-    }
 }
 
 fn progressing(reason: &str, message: impl Into<String>) -> State {
@@ -399,7 +388,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
         return Ok(report);
     };
     report.id = o.arn.clone();
-    check_owner(ctx, &d.name, &o)?;
+    check_owner(ctx, KIND, &d.name, &o.tags)?;
     let changes = diff(d, &o, artifact.sha256.as_deref());
     let busy = o.state == "Pending" || o.last_update_status == "InProgress";
     if changes.is_empty() {
@@ -605,12 +594,7 @@ async fn apply_tags(ctx: &Ctx<'_>, d: &DesiredFunction, o: &ObservedFunction) ->
             .await
             .map_err(|e| Error::aws("lambda:UntagResource", e))?;
     }
-    let missing: std::collections::HashMap<String, String> = d
-        .tags
-        .iter()
-        .filter(|(k, v)| o.tags.get(*k) != Some(v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let missing: std::collections::HashMap<String, String> = missing_tags(&d.tags, &o.tags);
     if !missing.is_empty() {
         lambda
             .tag_resource()
@@ -628,7 +612,7 @@ pub async fn delete(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Deletion> {
     let Some(o) = observe(ctx, &d.name).await? else {
         return Ok(Deletion::Gone);
     };
-    if check_owner(ctx, &d.name, &o).is_err() {
+    if check_owner(ctx, KIND, &d.name, &o.tags).is_err() {
         tracing::warn!(function = %d.name, "not deleting function without this stack's ownership tag");
         return Ok(Deletion::Gone);
     }

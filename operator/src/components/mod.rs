@@ -22,7 +22,7 @@ use aws_smithy_types::error::metadata::ProvideErrorMetadata;
 
 use crate::aws::AwsClients;
 use crate::error::{Error, Result};
-use crate::naming::StackId;
+use crate::naming::{Ownership, StackId, ownership};
 
 /// One differing field: what it is, what AWS has, what the spec wants.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -111,6 +111,31 @@ pub struct Ctx<'a> {
     pub dry_run: bool,
 }
 
+/// Whether a resource with these tags belongs to this stack.
+pub fn is_ours(ctx: &Ctx<'_>, tags: &BTreeMap<String, String>) -> bool {
+    ownership(ctx.id, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) == Ownership::Ours
+}
+
+/// `Ok` when the resource's tags say it belongs to this stack; otherwise a
+/// `NameConflict` naming the `kind` of resource, its name and who owns it.
+pub fn check_owner(
+    ctx: &Ctx<'_>,
+    kind: &'static str,
+    name: &str,
+    tags: &BTreeMap<String, String>,
+) -> Result<()> {
+    let owner = match ownership(ctx.id, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+        Ownership::Ours => return Ok(()),
+        Ownership::OtherStack(other) => format!("owned by stack {other}"),
+        Ownership::Foreign => "not tagged by imagestack".to_string(),
+    };
+    Err(Error::NameConflict {
+        kind,
+        name: name.to_string(),
+        owner,
+    })
+}
+
 /// Compare tags: keys under `aws:` belong to AWS and are ignored. The desired
 /// set is authoritative for everything else.
 pub fn tag_change(
@@ -143,6 +168,18 @@ pub fn tag_change(
         from.push(format!("missing {}", missing.join(",")));
     }
     Some(Change::new("tags", from.join(" "), "as spec"))
+}
+
+/// Desired tags the resource lacks or has with another value (to tag with).
+pub fn missing_tags<C: FromIterator<(String, String)>>(
+    desired: &BTreeMap<String, String>,
+    observed: &BTreeMap<String, String>,
+) -> C {
+    desired
+        .iter()
+        .filter(|(k, v)| observed.get(*k) != Some(v))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect()
 }
 
 /// Tag keys present on the resource but not desired (excluding `aws:` keys).

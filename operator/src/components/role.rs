@@ -6,10 +6,15 @@ use std::collections::BTreeMap;
 use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
-use super::{Change, Ctx, Deletion, Report, State, code_of, extra_tag_keys, tag_change};
+use super::{
+    Change, Ctx, Deletion, Report, State, check_owner, code_of, extra_tag_keys, is_ours,
+    missing_tags, tag_change,
+};
 use crate::error::{Error, Result};
-use crate::naming::{Ownership, ownership};
 use crate::policy;
+
+/// The kind of resource, as errors and events name it.
+const KIND: &str = "IAM role";
 
 /// What the role should look like.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,7 +129,7 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedRole>> 
             .collect(),
         ..Default::default()
     };
-    if ownership(ctx.id, o.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) != Ownership::Ours {
+    if !is_ours(ctx, &o.tags) {
         return Ok(Some(o));
     }
     let names = iam
@@ -159,22 +164,6 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedRole>> 
         .filter_map(|p| p.policy_arn().map(str::to_string))
         .collect();
     Ok(Some(o))
-}
-
-fn check_owner(ctx: &Ctx<'_>, name: &str, o: &ObservedRole) -> Result<()> {
-    match ownership(ctx.id, o.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ownership::Ours => Ok(()),
-        Ownership::OtherStack(s) => Err(Error::NameConflict {
-            kind: "IAM role",
-            name: name.into(),
-            owner: format!("owned by stack {s}"),
-        }),
-        Ownership::Foreign => Err(Error::NameConflict {
-            kind: "IAM role",
-            name: name.into(),
-            owner: "not tagged by imagestack".into(),
-        }),
-    }
 }
 
 fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
@@ -229,7 +218,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredRole) -> Result<Report> {
     if !o.arn.is_empty() {
         report.id = o.arn.clone();
     }
-    check_owner(ctx, &d.name, &o)?;
+    check_owner(ctx, KIND, &d.name, &o.tags)?;
     let changes = diff(d, &o);
     if changes.is_empty() {
         return Ok(report);
@@ -262,12 +251,7 @@ async fn apply_field(ctx: &Ctx<'_>, d: &DesiredRole, o: &ObservedRole, f: &Field
                     .await
                     .map_err(|e| Error::aws("iam:UntagRole", e))?;
             }
-            let missing: BTreeMap<String, String> = d
-                .tags
-                .iter()
-                .filter(|(k, v)| o.tags.get(*k) != Some(v))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let missing: BTreeMap<String, String> = missing_tags(&d.tags, &o.tags);
             if !missing.is_empty() {
                 iam.tag_role()
                     .role_name(&d.name)
@@ -330,7 +314,7 @@ pub async fn delete(ctx: &Ctx<'_>, d: &DesiredRole) -> Result<Deletion> {
     let Some(o) = observe(ctx, &d.name).await? else {
         return Ok(Deletion::Gone);
     };
-    if check_owner(ctx, &d.name, &o).is_err() {
+    if check_owner(ctx, KIND, &d.name, &o.tags).is_err() {
         tracing::warn!(role = %d.name, "not deleting role without this stack's ownership tag");
         return Ok(Deletion::Gone);
     }

@@ -11,9 +11,14 @@ use aws_sdk_dynamodb::types::{
 };
 use imagestack_contract::table::{HASH_KEY, TIMESTAMP_ATTR, TIMESTAMP_INDEX};
 
-use super::{Change, Ctx, Deletion, Report, State, code_of, extra_tag_keys, tag_change};
+use super::{
+    Change, Ctx, Deletion, Report, State, check_owner, code_of, extra_tag_keys, is_ours,
+    missing_tags, tag_change,
+};
 use crate::error::{Error, ErrorClass, Result};
-use crate::naming::{Ownership, ownership};
+
+/// The kind of resource, as errors and events name it.
+const KIND: &str = "DynamoDB table";
 
 /// What the table should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -178,7 +183,7 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedTable>>
         .iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
-    if ownership(ctx.id, o.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) != Ownership::Ours {
+    if !is_ours(ctx, &o.tags) {
         return Ok(Some(o));
     }
     if o.status == TableStatus::Active.as_str() {
@@ -195,22 +200,6 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedTable>>
             .map(|s| s.as_str() == "ENABLED");
     }
     Ok(Some(o))
-}
-
-fn check_owner(ctx: &Ctx<'_>, name: &str, o: &ObservedTable) -> Result<()> {
-    match ownership(ctx.id, o.tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ownership::Ours => Ok(()),
-        Ownership::OtherStack(s) => Err(Error::NameConflict {
-            kind: "DynamoDB table",
-            name: name.into(),
-            owner: format!("owned by stack {s}"),
-        }),
-        Ownership::Foreign => Err(Error::NameConflict {
-            kind: "DynamoDB table",
-            name: name.into(),
-            owner: "not tagged by imagestack".into(),
-        }),
-    }
 }
 
 fn ddb_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
@@ -273,7 +262,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredTable) -> Result<Report> {
         return Ok(report);
     };
     report.id = o.arn.clone();
-    check_owner(ctx, &d.name, &o)?;
+    check_owner(ctx, KIND, &d.name, &o.tags)?;
     if o.status != TableStatus::Active.as_str() {
         report.state = progressing(
             "TableNotActive",
@@ -359,12 +348,7 @@ async fn apply_field(ctx: &Ctx<'_>, d: &DesiredTable, o: &ObservedTable, f: Fiel
                     .await
                     .map_err(|e| Error::aws("dynamodb:UntagResource", e))?;
             }
-            let missing: BTreeMap<String, String> = d
-                .tags
-                .iter()
-                .filter(|(k, v)| o.tags.get(*k) != Some(v))
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
+            let missing: BTreeMap<String, String> = missing_tags(&d.tags, &o.tags);
             if !missing.is_empty() {
                 ddb.tag_resource()
                     .resource_arn(&o.arn)
@@ -435,7 +419,7 @@ pub async fn delete(ctx: &Ctx<'_>, d: &DesiredTable) -> Result<Deletion> {
             d.name
         )));
     }
-    if check_owner(ctx, &d.name, &o).is_err() {
+    if check_owner(ctx, KIND, &d.name, &o.tags).is_err() {
         tracing::warn!(table = %d.name, "not deleting table without this stack's ownership tag");
         return Ok(Deletion::Gone);
     }
