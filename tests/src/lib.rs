@@ -395,3 +395,4 @@ pub async fn aws() -> (
     )
 }
 pub mod lambda_runtime_api;
+pub mod pipeline;

@@ -8,87 +8,23 @@
 //! `cargo build -p imagestack-processor --bin bootstrap`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
-use std::process::Stdio;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result};
 use aws_sdk_dynamodb::types::{
     AttributeDefinition, AttributeValue, BillingMode, GlobalSecondaryIndex, KeySchemaElement,
     KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
 use imagestack_contract::table::attr;
 use imagestack_contract::{Format, RENDITION_CACHE_CONTROL, cdn_path, env, rendition_key, table};
-use serde_json::{Value, json};
-use tests::lambda_runtime_api::{Outcome, RuntimeApi};
-use tokio::io::{AsyncBufReadExt, BufReader};
+use serde_json::Value;
+use tests::lambda_runtime_api::RuntimeApi;
+use tests::pipeline::{Function, invoke, s3_event, shared_image};
 
-const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
+const FUNCTION: &str = "imagestack-processor-test";
 
-fn bootstrap_bin() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("IMAGESTACK_BOOTSTRAP_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("bootstrap"))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .with_context(|| {
-            format!(
-                "bootstrap binary not found at {candidates:?}: `cargo test --workspace` builds it, \
-             or `cargo build -p imagestack-processor --bin bootstrap`"
-            )
-        })
-}
-
-fn shared_image(name: &str) -> Result<Vec<u8>> {
-    let dir = std::env::var("IMAGESTACK_TEST_IMAGES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| tests::repo_root().join("../shared/images"));
-    std::fs::read(dir.join(name)).with_context(|| format!("{}/{name}", dir.display()))
-}
-
-/// Encode a key as S3 does in event notifications: form encoding, UTF-8.
-fn s3_event_key(key: &str) -> String {
-    let mut out = String::new();
-    for b in key.bytes() {
-        match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b'*' => {
-                out.push(b as char)
-            }
-            b' ' => out.push('+'),
-            other => out.push_str(&format!("%{other:02X}")),
-        }
-    }
-    out
-}
-
-/// An `ObjectCreated:Put` event as S3 delivers it.
-fn s3_event(bucket: &str, key: &str, size: usize, etag: &str) -> Value {
-    json!({"Records": [{
-        "eventVersion": "2.1",
-        "eventSource": "aws:s3",
-        "awsRegion": "us-east-1",
-        "eventTime": "2026-11-28T06:00:00.000Z",
-        "eventName": "ObjectCreated:Put",
-        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
-        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
-        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
-        "s3": {
-            "s3SchemaVersion": "1.0",
-            "configurationId": "imagestack-upload",
-            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": format!("arn:aws:s3:::{bucket}")},
-            "object": {"key": s3_event_key(key), "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"}
-        }
-    }]})
+fn region() -> String {
+    std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_string())
 }
 
 struct Fixture {
@@ -201,7 +137,7 @@ impl Fixture {
             .unwrap_or_default()
             .trim_matches('"')
             .to_string();
-        Ok(s3_event(&self.upload, key, size, &etag))
+        Ok(s3_event(&region(), &self.upload, key, size, &etag))
     }
 
     async fn keys(&self, bucket: &str) -> Result<Vec<String>> {
@@ -236,88 +172,6 @@ impl Fixture {
     }
 }
 
-/// The function as a child process; stdout and stderr lines are collected.
-struct Function {
-    child: tokio::process::Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-}
-
-impl Function {
-    fn start(api: &RuntimeApi, vars: &[(&'static str, String)]) -> Result<Self> {
-        let mut cmd = tokio::process::Command::new(bootstrap_bin()?);
-        cmd.env("AWS_LAMBDA_RUNTIME_API", api.address())
-            .env("AWS_LAMBDA_FUNCTION_NAME", "imagestack-processor-test")
-            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
-            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
-            .env(
-                "AWS_LAMBDA_LOG_GROUP_NAME",
-                "/aws/lambda/imagestack-processor-test",
-            )
-            .env("AWS_LAMBDA_LOG_STREAM_NAME", "e2e")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for (k, v) in vars {
-            cmd.env(k, v);
-        }
-        let mut child = cmd.spawn().context("spawn bootstrap")?;
-        let collect = |lines: Arc<Mutex<Vec<String>>>,
-                       stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(stream).lines();
-                while let Ok(Some(line)) = reader.next_line().await {
-                    if let Ok(mut l) = lines.lock() {
-                        l.push(line);
-                    }
-                }
-            });
-        };
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        collect(
-            Arc::clone(&stdout),
-            Box::new(child.stdout.take().context("stdout")?),
-        );
-        collect(
-            Arc::clone(&stderr),
-            Box::new(child.stderr.take().context("stderr")?),
-        );
-        Ok(Function {
-            child,
-            stdout,
-            stderr,
-        })
-    }
-
-    fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-
-    fn logs(&self) -> String {
-        self.stderr.lock().map(|l| l.join("\n")).unwrap_or_default()
-    }
-
-    /// EMF documents printed so far.
-    fn emf(&self) -> Vec<Value> {
-        self.stdout()
-            .iter()
-            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
-            .filter(|v| v.get("_aws").is_some())
-            .collect()
-    }
-}
-
-async fn invoke(api: &RuntimeApi, function: &Function, event: Value) -> Result<Value> {
-    match api.invoke(event, INVOKE_TIMEOUT).await {
-        Ok(Outcome::Response(v)) => Ok(v),
-        Ok(Outcome::Error(e)) => bail!("invocation failed: {e}\nlogs:\n{}", function.logs()),
-        Err(e) => bail!("{e}\nlogs:\n{}", function.logs()),
-    }
-}
-
 fn s(item: &HashMap<String, AttributeValue>, name: &str) -> String {
     match item.get(name) {
         Some(AttributeValue::S(v)) => v.clone(),
@@ -334,7 +188,7 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
     );
     let fx = Fixture::create().await?;
     let api = RuntimeApi::start().await?;
-    let function = Function::start(&api, &fx.function_env())?;
+    let function = Function::start(&api, FUNCTION, 1024, &fx.function_env())?;
 
     // A key with spaces, unicode and a literal '+', as a user would upload it.
     let key = "uploads/Holiday photo ✓ é+1.jpg";
@@ -480,7 +334,13 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
     assert_eq!(errors["Reason"], "CorruptImage");
 
     // An event for an object that is gone is a permanent failure too.
-    let gone = s3_event(&fx.upload, "uploads/never uploaded.jpg", 10, "abc");
+    let gone = s3_event(
+        &region(),
+        &fx.upload,
+        "uploads/never uploaded.jpg",
+        10,
+        "abc",
+    );
     let response = invoke(&api, &function, gone).await?;
     assert_eq!(
         response["records"][0]["reason"], "SourceMissing",
@@ -495,8 +355,8 @@ async fn bootstrap_refuses_to_start_without_configuration() -> Result<()> {
     let api = RuntimeApi::start().await?;
     let mut vars = vec![(env::ENVIRONMENT, "e2e".to_string())];
     vars.push((env::WEBP_QUALITY, "85".to_string()));
-    let mut function = Function::start(&api, &vars)?;
-    let status = tokio::time::timeout(Duration::from_secs(30), function.child.wait()).await??;
+    let mut function = Function::start(&api, FUNCTION, 1024, &vars)?;
+    let status = function.wait(Duration::from_secs(30)).await?;
     assert!(!status.success());
     let logs = function.logs();
     assert!(

@@ -1,0 +1,480 @@
+//! The data path of a stack, driven the way AWS drives it: an object is
+//! uploaded to the upload bucket, the S3 event the bucket's notification
+//! would send is delivered to the real `bootstrap` binary through a Lambda
+//! Runtime API server, configured exactly as the deployed function is
+//! (its environment variables and memory read back from Lambda), and the
+//! result is read back: the metadata item, the renditions, and the route each
+//! rendition's CDN path takes through the distribution to its bucket.
+//!
+//! Used by the end-to-end tests and by `demo` (which `./scripts/up` runs).
+
+use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, bail};
+use aws_sdk_dynamodb::types::AttributeValue;
+use imagestack_contract::Format;
+use imagestack_contract::table::{self, attr};
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, BufReader};
+
+use crate::lambda_runtime_api::{Outcome, RuntimeApi};
+
+/// How long one invocation may take before the test gives up on it.
+pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
+
+/// The `bootstrap` binary: `IMAGESTACK_BOOTSTRAP_BIN`, else next to the
+/// running executable's target directory (`cargo build --workspace --bins`
+/// builds it).
+pub fn bootstrap_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("IMAGESTACK_BOOTSTRAP_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("bootstrap"))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.is_file())
+        .cloned()
+        .with_context(|| {
+            format!(
+                "bootstrap binary not found at {candidates:?}: `cargo build -p imagestack-processor \
+                 --bin bootstrap` builds it (or set IMAGESTACK_BOOTSTRAP_BIN)"
+            )
+        })
+}
+
+/// An image from ../shared/images (or `IMAGESTACK_TEST_IMAGES`).
+pub fn shared_image(name: &str) -> Result<Vec<u8>> {
+    let dir = std::env::var("IMAGESTACK_TEST_IMAGES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| crate::repo_root().join("../shared/images"));
+    std::fs::read(dir.join(name)).with_context(|| format!("{}/{name}", dir.display()))
+}
+
+/// Encode a key as S3 does in event notifications: form encoding, UTF-8.
+pub fn s3_event_key(key: &str) -> String {
+    let mut out = String::new();
+    for b in key.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' | b'*' => {
+                out.push(b as char)
+            }
+            b' ' => out.push('+'),
+            other => out.push_str(&format!("%{other:02X}")),
+        }
+    }
+    out
+}
+
+/// An `ObjectCreated:Put` event as S3 delivers it.
+pub fn s3_event(region: &str, bucket: &str, key: &str, size: usize, etag: &str) -> Value {
+    json!({"Records": [{
+        "eventVersion": "2.1",
+        "eventSource": "aws:s3",
+        "awsRegion": region,
+        "eventTime": "2026-11-28T06:00:00.000Z",
+        "eventName": "ObjectCreated:Put",
+        "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
+        "requestParameters": {"sourceIPAddress": "127.0.0.1"},
+        "responseElements": {"x-amz-request-id": "C3D13FE58DE4C810", "x-amz-id-2": "FMyUVURIY8/IgAtTv8xRjskZQpcIZ9KG4V5Wp6S7S/JRWeUWerMUE5JgHvANOjpD"},
+        "s3": {
+            "s3SchemaVersion": "1.0",
+            "configurationId": "imagestack-upload",
+            "bucket": {"name": bucket, "ownerIdentity": {"principalId": "A3NL1KOZZKExample"}, "arn": format!("arn:aws:s3:::{bucket}")},
+            "object": {"key": s3_event_key(key), "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"}
+        }
+    }]})
+}
+
+/// Upload `body` under `key` and return the event S3 sends for it.
+pub async fn upload(
+    s3: &aws_sdk_s3::Client,
+    region: &str,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<Value> {
+    let size = body.len();
+    let put = s3
+        .put_object()
+        .bucket(bucket)
+        .key(key)
+        .body(body.into())
+        .send()
+        .await
+        .with_context(|| format!("upload s3://{bucket}/{key}"))?;
+    let etag = put
+        .e_tag()
+        .unwrap_or_default()
+        .trim_matches('"')
+        .to_string();
+    Ok(s3_event(region, bucket, key, size, &etag))
+}
+
+/// The function as a child process under a Runtime API; its stdout and
+/// stderr lines are collected.
+pub struct Function {
+    child: tokio::process::Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Function {
+    /// Start `bootstrap` with the Lambda runtime variables, `memory_mb` and
+    /// the function's own environment `vars`.
+    pub fn start<K: AsRef<OsStr>, V: AsRef<OsStr>>(
+        api: &RuntimeApi,
+        name: &str,
+        memory_mb: i32,
+        vars: &[(K, V)],
+    ) -> Result<Self> {
+        let mut cmd = tokio::process::Command::new(bootstrap_bin()?);
+        cmd.env("AWS_LAMBDA_RUNTIME_API", api.address())
+            .env("AWS_LAMBDA_FUNCTION_NAME", name)
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
+            .env("AWS_LAMBDA_LOG_GROUP_NAME", format!("/aws/lambda/{name}"))
+            .env("AWS_LAMBDA_LOG_STREAM_NAME", "local")
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true);
+        for (k, v) in vars {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().context("spawn bootstrap")?;
+        let collect = |lines: Arc<Mutex<Vec<String>>>,
+                       stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
+            tokio::spawn(async move {
+                let mut reader = BufReader::new(stream).lines();
+                while let Ok(Some(line)) = reader.next_line().await {
+                    if let Ok(mut l) = lines.lock() {
+                        l.push(line);
+                    }
+                }
+            });
+        };
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        collect(
+            Arc::clone(&stdout),
+            Box::new(child.stdout.take().context("stdout")?),
+        );
+        collect(
+            Arc::clone(&stderr),
+            Box::new(child.stderr.take().context("stderr")?),
+        );
+        Ok(Function {
+            child,
+            stdout,
+            stderr,
+        })
+    }
+
+    /// Start it configured as the deployed function.
+    pub fn start_as(api: &RuntimeApi, deployed: &Deployed) -> Result<Self> {
+        Self::start(api, &deployed.name, deployed.memory_mb, &deployed.env)
+    }
+
+    pub fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
+    pub fn logs(&self) -> String {
+        self.stderr.lock().map(|l| l.join("\n")).unwrap_or_default()
+    }
+
+    /// EMF documents printed so far.
+    pub fn emf(&self) -> Vec<Value> {
+        self.stdout()
+            .iter()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v.get("_aws").is_some())
+            .collect()
+    }
+
+    /// Wait for the process to exit.
+    pub async fn wait(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
+        Ok(tokio::time::timeout(timeout, self.child.wait()).await??)
+    }
+}
+
+/// Deliver `event` and return the function's response (an invocation error
+/// is an `Err` carrying the function's log).
+pub async fn invoke(api: &RuntimeApi, function: &Function, event: Value) -> Result<Value> {
+    match api.invoke(event, INVOKE_TIMEOUT).await {
+        Ok(Outcome::Response(v)) => Ok(v),
+        Ok(Outcome::Error(e)) => bail!("invocation failed: {e}\nlogs:\n{}", function.logs()),
+        Err(e) => bail!("{e}\nlogs:\n{}", function.logs()),
+    }
+}
+
+/// The deployed function's configuration, as Lambda would start it.
+#[derive(Debug, Clone)]
+pub struct Deployed {
+    pub name: String,
+    pub arn: String,
+    pub memory_mb: i32,
+    pub timeout_seconds: i32,
+    pub architecture: String,
+    pub env: Vec<(String, String)>,
+}
+
+impl Deployed {
+    /// One environment variable of the function.
+    pub fn var(&self, name: &str) -> Option<&str> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Read the function's configuration (`GetFunctionConfiguration`).
+pub async fn deployed_function(lambda: &aws_sdk_lambda::Client, name: &str) -> Result<Deployed> {
+    let c = lambda
+        .get_function_configuration()
+        .function_name(name)
+        .send()
+        .await
+        .with_context(|| format!("lambda:GetFunctionConfiguration {name}"))?;
+    let mut env: Vec<(String, String)> = c
+        .environment()
+        .and_then(|e| e.variables())
+        .map(|v| v.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        .unwrap_or_default();
+    env.sort();
+    Ok(Deployed {
+        name: name.to_string(),
+        arn: c.function_arn().unwrap_or_default().to_string(),
+        memory_mb: c.memory_size().unwrap_or(128),
+        timeout_seconds: c.timeout().unwrap_or(3),
+        architecture: c
+            .architectures()
+            .first()
+            .map(|a| a.as_str().to_string())
+            .unwrap_or_default(),
+        env,
+    })
+}
+
+/// Whether the bucket's notification configuration sends `ObjectCreated`
+/// events for `key` to `function_arn` (prefix/suffix filters applied as S3
+/// does: case-sensitive).
+pub async fn notification_routes(
+    s3: &aws_sdk_s3::Client,
+    bucket: &str,
+    key: &str,
+    function_arn: &str,
+) -> Result<bool> {
+    let cfg = s3
+        .get_bucket_notification_configuration()
+        .bucket(bucket)
+        .send()
+        .await
+        .with_context(|| format!("s3:GetBucketNotificationConfiguration {bucket}"))?;
+    Ok(cfg.lambda_function_configurations().iter().any(|c| {
+        let created = c
+            .events()
+            .iter()
+            .any(|e| e.as_str().starts_with("s3:ObjectCreated:"));
+        let rules = c
+            .filter()
+            .and_then(|f| f.key())
+            .map(|k| k.filter_rules())
+            .unwrap_or_default();
+        let filtered = rules.iter().all(|r| {
+            let value = r.value().unwrap_or_default();
+            match r.name().map(|n| n.as_str().to_ascii_lowercase()).as_deref() {
+                Some("prefix") => key.starts_with(value),
+                Some("suffix") => key.ends_with(value),
+                _ => false,
+            }
+        });
+        c.lambda_function_arn() == function_arn && created && filtered
+    }))
+}
+
+/// The metadata item of `image_id` (consistent read).
+pub async fn item(
+    ddb: &aws_sdk_dynamodb::Client,
+    table_name: &str,
+    image_id: &str,
+) -> Result<HashMap<String, AttributeValue>> {
+    ddb.get_item()
+        .table_name(table_name)
+        .key(table::HASH_KEY, AttributeValue::S(image_id.to_string()))
+        .consistent_read(true)
+        .send()
+        .await
+        .with_context(|| format!("dynamodb:GetItem {table_name} {image_id}"))?
+        .item
+        .with_context(|| format!("no metadata item {image_id} in {table_name}"))
+}
+
+/// A string or number attribute as text.
+pub fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    match item.get(name)? {
+        AttributeValue::S(v) | AttributeValue::N(v) => Some(v.clone()),
+        _ => None,
+    }
+}
+
+/// One rendition as the metadata item records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rendition {
+    pub format: Format,
+    pub bucket: String,
+    pub key: String,
+    pub size: u64,
+    pub cdn_path: String,
+}
+
+/// The renditions recorded under `formats` in a completed item.
+pub fn renditions(item: &HashMap<String, AttributeValue>) -> Result<Vec<Rendition>> {
+    let Some(AttributeValue::M(formats)) = item.get(attr::FORMATS) else {
+        bail!("item has no {} map: {item:?}", attr::FORMATS);
+    };
+    let mut out = Vec::new();
+    for f in Format::ALL {
+        let Some(AttributeValue::M(r)) = formats.get(f.as_str()) else {
+            continue;
+        };
+        let field = |name: &str| text(r, name).with_context(|| format!("formats.{f}.{name}"));
+        out.push(Rendition {
+            format: f,
+            bucket: field(attr::BUCKET)?,
+            key: field(attr::KEY)?,
+            size: field(attr::SIZE)?.parse()?,
+            cdn_path: field(attr::CDN_PATH)?,
+        });
+    }
+    Ok(out)
+}
+
+/// Where a viewer request for `path` goes: the first cache behaviour whose
+/// path pattern matches (else the default), its origin, and that origin's
+/// S3 bucket and object key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CdnRoute {
+    pub path_pattern: String,
+    pub origin_id: String,
+    pub origin_domain: String,
+    pub bucket: String,
+    pub key: String,
+    pub uses_origin_access_control: bool,
+}
+
+/// CloudFront path-pattern matching: `*` any run of characters, `?` one;
+/// case-sensitive; a pattern without a leading `/` is matched as if it had one.
+pub fn path_matches(pattern: &str, path: &str) -> bool {
+    fn go(p: &[u8], s: &[u8]) -> bool {
+        match (p.first(), s.first()) {
+            (None, None) => true,
+            (Some(b'*'), _) => go(&p[1..], s) || (!s.is_empty() && go(p, &s[1..])),
+            (Some(b'?'), Some(_)) => go(&p[1..], &s[1..]),
+            (Some(a), Some(b)) if a == b => go(&p[1..], &s[1..]),
+            _ => false,
+        }
+    }
+    let pattern = if pattern.starts_with('/') {
+        pattern.to_string()
+    } else {
+        format!("/{pattern}")
+    };
+    go(pattern.as_bytes(), path.as_bytes())
+}
+
+/// Resolve `path` through the distribution's configuration.
+pub async fn resolve_cdn_path(
+    cf: &aws_sdk_cloudfront::Client,
+    distribution_id: &str,
+    path: &str,
+) -> Result<CdnRoute> {
+    let cfg = cf
+        .get_distribution_config()
+        .id(distribution_id)
+        .send()
+        .await
+        .with_context(|| format!("cloudfront:GetDistributionConfig {distribution_id}"))?
+        .distribution_config
+        .context("no distribution config")?;
+    let (pattern, origin_id) = cfg
+        .cache_behaviors()
+        .map(|b| b.items())
+        .unwrap_or_default()
+        .iter()
+        .find(|b| path_matches(b.path_pattern(), path))
+        .map(|b| {
+            (
+                b.path_pattern().to_string(),
+                b.target_origin_id().to_string(),
+            )
+        })
+        .or_else(|| {
+            cfg.default_cache_behavior()
+                .map(|d| ("(default)".to_string(), d.target_origin_id().to_string()))
+        })
+        .context("distribution has no behaviour for the path")?;
+    let origin = cfg
+        .origins()
+        .map(|o| o.items())
+        .unwrap_or_default()
+        .iter()
+        .find(|o| o.id() == origin_id)
+        .with_context(|| format!("behaviour {pattern} targets unknown origin {origin_id}"))?;
+    let domain = origin.domain_name().to_string();
+    let bucket = domain
+        .split_once(".s3.")
+        .or_else(|| domain.split_once(".s3-"))
+        .map(|(b, _)| b.to_string())
+        .with_context(|| format!("origin {origin_id} ({domain}) is not an S3 bucket"))?;
+    let prefix = origin.origin_path().unwrap_or_default().trim_matches('/');
+    let rest = path.trim_start_matches('/');
+    let key = if prefix.is_empty() {
+        rest.to_string()
+    } else {
+        format!("{prefix}/{rest}")
+    };
+    Ok(CdnRoute {
+        path_pattern: pattern,
+        origin_id,
+        origin_domain: domain,
+        bucket,
+        key,
+        uses_origin_access_control: origin
+            .origin_access_control_id()
+            .is_some_and(|id| !id.is_empty()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cloudfront_path_patterns() {
+        assert!(path_matches("/webp/*", "/webp/a-1.webp"));
+        assert!(path_matches("webp/*", "/webp/a-1.webp"));
+        assert!(!path_matches("/webp/*", "/jpeg/a-1.jpg"));
+        assert!(!path_matches("/webp/*", "/WEBP/a.webp"));
+        assert!(path_matches("/*.jp?g", "/x/y.jpeg"));
+        assert!(!path_matches("/*.jp?g", "/x/y.jpg"));
+    }
+
+    #[test]
+    fn event_keys_are_form_encoded() {
+        assert_eq!(s3_event_key("a b+c/é.jpg"), "a+b%2Bc/%C3%A9.jpg");
+    }
+}

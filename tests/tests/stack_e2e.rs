@@ -1,0 +1,297 @@
+//! The whole seed system end to end: a real API server (KUBECONFIG), the AWS
+//! emulator (AWS_ENDPOINT_URL), the operator binary as a process, and the
+//! processor's `bootstrap` binary under a Lambda Runtime API, configured as
+//! the function the operator deployed (environment and memory read back from
+//! Lambda). An upload goes through the bucket notification's routing, the
+//! processor, the metadata table, and every CDN path the item records is
+//! resolved through the distribution's behaviours to an object that exists in
+//! a bucket whose policy lets this distribution (and nobody else) read it.
+
+use std::time::Duration;
+
+use anyhow::{Context as _, Result, ensure};
+use imagestack_contract::{Format, env};
+use imagestack_operator::api::ImageOptimizationStack;
+use imagestack_operator::api::StackOutputs;
+use kube::api::{Api, Patch, PatchParams};
+use serde_json::{Value, json};
+use tests::lambda_runtime_api::RuntimeApi;
+use tests::pipeline::{
+    self, Deployed, Function, Rendition, deployed_function, invoke, notification_routes,
+    renditions, resolve_cdn_path, shared_image, text,
+};
+use tests::*;
+
+const READY_TIMEOUT: Duration = Duration::from_secs(120);
+
+struct Clients {
+    s3: aws_sdk_s3::Client,
+    ddb: aws_sdk_dynamodb::Client,
+    lambda: aws_sdk_lambda::Client,
+    cf: aws_sdk_cloudfront::Client,
+    region: String,
+}
+
+async fn clients() -> Clients {
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let (s3, ddb, _) = aws().await;
+    Clients {
+        s3,
+        ddb,
+        lambda: aws_sdk_lambda::Client::new(&cfg),
+        cf: aws_sdk_cloudfront::Client::new(&cfg),
+        region: cfg
+            .region()
+            .map(|r| r.to_string())
+            .unwrap_or_else(|| "us-east-1".into()),
+    }
+}
+
+/// Upload `body` as `key`, check the notification routes it to the function,
+/// deliver the event to `function` and return the completed item's renditions.
+async fn process(
+    c: &Clients,
+    api: &RuntimeApi,
+    function: &Function,
+    deployed: &Deployed,
+    upload_bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+) -> Result<(String, Vec<Rendition>)> {
+    ensure!(
+        notification_routes(&c.s3, upload_bucket, key, &deployed.arn).await?,
+        "the upload bucket's notification does not send {key:?} to {}",
+        deployed.arn
+    );
+    let event = pipeline::upload(&c.s3, &c.region, upload_bucket, key, body).await?;
+    let response = invoke(api, function, event).await?;
+    let record = &response["records"][0];
+    ensure!(record["status"] == "completed", "{response}");
+    let image_id = record["image_id"].as_str().context("image_id")?.to_string();
+    let table = deployed
+        .var(env::METADATA_TABLE)
+        .context("function has no table variable")?;
+    let item = pipeline::item(&c.ddb, table, &image_id).await?;
+    ensure!(
+        text(&item, imagestack_contract::table::attr::CONVERSION_STATUS).as_deref()
+            == Some("completed"),
+        "{item:?}"
+    );
+    Ok((image_id, renditions(&item)?))
+}
+
+/// Does the bucket policy give this distribution `s3:GetObject` on `key`?
+fn policy_grants_cloudfront(policy: &Value, bucket: &str, key: &str, dist_arn: &str) -> bool {
+    let object = format!("arn:aws:s3:::{bucket}/{key}");
+    let list = |v: &Value| -> Vec<String> {
+        match v {
+            Value::String(s) => vec![s.clone()],
+            Value::Array(a) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            _ => vec![],
+        }
+    };
+    policy["Statement"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|st| {
+            st["Effect"] == "Allow"
+                && list(&st["Principal"]["Service"]).contains(&"cloudfront.amazonaws.com".into())
+                && list(&st["Action"]).contains(&"s3:GetObject".into())
+                && list(&st["Resource"])
+                    .iter()
+                    .any(|r| pipeline::path_matches(&format!("/{r}"), &format!("/{object}")))
+                && list(&st["Condition"]["StringEquals"]["AWS:SourceArn"])
+                    .contains(&dist_arn.to_string())
+        })
+}
+
+/// Every recorded rendition is reachable through the CDN path the item records.
+async fn assert_served_by_cdn(
+    c: &Clients,
+    out: &StackOutputs,
+    renditions: &[Rendition],
+) -> Result<()> {
+    let dist_id = out.distribution_id.as_deref().context("distributionId")?;
+    let dist =
+        c.cf.get_distribution()
+            .id(dist_id)
+            .send()
+            .await?
+            .distribution
+            .context("distribution")?;
+    for r in renditions {
+        let route = resolve_cdn_path(&c.cf, dist_id, &r.cdn_path).await?;
+        ensure!(
+            (route.bucket.as_str(), route.key.as_str()) == (r.bucket.as_str(), r.key.as_str()),
+            "{}: CDN path {} routes to s3://{}/{} (behaviour {}), the item says s3://{}/{}",
+            r.format,
+            r.cdn_path,
+            route.bucket,
+            route.key,
+            route.path_pattern,
+            r.bucket,
+            r.key
+        );
+        ensure!(
+            route.path_pattern == r.format.cdn_path_pattern(),
+            "{}: routed by {}",
+            r.format,
+            route.path_pattern
+        );
+        ensure!(
+            route.uses_origin_access_control,
+            "{}: origin without OAC",
+            r.format
+        );
+        let head =
+            c.s3.head_object()
+                .bucket(&route.bucket)
+                .key(&route.key)
+                .send()
+                .await
+                .with_context(|| format!("{}: s3://{}/{}", r.format, route.bucket, route.key))?;
+        ensure!(
+            head.content_length() == Some(r.size as i64),
+            "{} size",
+            r.format
+        );
+        ensure!(head.content_type() == Some(r.format.content_type()));
+        let policy =
+            c.s3.get_bucket_policy()
+                .bucket(&route.bucket)
+                .send()
+                .await?;
+        let policy: Value = serde_json::from_str(policy.policy().unwrap_or("{}"))?;
+        ensure!(
+            policy_grants_cloudfront(&policy, &route.bucket, &route.key, dist.arn()),
+            "{}: bucket policy does not let {} read {}: {policy}",
+            r.format,
+            dist.arn(),
+            route.key
+        );
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()> {
+    require_env();
+    let client = kube_client().await?;
+    install_crd(&client).await?;
+    let ns = unique("stack");
+    ensure_namespace(&client, &ns).await?;
+    let op = Operator::start(&ns, "2s", &[])?;
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(&ns, "photos", "environment: dev")),
+    )?;
+    ensure!(ok, "{err}");
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
+    let s = wait_ready(&api, "photos", READY_TIMEOUT)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}\n{}", op.log_text()))?;
+    let out = s.status.and_then(|s| s.outputs).context("outputs")?;
+    let upload_bucket = out.upload_bucket.clone().context("uploadBucket")?;
+    let function_name = out.function_name.clone().context("functionName")?;
+    let c = clients().await;
+
+    // The function as deployed: the contract's variables, pointing at this stack.
+    let deployed = deployed_function(&c.lambda, &function_name).await?;
+    assert_eq!(deployed.memory_mb, 1024);
+    assert_eq!(
+        deployed.var(env::UPLOAD_BUCKET),
+        Some(upload_bucket.as_str())
+    );
+    assert_eq!(deployed.var(env::METADATA_TABLE), out.table_name.as_deref());
+    for (f, bucket) in [
+        (env::WEBP_BUCKET, &out.webp_bucket),
+        (env::JPEG_BUCKET, &out.jpeg_bucket),
+        (env::PNG_BUCKET, &out.png_bucket),
+    ] {
+        assert_eq!(deployed.var(f), bucket.as_deref(), "{f}");
+    }
+    assert_eq!(deployed.var(env::JPEG_QUALITY), Some("85"));
+
+    // S3 would not invoke for other files.
+    assert!(!notification_routes(&c.s3, &upload_bucket, "notes/readme.txt", &deployed.arn).await?);
+
+    let runtime = RuntimeApi::start().await?;
+    let function = Function::start_as(&runtime, &deployed)?;
+    let coffee = shared_image("skimage_coffee.png")?;
+    // Upper-case suffix: the seed's notification filter missed these.
+    let (_, first) = process(
+        &c,
+        &runtime,
+        &function,
+        &deployed,
+        &upload_bucket,
+        "photos/Morning Coffee.PNG",
+        coffee.clone(),
+    )
+    .await?;
+    assert_eq!(
+        first.iter().map(|r| r.format).collect::<Vec<_>>(),
+        Format::ALL.to_vec()
+    );
+    assert_served_by_cdn(&c, &out, &first).await?;
+    let alpha = shared_image("jxltest_riaphotographs_alpha_500.png")?;
+    let (_, transparent) = process(
+        &c,
+        &runtime,
+        &function,
+        &deployed,
+        &upload_bucket,
+        "photos/cut-out.png",
+        alpha,
+    )
+    .await?;
+    assert_served_by_cdn(&c, &out, &transparent).await?;
+    drop(function);
+
+    // A spec change reaches the function, and the next upload uses it.
+    api.patch(
+        "photos",
+        &PatchParams::default(),
+        &Patch::Merge(json!({"spec": {"processor": {"memoryMb": 2048, "quality": {"jpeg": 40}}}})),
+    )
+    .await?;
+    let updated = poll(READY_TIMEOUT, || async {
+        let d = deployed_function(&c.lambda, &function_name).await.ok()?;
+        (d.memory_mb == 2048 && d.var(env::JPEG_QUALITY) == Some("40")).then_some(d)
+    })
+    .await
+    .map_err(|e| anyhow::anyhow!("function not updated: {e}\n{}", op.log_text()))?;
+    let s = wait_ready(&api, "photos", READY_TIMEOUT).await?;
+    assert_eq!(
+        s.status.and_then(|s| s.observed_generation),
+        s.metadata.generation
+    );
+    let function = Function::start_as(&runtime, &updated)?;
+    let (_, second) = process(
+        &c,
+        &runtime,
+        &function,
+        &updated,
+        &upload_bucket,
+        "photos/Morning Coffee (q40).png",
+        coffee,
+    )
+    .await?;
+    assert_served_by_cdn(&c, &out, &second).await?;
+    let jpeg = |rs: &[Rendition]| rs.iter().find(|r| r.format == Format::Jpeg).map(|r| r.size);
+    let (before, after) = (jpeg(&first), jpeg(&second));
+    assert!(
+        after.zip(before).is_some_and(|(a, b)| a * 10 < b * 8),
+        "JPEG at quality 40 ({after:?} bytes) is not clearly smaller than at 85 ({before:?})"
+    );
+    // WebP quality did not change: the same source gives the same WebP bytes.
+    let webp = |rs: &[Rendition]| rs.iter().find(|r| r.format == Format::Webp).map(|r| r.size);
+    assert_eq!(webp(&first), webp(&second));
+    Ok(())
+}
