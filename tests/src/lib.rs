@@ -171,7 +171,9 @@ impl Operator {
         let port = free_port()?;
         let log_dir = repo_root().join(".run/test-logs");
         std::fs::create_dir_all(&log_dir)?;
-        let log = log_dir.join(format!("operator-{namespace}-{port}.log"));
+        static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let run = RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log = log_dir.join(format!("operator-{namespace}-{run:03}-{port}.log"));
         let file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(operator_bin()?);
         cmd.args([
@@ -210,6 +212,11 @@ impl Operator {
             async move { r }
         })
         .await
+    }
+
+    /// The exit status if the process has exited (does not wait).
+    pub fn try_exit(&mut self) -> Option<std::process::ExitStatus> {
+        self.child.try_wait().ok().flatten()
     }
 
     /// Process id.

@@ -467,8 +467,20 @@ async fn delete_policy_retain_keeps_aws_resources() {
 
 /// Kill the operator right after its Nth AWS write, restart it, and check it
 /// converges to exactly one of everything.
+/// How a run of the operator with the crash hook at one write ended.
+enum Step {
+    /// It aborted right after an AWS write.
+    Crashed,
+    /// The stack is Ready for the current generation and nothing was left to write.
+    Ready,
+}
+
+/// A crash after every single AWS write of the whole creation: the operator is
+/// started with the hook at one write, again and again, each run picking up
+/// where the killed one left off, until a run finds nothing left to write and
+/// reports Ready. Then there is exactly one of everything.
 #[tokio::test]
-async fn killed_mid_reconcile_converges_without_duplicates() {
+async fn killed_after_every_write_converges_without_duplicates() {
     let (client, ns) = setup().await;
     let (ok, _, err) = kubectl(
         &["apply", "-f", "-"],
@@ -476,20 +488,45 @@ async fn killed_mid_reconcile_converges_without_duplicates() {
     )
     .unwrap();
     assert!(ok, "{err}");
-    for n in ["1", "3", "7"] {
-        let mut op = Operator::start(&ns, "2s", &[("IMAGESTACK_CRASH_AFTER_WRITES", n)]).unwrap();
-        let status = op.wait_exit(Duration::from_secs(60)).await;
-        assert!(
-            status.is_ok(),
-            "operator with crash hook {n} did not exit:\n{}",
-            op.log_text()
-        );
-        assert!(
-            op.log_text().contains("crash-safety test hook"),
-            "{}",
-            op.log_text()
-        );
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
+    let mut crashes = 0;
+    loop {
+        let mut op = Operator::start(&ns, "2s", &[("IMAGESTACK_CRASH_AFTER_WRITES", "1")]).unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        let step = loop {
+            if op.try_exit().is_some() {
+                break Step::Crashed;
+            }
+            if let Ok(s) = api.get("crash").await
+                && condition(&s, "Ready").is_some_and(|c| {
+                    c.status == "True" && c.observed_generation == s.metadata.generation
+                })
+            {
+                break Step::Ready;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "run {crashes}: neither crashed nor Ready within 60 s:\n{}",
+                op.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        };
+        match step {
+            Step::Crashed => {
+                assert!(
+                    op.log_text().contains("crash-safety test hook"),
+                    "run {crashes} exited without the hook:\n{}",
+                    op.log_text()
+                );
+                crashes += 1;
+                assert!(crashes < 200, "still writing after 200 crashes");
+            }
+            Step::Ready => break,
+        }
     }
+    // Every component of the creation made at least one write, most several.
+    assert!(crashes >= 12, "only {crashes} writes before Ready");
+    println!("creation survived a crash after each of its {crashes} AWS writes");
     let _op = Operator::start(&ns, "2s", &[]).unwrap();
     let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
     let s = wait_ready(&api, "crash", READY_TIMEOUT).await.unwrap();
@@ -533,4 +570,58 @@ async fn killed_mid_reconcile_converges_without_duplicates() {
         .await
         .unwrap();
     assert_eq!(policies.policy_names().len(), 1);
+
+    // Delivery: one distribution and one origin access control naming the stack,
+    // one invoke permission statement, one set of upload notifications.
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let cf = aws_sdk_cloudfront::Client::new(&cfg);
+    let comment = format!("imagestack {owner} (dev)");
+    let dists = cf.list_distributions().send().await.unwrap();
+    let ours: Vec<&str> = dists
+        .distribution_list()
+        .map(|l| l.items())
+        .unwrap_or_default()
+        .iter()
+        .filter(|d| d.comment() == comment)
+        .map(|d| d.id())
+        .collect();
+    assert_eq!(
+        ours,
+        [out.distribution_id.as_deref().unwrap()],
+        "distributions"
+    );
+    let oacs = cf.list_origin_access_controls().send().await.unwrap();
+    let description = format!("imagestack {owner}");
+    let n_oac = oacs
+        .origin_access_control_list()
+        .map(|l| l.items())
+        .unwrap_or_default()
+        .iter()
+        .filter(|o| o.description() == description)
+        .count();
+    assert_eq!(n_oac, 1, "origin access controls");
+    let lambda = aws_sdk_lambda::Client::new(&cfg);
+    let function = out.function_name.as_deref().unwrap();
+    let policy = lambda
+        .get_policy()
+        .function_name(function)
+        .send()
+        .await
+        .unwrap();
+    let policy: serde_json::Value = serde_json::from_str(policy.policy().unwrap()).unwrap();
+    assert_eq!(
+        policy["Statement"].as_array().map(Vec::len),
+        Some(1),
+        "{policy}"
+    );
+    let notifications = s3
+        .get_bucket_notification_configuration()
+        .bucket(out.upload_bucket.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    // One configuration per suffix, in lower and upper case.
+    assert_eq!(notifications.lambda_function_configurations().len(), 8);
 }

@@ -320,21 +320,26 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunctio
         Err(e) if code_of(&e) == Some("ResourceNotFoundException") => None,
         Err(e) => return Err(Error::aws("lambda:GetFunctionEventInvokeConfig", e)),
     };
-    let group = log_group(name);
+    o.log_retention = log_group_retention(ctx, &log_group(name)).await?;
+    Ok(Some(o))
+}
+
+/// The log group's retention: `None` when the group does not exist,
+/// `Some(None)` when it never expires.
+async fn log_group_retention(ctx: &Ctx<'_>, group: &str) -> Result<Option<Option<i32>>> {
     let groups = ctx
         .aws
         .logs
         .describe_log_groups()
-        .log_group_name_prefix(&group)
+        .log_group_name_prefix(group)
         .send()
         .await
         .map_err(|e| Error::aws("logs:DescribeLogGroups", e))?;
-    o.log_retention = groups
+    Ok(groups
         .log_groups()
         .iter()
-        .find(|g| g.log_group_name() == Some(group.as_str()))
-        .map(|g| g.retention_in_days());
-    Ok(Some(o))
+        .find(|g| g.log_group_name() == Some(group))
+        .map(|g| g.retention_in_days()))
 }
 
 fn progressing(reason: &str, message: impl Into<String>) -> State {
@@ -486,7 +491,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
                 report.changes.push(change);
             }
             Field::LogGroup => {
-                ensure_log_group(ctx, d, o.log_retention.is_some()).await?;
+                ensure_log_group(ctx, d).await?;
                 report.changes.push(change);
             }
             Field::InvokeConfig => {
@@ -507,7 +512,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
 }
 
 async fn create(ctx: &Ctx<'_>, d: &DesiredFunction, bytes: Option<Vec<u8>>) -> Result<()> {
-    ensure_log_group(ctx, d, false).await?;
+    ensure_log_group(ctx, d).await?;
     let res = ctx
         .aws
         .lambda
@@ -557,10 +562,14 @@ async fn create(ctx: &Ctx<'_>, d: &DesiredFunction, bytes: Option<Vec<u8>>) -> R
     }
 }
 
-async fn ensure_log_group(ctx: &Ctx<'_>, d: &DesiredFunction, exists: bool) -> Result<()> {
+/// Create the log group when missing and set its retention when it differs.
+/// Reads first: the function's create path runs again after a crash between
+/// the log group and the function, and must not repeat writes already made.
+async fn ensure_log_group(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<()> {
     let group = log_group(&d.name);
     let logs = &ctx.aws.logs;
-    if !exists {
+    let current = log_group_retention(ctx, &group).await?;
+    if current.is_none() {
         match logs
             .create_log_group()
             .log_group_name(&group)
@@ -573,12 +582,14 @@ async fn ensure_log_group(ctx: &Ctx<'_>, d: &DesiredFunction, exists: bool) -> R
             Err(e) => return Err(Error::aws("logs:CreateLogGroup", e)),
         }
     }
-    logs.put_retention_policy()
-        .log_group_name(&group)
-        .retention_in_days(d.log_retention_days)
-        .send()
-        .await
-        .map_err(|e| Error::aws("logs:PutRetentionPolicy", e))?;
+    if current.flatten() != Some(d.log_retention_days) {
+        logs.put_retention_policy()
+            .log_group_name(&group)
+            .retention_in_days(d.log_retention_days)
+            .send()
+            .await
+            .map_err(|e| Error::aws("logs:PutRetentionPolicy", e))?;
+    }
     Ok(())
 }
 
