@@ -64,6 +64,7 @@ impl CallStats {
             *m.entry(key).or_default() += 1;
         }
         if is_mutating(operation) {
+            tracing::debug!(service, operation, ok, "AWS write");
             let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
             if ok
                 && let Some(limit) = self.crash_after_writes

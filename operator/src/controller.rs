@@ -757,7 +757,8 @@ async fn cleanup(
                 message,
             });
         };
-    // Reverse dependency order: notifications, permission, function, role, table, then the buckets.
+    // Reverse dependency order: notifications, permission, function, role, table, dashboard,
+    // distribution, origin access control, then the buckets.
     let r = components::notification::delete(&cctx, &desired.notification).await;
     note(
         "upload-notifications",
@@ -820,8 +821,10 @@ async fn cleanup(
         &mut statuses,
     );
     let oac = components::origin_access::desired(&desired.id);
+    let mut cdn_gone = false;
     if distribution_gone {
         let r = components::origin_access::delete(&cctx, &oac).await;
+        cdn_gone = matches!(r, Ok(Deletion::Gone));
         note(
             components::origin_access::COMPONENT,
             &oac.name,
@@ -838,8 +841,15 @@ async fn cleanup(
             &mut statuses,
         );
     }
+    // The buckets (the data, and what the distribution reads from) go last.
     for b in desired.buckets.iter().rev() {
-        let r = components::bucket::delete(&cctx, b, desired.empty_buckets_on_delete).await;
+        let r = if cdn_gone {
+            components::bucket::delete(&cctx, b, desired.empty_buckets_on_delete).await
+        } else {
+            Ok(Deletion::InProgress(
+                "waiting for the distribution and its origin access control to be deleted".into(),
+            ))
+        };
         note(&b.component, &b.arn(), r, &mut statuses);
     }
     statuses.reverse();

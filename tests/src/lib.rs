@@ -236,6 +236,18 @@ impl Operator {
             .ok()
     }
 
+    /// User + system CPU seconds the process has used so far (/proc), Linux only.
+    pub fn cpu_seconds(&self) -> Option<f64> {
+        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).ok()?;
+        // Fields after the command name (which is in parentheses and may contain spaces).
+        let rest = stat.rsplit_once(')')?.1;
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // utime and stime are fields 14 and 15 of the whole line: 12 and 13 after the name.
+        let ticks: f64 =
+            fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+        Some(ticks / 100.0)
+    }
+
     /// Kill the process (SIGKILL) and reap it.
     pub fn kill(&mut self) {
         let _ = self.child.kill();
@@ -273,7 +285,7 @@ impl Operator {
                     .is_some_and(imagestack_operator::aws::is_mutating)
             })
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum())
+            .fold(0.0, |a, b| a + b))
     }
 }
 

@@ -186,7 +186,12 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     install_crd(&client).await?;
     let ns = unique("stack");
     ensure_namespace(&client, &ns).await?;
-    let op = Operator::start(&ns, "2s", &[])?;
+    // AWS writes logged at debug: the deletion order is read from the log.
+    let op = Operator::start(
+        &ns,
+        "2s",
+        &[("RUST_LOG", "info,imagestack_operator::aws=debug")],
+    )?;
     let (ok, _, err) = kubectl(
         &["apply", "-f", "-"],
         Some(&manifest(&ns, "photos", "environment: dev")),
@@ -293,5 +298,119 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     // WebP quality did not change: the same source gives the same WebP bytes.
     let webp = |rs: &[Rendition]| rs.iter().find(|r| r.format == Format::Webp).map(|r| r.size);
     assert_eq!(webp(&first), webp(&second));
+    drop(function);
+
+    // Delete (policy Delete, buckets emptied): everything goes, in dependency order.
+    api.patch(
+        "photos",
+        &PatchParams::default(),
+        &Patch::Merge(
+            json!({"spec": {"deletionPolicy": "Delete", "buckets": {"emptyOnDelete": true}}}),
+        ),
+    )
+    .await?;
+    let s = wait_ready(&api, "photos", READY_TIMEOUT).await?;
+    ensure!(s.status.and_then(|s| s.observed_generation) == s.metadata.generation);
+    let log_before = op.log_text().len();
+    api.delete("photos", &Default::default()).await?;
+    poll(Duration::from_secs(180), || async {
+        matches!(api.get_opt("photos").await, Ok(None)).then_some(())
+    })
+    .await
+    .map_err(|e| {
+        anyhow::anyhow!(
+            "stack not deleted (finalizer kept?): {e}\n{}",
+            op.log_text()
+        )
+    })?;
+    let writes = aws_writes(&op.log_text()[log_before..]);
+    let first = |operation: &str| {
+        writes
+            .iter()
+            .position(|w| w == operation)
+            .with_context(|| format!("no {operation} during deletion: {writes:?}"))
+    };
+    let order = [
+        "PutBucketNotificationConfiguration",
+        "RemovePermission",
+        "DeleteFunction",
+        "DeleteRole",
+    ];
+    for pair in order.windows(2) {
+        ensure!(
+            first(pair[0])? < first(pair[1])?,
+            "{pair:?} out of order: {writes:?}"
+        );
+    }
+    // The distribution is disabled, then deleted, then its origin access control; the
+    // buckets it reads from go last.
+    ensure!(
+        first("UpdateDistribution")? < first("DeleteDistribution")?,
+        "{writes:?}"
+    );
+    ensure!(
+        first("DeleteDistribution")? < first("DeleteOriginAccessControl")?,
+        "{writes:?}"
+    );
+    ensure!(
+        first("DeleteOriginAccessControl")? < first("DeleteBucket")?,
+        "{writes:?}"
+    );
+    ensure!(first("DeleteTable")? < first("DeleteBucket")?, "{writes:?}");
+    ensure!(
+        writes.iter().filter(|w| *w == "DeleteBucket").count() == 4,
+        "{writes:?}"
+    );
+    first("DeleteDashboards")?;
+
+    // And nothing is left on AWS.
+    for b in [
+        &out.upload_bucket,
+        &out.webp_bucket,
+        &out.jpeg_bucket,
+        &out.png_bucket,
+    ] {
+        let b = b.as_deref().context("bucket output")?;
+        ensure!(
+            c.s3.head_bucket().bucket(b).send().await.is_err(),
+            "bucket {b} still exists"
+        );
+    }
+    ensure!(
+        c.ddb
+            .describe_table()
+            .table_name(out.table_name.as_deref().unwrap_or_default())
+            .send()
+            .await
+            .is_err(),
+        "table still exists"
+    );
+    ensure!(
+        c.lambda
+            .get_function()
+            .function_name(&function_name)
+            .send()
+            .await
+            .is_err(),
+        "function still exists"
+    );
+    ensure!(
+        c.cf.get_distribution()
+            .id(out.distribution_id.as_deref().unwrap_or_default())
+            .send()
+            .await
+            .is_err(),
+        "distribution still exists"
+    );
     Ok(())
+}
+
+/// The successful AWS writes in an operator log (JSON lines, debug level for
+/// `imagestack_operator::aws`), in order.
+fn aws_writes(log: &str) -> Vec<String> {
+    log.lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| v["message"] == "AWS write" && v["ok"] == true)
+        .filter_map(|v| v["operation"].as_str().map(str::to_string))
+        .collect()
 }

@@ -7,8 +7,10 @@
 //! the next pass continues once the function is `Successful` again — no
 //! sleeping in the worker.
 
-use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{LazyLock, Mutex};
+use std::time::SystemTime;
 
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
@@ -111,32 +113,55 @@ pub fn normalize_sha256(s: &str) -> String {
     s.to_string()
 }
 
-/// The artifact's bytes and hash.
-pub struct Artifact {
-    pub bytes: Option<Vec<u8>>,
-    pub sha256: Option<String>,
+/// Hashes of artifact zips by path, with the size and modification time they
+/// were computed for: a steady-state reconcile does not read the zip again.
+type HashCache = HashMap<PathBuf, (u64, Option<SystemTime>, String)>;
+static ZIP_HASHES: LazyLock<Mutex<HashCache>> = LazyLock::new(Default::default);
+
+fn read_zip(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(|e| {
+        Error::Config(format!(
+            "processor artifact {} cannot be read ({e}); build it with processor/scripts/build-artifact.sh \
+             (or scripts/dev-artifacts.sh) or set --processor-artifact-dir / spec.processor.code.s3",
+            path.display()
+        ))
+    })
 }
 
-/// Load the code: the zip from disk (with its hash), or just the expected hash for S3 code.
-pub fn load_artifact(code: &CodeSource) -> Result<Artifact> {
+/// The `CodeSha256` the function should have: the zip's (hashed once per
+/// file version) or the one given with S3 code (`None` when not given).
+pub fn expected_sha256(code: &CodeSource) -> Result<Option<String>> {
     match code {
         CodeSource::Zip { path } => {
-            let bytes = std::fs::read(path).map_err(|e| {
+            let meta = std::fs::metadata(path).map_err(|e| {
                 Error::Config(format!(
-                    "processor artifact {} cannot be read ({e}); build it with processor/scripts/build-artifacts.sh or set --processor-artifact-dir / spec.processor.code.s3",
+                    "processor artifact {} cannot be read ({e}); build it with processor/scripts/build-artifact.sh \
+                     (or scripts/dev-artifacts.sh) or set --processor-artifact-dir / spec.processor.code.s3",
                     path.display()
                 ))
             })?;
-            let sha = code_sha256(&bytes);
-            Ok(Artifact {
-                bytes: Some(bytes),
-                sha256: Some(sha),
-            })
+            let version = (meta.len(), meta.modified().ok());
+            if let Ok(cache) = ZIP_HASHES.lock()
+                && let Some((len, modified, sha)) = cache.get(path)
+                && (*len, *modified) == version
+            {
+                return Ok(Some(sha.clone()));
+            }
+            let sha = code_sha256(&read_zip(path)?);
+            if let Ok(mut cache) = ZIP_HASHES.lock() {
+                cache.insert(path.clone(), (version.0, version.1, sha.clone()));
+            }
+            Ok(Some(sha))
         }
-        CodeSource::S3 { sha256, .. } => Ok(Artifact {
-            bytes: None,
-            sha256: sha256.as_deref().map(normalize_sha256),
-        }),
+        CodeSource::S3 { sha256, .. } => Ok(sha256.as_deref().map(normalize_sha256)),
+    }
+}
+
+/// The zip's bytes, read when code is uploaded (`None` for S3 code).
+fn code_bytes(code: &CodeSource) -> Result<Option<Vec<u8>>> {
+    match code {
+        CodeSource::Zip { path } => read_zip(path).map(Some),
+        CodeSource::S3 { .. } => Ok(None),
     }
 }
 
@@ -376,7 +401,7 @@ fn code_of_source(code: &CodeSource, bytes: Option<Vec<u8>>) -> FunctionCode {
 /// Create the function if missing; otherwise repair what differs, one Lambda update per pass.
 pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
     let mut report = Report::ready("processor-function", d.arn.clone());
-    let artifact = load_artifact(&d.code)?;
+    let expected_sha = expected_sha256(&d.code)?;
     let Some(o) = observe(ctx, &d.name).await? else {
         if ctx.dry_run {
             report.state = State::Paused {
@@ -384,7 +409,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
             };
             return Ok(report);
         }
-        create(ctx, d, artifact.bytes).await?;
+        create(ctx, d, code_bytes(&d.code)?).await?;
         report.created = true;
         report.state = progressing(
             "FunctionCreating",
@@ -394,7 +419,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
     };
     report.id = o.arn.clone();
     check_owner(ctx, KIND, &d.name, &o.tags)?;
-    let changes = diff(d, &o, artifact.sha256.as_deref());
+    let changes = diff(d, &o, expected_sha.as_deref());
     let busy = o.state == "Pending" || o.last_update_status == "InProgress";
     if changes.is_empty() {
         if busy {
@@ -422,7 +447,6 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
         };
         return Ok(report);
     }
-    let mut bytes = artifact.bytes;
     for (field, change) in changes {
         match field {
             Field::Code | Field::Configuration if busy => {
@@ -440,7 +464,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
                     .lambda
                     .update_function_code()
                     .function_name(&d.name)
-                    .set_zip_file(bytes.take().map(Blob::new))
+                    .set_zip_file(code_bytes(&d.code)?.map(Blob::new))
                     .set_s3_bucket(match &d.code {
                         CodeSource::S3 { bucket, .. } => Some(bucket.clone()),
                         CodeSource::Zip { .. } => None,

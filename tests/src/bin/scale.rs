@@ -25,7 +25,8 @@ struct Args {
     /// Operator --concurrency.
     #[arg(long, default_value_t = 4)]
     concurrency: u16,
-    /// Resync interval used to measure steady-state reconciles.
+    /// Resync interval of the operator restarted to measure steady-state
+    /// reconciles (creation runs with the default, 10m).
     #[arg(long, default_value = "5s")]
     resync: String,
     /// Give up after this many seconds per phase.
@@ -41,11 +42,10 @@ async fn main() -> Result<()> {
     install_crd(&client).await?;
     let ns = unique("scale");
     ensure_namespace(&client, &ns).await?;
-    let op = Operator::start(
-        &ns,
-        &args.resync,
-        &[("IMAGESTACK_CONCURRENCY", &args.concurrency.to_string())],
-    )?;
+    let concurrency = args.concurrency.to_string();
+    let env = [("IMAGESTACK_CONCURRENCY", concurrency.as_str())];
+    // Creation runs with the operator's default resync (10m), as in production.
+    let mut op = Operator::start(&ns, "10m", &env)?;
     let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
     let timeout = Duration::from_secs(args.timeout);
 
@@ -65,8 +65,16 @@ async fn main() -> Result<()> {
         bail!("kubectl apply failed: {err}");
     }
     let n = args.stacks;
+    // Storage (the core issue's components) and the whole stack, timed separately.
+    let storage_at = std::sync::Mutex::new(None::<Duration>);
     poll(timeout, || async {
         let list = api.list(&ListParams::default()).await.ok()?;
+        let storage = list.items.iter().filter(|s| storage_ready(s)).count();
+        if storage == n
+            && let Ok(mut at) = storage_at.lock()
+        {
+            at.get_or_insert_with(|| started.elapsed());
+        }
         let ready = list
             .items
             .iter()
@@ -76,23 +84,33 @@ async fn main() -> Result<()> {
     })
     .await?;
     let to_ready = started.elapsed();
+    let to_storage = storage_at
+        .lock()
+        .ok()
+        .and_then(|at| *at)
+        .unwrap_or(to_ready);
+    let cpu_create = op.cpu_seconds().unwrap_or(0.0);
+    let rss_create = op.peak_rss_kib().unwrap_or(0);
 
-    // Steady state: count calls over at least two reconciles of every stack.
-    let calls0 = op.metric_sum("imagestack_aws_calls_total", &[]).await?;
-    let writes0 = op.aws_writes().await?;
-    let rec0 = op.metric_sum("imagestack_reconciles_total", &[]).await?;
+    // Steady state: a fresh operator with a short resync (`--resync`); its start-up
+    // reconciles every stack, then resyncs do, all against stacks that are in sync.
+    op.kill();
+    let op = Operator::start(&ns, &args.resync, &env)?;
+
+    // Steady state: everything this operator does is steady state (every stack is
+    // in sync); count over at least two reconciles of every stack.
     poll(timeout, || async {
         let r = op
             .metric_sum("imagestack_reconciles_total", &[])
             .await
             .ok()?;
-        (r >= rec0 + 2.0 * n as f64).then_some(())
+        (r >= 2.0 * n as f64).then_some(())
     })
     .await?;
-    let calls = op.metric_sum("imagestack_aws_calls_total", &[]).await? - calls0;
-    let writes = op.aws_writes().await? - writes0;
-    let reconciles = op.metric_sum("imagestack_reconciles_total", &[]).await? - rec0;
-    let rss = op.peak_rss_kib().unwrap_or(0);
+    let reconciles = op.metric_sum("imagestack_reconciles_total", &[]).await?;
+    let calls = op.metric_sum("imagestack_aws_calls_total", &[]).await?;
+    let writes = op.aws_writes().await?;
+    let rss = op.peak_rss_kib().unwrap_or(0).max(rss_create);
 
     // Delete.
     let deleting = Instant::now();
@@ -110,13 +128,15 @@ async fn main() -> Result<()> {
     let to_gone = deleting.elapsed();
 
     println!(
-        "| stacks | concurrency | apply → all Ready | AWS calls / steady reconcile | writes / steady reconcile | operator peak RSS | delete → all gone |"
+        "| stacks | concurrency | apply → storage Ready | apply → all Ready | operator CPU to Ready | AWS calls / steady reconcile | writes / steady reconcile | operator peak RSS | delete → all gone |"
     );
-    println!("|---:|---:|---:|---:|---:|---:|---:|");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     println!(
-        "| {n} | {} | {:.1} s | {:.1} | {:.2} | {:.1} MiB | {:.1} s |",
+        "| {n} | {} | {:.1} s | {:.1} s | {:.1} s | {:.1} | {:.2} | {:.1} MiB | {:.1} s |",
         args.concurrency,
+        to_storage.as_secs_f64(),
         to_ready.as_secs_f64(),
+        cpu_create,
         calls / reconciles.max(1.0),
         writes / reconciles.max(1.0),
         rss as f64 / 1024.0,
@@ -126,4 +146,25 @@ async fn main() -> Result<()> {
         bail!("steady-state reconciles made {writes} AWS writes (must be 0)");
     }
     Ok(())
+}
+
+/// The storage components (buckets, table, role) of this stack are all Ready.
+fn storage_ready(s: &ImageOptimizationStack) -> bool {
+    const STORAGE: [&str; 6] = [
+        "upload-bucket",
+        "webp-bucket",
+        "jpeg-bucket",
+        "png-bucket",
+        "metadata-table",
+        "processor-role",
+    ];
+    let Some(status) = &s.status else {
+        return false;
+    };
+    STORAGE.iter().all(|name| {
+        status
+            .components
+            .iter()
+            .any(|c| c.name == *name && c.state == "Ready")
+    })
 }
