@@ -213,7 +213,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let aws = AwsFactory::load(args.aws_region.clone(), stats.clone()).await?;
     tracing::info!(
         region = %aws.default_region(),
-        endpoint = ?aws.endpoint_url(),
+        endpoint = aws.endpoint_url().unwrap_or("AWS default"),
         resync = ?args.resync_interval,
         "AWS configured"
     );

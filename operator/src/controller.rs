@@ -916,7 +916,11 @@ pub async fn run(ctx: Arc<Context>, opts: RunOptions) -> Result<()> {
         .applied_objects()
         .predicate_filter(change_hash, Default::default());
     ctx.metrics.set_ready(true);
-    info!(namespace = ?opts.namespace, concurrency = opts.concurrency, "controller started");
+    info!(
+        namespace = opts.namespace.as_deref().unwrap_or("(all)"),
+        concurrency = opts.concurrency,
+        "controller started"
+    );
     Controller::for_stream(stream, reader)
         .with_config(controller::Config::default().concurrency(opts.concurrency))
         .shutdown_on_signal()
