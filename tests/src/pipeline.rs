@@ -76,13 +76,20 @@ pub fn s3_event_key(key: &str) -> String {
     out
 }
 
-/// An `ObjectCreated:Put` event as S3 delivers it.
-pub fn s3_event(region: &str, bucket: &str, key: &str, size: usize, etag: &str) -> Value {
+/// An `ObjectCreated:Put` event as S3 delivers it (`event_time` RFC 3339).
+pub fn s3_event(
+    region: &str,
+    bucket: &str,
+    key: &str,
+    size: usize,
+    etag: &str,
+    event_time: &str,
+) -> Value {
     json!({"Records": [{
         "eventVersion": "2.1",
         "eventSource": "aws:s3",
         "awsRegion": region,
-        "eventTime": "2026-11-28T06:00:00.000Z",
+        "eventTime": event_time,
         "eventName": "ObjectCreated:Put",
         "userIdentity": {"principalId": "AWS:AIDAEXAMPLE"},
         "requestParameters": {"sourceIPAddress": "127.0.0.1"},
@@ -94,6 +101,13 @@ pub fn s3_event(region: &str, bucket: &str, key: &str, size: usize, etag: &str) 
             "object": {"key": s3_event_key(key), "size": size, "eTag": etag, "sequencer": "0055AED6DCD90281E5"}
         }
     }]})
+}
+
+/// Now, as S3 writes `eventTime`.
+pub fn event_time_now() -> String {
+    aws_sdk_s3::primitives::DateTime::from(std::time::SystemTime::now())
+        .fmt(aws_sdk_s3::primitives::DateTimeFormat::DateTime)
+        .unwrap_or_else(|_| "1970-01-01T00:00:00Z".to_string())
 }
 
 /// Upload `body` under `key` and return the event S3 sends for it.
@@ -118,7 +132,14 @@ pub async fn upload(
         .unwrap_or_default()
         .trim_matches('"')
         .to_string();
-    Ok(s3_event(region, bucket, key, size, &etag))
+    Ok(s3_event(
+        region,
+        bucket,
+        key,
+        size,
+        &etag,
+        &event_time_now(),
+    ))
 }
 
 /// The function as a child process under a Runtime API; its stdout and

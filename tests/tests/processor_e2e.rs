@@ -22,6 +22,8 @@ use tests::lambda_runtime_api::RuntimeApi;
 use tests::pipeline::{Function, invoke, s3_event, shared_image};
 
 const FUNCTION: &str = "imagestack-processor-test";
+/// The upload time every event of this test carries (the item records it).
+const EVENT_TIME: &str = "2026-11-28T06:00:00.000Z";
 
 fn region() -> String {
     std::env::var("AWS_REGION").unwrap_or_else(|_| "us-east-1".to_string())
@@ -137,7 +139,14 @@ impl Fixture {
             .unwrap_or_default()
             .trim_matches('"')
             .to_string();
-        Ok(s3_event(&region(), &self.upload, key, size, &etag))
+        Ok(s3_event(
+            &region(),
+            &self.upload,
+            key,
+            size,
+            &etag,
+            EVENT_TIME,
+        ))
     }
 
     async fn keys(&self, bucket: &str) -> Result<Vec<String>> {
@@ -340,6 +349,7 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
         "uploads/never uploaded.jpg",
         10,
         "abc",
+        EVENT_TIME,
     );
     let response = invoke(&api, &function, gone).await?;
     assert_eq!(
