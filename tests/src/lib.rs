@@ -121,26 +121,33 @@ where
     }
 }
 
-/// Path of the operator binary: `IMAGESTACK_OPERATOR_BIN`, else next to this
-/// test executable's target directory (`cargo test --workspace` builds it).
-pub fn operator_bin() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("IMAGESTACK_OPERATOR_BIN") {
+/// A workspace binary: `$env_var` if set, else `name` next to this
+/// executable's target directory (a test runs from target/<profile>/deps/, a
+/// bin such as the benchmarks from target/<profile>/).
+pub fn workspace_bin(name: &str, env_var: &str, build_hint: &str) -> Result<PathBuf> {
+    if let Ok(p) = std::env::var(env_var) {
         return Ok(PathBuf::from(p));
     }
     let exe = std::env::current_exe()?;
-    // A test runs from target/<profile>/deps/, a bin (the benchmarks) from target/<profile>/.
     let candidates: Vec<PathBuf> = exe
         .ancestors()
         .skip(1)
         .take(2)
-        .map(|d| d.join("operator"))
+        .map(|d| d.join(name))
         .collect();
     let Some(bin) = candidates.iter().find(|p| p.is_file()).cloned() else {
-        bail!(
-            "operator binary not found at {candidates:?}: build it first with `cargo build -p imagestack-operator` (./scripts/test does)"
-        );
+        bail!("{name} binary not found at {candidates:?}: {build_hint} (or set {env_var})");
     };
     Ok(bin)
+}
+
+/// The operator binary (`IMAGESTACK_OPERATOR_BIN`, else the workspace build).
+pub fn operator_bin() -> Result<PathBuf> {
+    workspace_bin(
+        "operator",
+        "IMAGESTACK_OPERATOR_BIN",
+        "build it first with `cargo build -p imagestack-operator` (./scripts/test does)",
+    )
 }
 
 /// Directory of the processor artifact the operator deploys in tests

@@ -27,30 +27,13 @@ use crate::lambda_runtime_api::{Outcome, RuntimeApi};
 /// How long one invocation may take before the test gives up on it.
 pub const INVOKE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// The `bootstrap` binary: `IMAGESTACK_BOOTSTRAP_BIN`, else next to the
-/// running executable's target directory (`cargo build --workspace --bins`
-/// builds it).
+/// The `bootstrap` binary (`IMAGESTACK_BOOTSTRAP_BIN`, else the workspace build).
 pub fn bootstrap_bin() -> Result<PathBuf> {
-    if let Ok(p) = std::env::var("IMAGESTACK_BOOTSTRAP_BIN") {
-        return Ok(PathBuf::from(p));
-    }
-    let exe = std::env::current_exe()?;
-    let candidates: Vec<PathBuf> = exe
-        .ancestors()
-        .skip(1)
-        .take(2)
-        .map(|d| d.join("bootstrap"))
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.is_file())
-        .cloned()
-        .with_context(|| {
-            format!(
-                "bootstrap binary not found at {candidates:?}: `cargo build -p imagestack-processor \
-                 --bin bootstrap` builds it (or set IMAGESTACK_BOOTSTRAP_BIN)"
-            )
-        })
+    crate::workspace_bin(
+        "bootstrap",
+        "IMAGESTACK_BOOTSTRAP_BIN",
+        "`cargo build -p imagestack-processor --bin bootstrap` builds it",
+    )
 }
 
 /// An image from ../shared/images (or `IMAGESTACK_TEST_IMAGES`).
@@ -118,6 +101,18 @@ pub async fn upload(
     key: &str,
     body: Vec<u8>,
 ) -> Result<Value> {
+    upload_at(s3, region, bucket, key, body, &event_time_now()).await
+}
+
+/// [`upload`], with the event's `eventTime` given.
+pub async fn upload_at(
+    s3: &aws_sdk_s3::Client,
+    region: &str,
+    bucket: &str,
+    key: &str,
+    body: Vec<u8>,
+    event_time: &str,
+) -> Result<Value> {
     let size = body.len();
     let put = s3
         .put_object()
@@ -132,14 +127,7 @@ pub async fn upload(
         .unwrap_or_default()
         .trim_matches('"')
         .to_string();
-    Ok(s3_event(
-        region,
-        bucket,
-        key,
-        size,
-        &etag,
-        &event_time_now(),
-    ))
+    Ok(s3_event(region, bucket, key, size, &etag, event_time))
 }
 
 /// The function as a child process under a Runtime API; its stdout and

@@ -19,7 +19,7 @@ use imagestack_contract::table::attr;
 use imagestack_contract::{Format, RENDITION_CACHE_CONTROL, cdn_path, env, rendition_key, table};
 use serde_json::Value;
 use tests::lambda_runtime_api::RuntimeApi;
-use tests::pipeline::{Function, invoke, s3_event, shared_image};
+use tests::pipeline::{Function, invoke, s3_event, shared_image, upload_at};
 
 const FUNCTION: &str = "imagestack-processor-test";
 /// The upload time every event of this test carries (the item records it).
@@ -124,29 +124,7 @@ impl Fixture {
 
     /// Upload and return the event S3 would send for it.
     async fn upload(&self, key: &str, body: Vec<u8>) -> Result<Value> {
-        let size = body.len();
-        let put = self
-            .s3
-            .put_object()
-            .bucket(&self.upload)
-            .key(key)
-            .body(body.into())
-            .send()
-            .await
-            .with_context(|| format!("upload {key}"))?;
-        let etag = put
-            .e_tag()
-            .unwrap_or_default()
-            .trim_matches('"')
-            .to_string();
-        Ok(s3_event(
-            &region(),
-            &self.upload,
-            key,
-            size,
-            &etag,
-            EVENT_TIME,
-        ))
+        upload_at(&self.s3, &region(), &self.upload, key, body, EVENT_TIME).await
     }
 
     async fn keys(&self, bucket: &str) -> Result<Vec<String>> {
