@@ -379,23 +379,8 @@ async fn apply(
     let mut walk = Walk::default();
     // Delivery first: the output buckets' policies name the distribution.
     let cdn = &stack.spec.cdn;
-    let known_distribution = stack
-        .status
-        .as_ref()
-        .and_then(|s| s.outputs.as_ref())
-        .and_then(|o| o.distribution_id.clone());
-    let distribution = components::distribution::desired(
-        &stack_id,
-        &env.region,
-        &desired.output_buckets(),
-        price_class(cdn.price_class),
-        (
-            cdn.min_ttl_seconds,
-            cdn.default_ttl_seconds,
-            cdn.max_ttl_seconds,
-        ),
-        desired.function.tags.clone(),
-    );
+    let known_distribution = known_distribution_id(stack);
+    let distribution = desired_distribution(stack, &desired, &env.region);
     let oac = components::origin_access::desired(&stack_id);
     if cdn.enabled {
         let oac_id = match components::origin_access::reconcile(&cctx, &oac).await {
@@ -689,6 +674,36 @@ impl Walk {
 
 /// Delete (or retain) the stack's AWS resources before the finalizer goes.
 /// Returning `Ok` removes the finalizer; `Err(Pending)` keeps it and polls.
+/// The distribution the spec asks for (used by reconcile and cleanup alike).
+fn desired_distribution(
+    stack: &ImageOptimizationStack,
+    desired: &plan::DesiredStack,
+    region: &str,
+) -> components::distribution::DesiredDistribution {
+    let cdn = &stack.spec.cdn;
+    components::distribution::desired(
+        &desired.id,
+        region,
+        &desired.output_buckets(),
+        price_class(cdn.price_class),
+        (
+            cdn.min_ttl_seconds,
+            cdn.default_ttl_seconds,
+            cdn.max_ttl_seconds,
+        ),
+        desired.function.tags.clone(),
+    )
+}
+
+/// The distribution id the status last reported, if any.
+fn known_distribution_id(stack: &ImageOptimizationStack) -> Option<String> {
+    stack
+        .status
+        .as_ref()
+        .and_then(|s| s.outputs.as_ref())
+        .and_then(|o| o.distribution_id.clone())
+}
+
 async fn cleanup(
     stack: &ImageOptimizationStack,
     ctx: &Context,
@@ -792,24 +807,8 @@ async fn cleanup(
         r,
         &mut statuses,
     );
-    let cdn = &stack.spec.cdn;
-    let distribution = components::distribution::desired(
-        &desired.id,
-        &env.region,
-        &desired.output_buckets(),
-        price_class(cdn.price_class),
-        (
-            cdn.min_ttl_seconds,
-            cdn.default_ttl_seconds,
-            cdn.max_ttl_seconds,
-        ),
-        desired.function.tags.clone(),
-    );
-    let known_distribution = stack
-        .status
-        .as_ref()
-        .and_then(|s| s.outputs.as_ref())
-        .and_then(|o| o.distribution_id.clone());
+    let distribution = desired_distribution(stack, &desired, &env.region);
+    let known_distribution = known_distribution_id(stack);
     // Disable → wait until Deployed → delete (over several passes), then the OAC.
     let r =
         components::distribution::delete(&cctx, &distribution, known_distribution.as_deref()).await;

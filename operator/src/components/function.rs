@@ -118,14 +118,16 @@ pub fn normalize_sha256(s: &str) -> String {
 type HashCache = HashMap<PathBuf, (u64, Option<SystemTime>, String)>;
 static ZIP_HASHES: LazyLock<Mutex<HashCache>> = LazyLock::new(Default::default);
 
+fn unreadable(path: &Path, e: std::io::Error) -> Error {
+    Error::Config(format!(
+        "processor artifact {} cannot be read ({e}); build it with processor/scripts/build-artifact.sh \
+         (or scripts/dev-artifacts.sh) or set --processor-artifact-dir / spec.processor.code.s3",
+        path.display()
+    ))
+}
+
 fn read_zip(path: &Path) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|e| {
-        Error::Config(format!(
-            "processor artifact {} cannot be read ({e}); build it with processor/scripts/build-artifact.sh \
-             (or scripts/dev-artifacts.sh) or set --processor-artifact-dir / spec.processor.code.s3",
-            path.display()
-        ))
-    })
+    std::fs::read(path).map_err(|e| unreadable(path, e))
 }
 
 /// The `CodeSha256` the function should have: the zip's (hashed once per
@@ -133,13 +135,7 @@ fn read_zip(path: &Path) -> Result<Vec<u8>> {
 pub fn expected_sha256(code: &CodeSource) -> Result<Option<String>> {
     match code {
         CodeSource::Zip { path } => {
-            let meta = std::fs::metadata(path).map_err(|e| {
-                Error::Config(format!(
-                    "processor artifact {} cannot be read ({e}); build it with processor/scripts/build-artifact.sh \
-                     (or scripts/dev-artifacts.sh) or set --processor-artifact-dir / spec.processor.code.s3",
-                    path.display()
-                ))
-            })?;
+            let meta = std::fs::metadata(path).map_err(|e| unreadable(path, e))?;
             let version = (meta.len(), meta.modified().ok());
             if let Ok(cache) = ZIP_HASHES.lock()
                 && let Some((len, modified, sha)) = cache.get(path)
@@ -515,7 +511,7 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
                 report.changes.push(change);
             }
             Field::LogGroup => {
-                ensure_log_group(ctx, d).await?;
+                ensure_log_group(ctx, d, o.log_retention).await?;
                 report.changes.push(change);
             }
             Field::InvokeConfig => {
@@ -536,7 +532,10 @@ pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
 }
 
 async fn create(ctx: &Ctx<'_>, d: &DesiredFunction, bytes: Option<Vec<u8>>) -> Result<()> {
-    ensure_log_group(ctx, d).await?;
+    // Read first: the create path runs again after a crash between the log group
+    // and the function, and must not repeat writes already made.
+    let current = log_group_retention(ctx, &log_group(&d.name)).await?;
+    ensure_log_group(ctx, d, current).await?;
     let res = ctx
         .aws
         .lambda
@@ -586,13 +585,15 @@ async fn create(ctx: &Ctx<'_>, d: &DesiredFunction, bytes: Option<Vec<u8>>) -> R
     }
 }
 
-/// Create the log group when missing and set its retention when it differs.
-/// Reads first: the function's create path runs again after a crash between
-/// the log group and the function, and must not repeat writes already made.
-async fn ensure_log_group(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<()> {
+/// Create the log group when missing and set its retention when it differs,
+/// given what was observed (`current`, as [`log_group_retention`] returns it).
+async fn ensure_log_group(
+    ctx: &Ctx<'_>,
+    d: &DesiredFunction,
+    current: Option<Option<i32>>,
+) -> Result<()> {
     let group = log_group(&d.name);
     let logs = &ctx.aws.logs;
-    let current = log_group_retention(ctx, &group).await?;
     if current.is_none() {
         match logs
             .create_log_group()
