@@ -61,6 +61,8 @@ def test_default_render_objects(render):
     assert r.kinds() == sorted(
         [
             "ClusterRole",
+            "ClusterRole",  # <fullname>-cluster-id: get on namespace kube-system
+            "ClusterRoleBinding",
             "ClusterRoleBinding",
             "Deployment",
             "PodDisruptionBudget",
@@ -171,6 +173,11 @@ CR_RULES = {
 } | {(g, "events", v, ()) for g in ("", "events.k8s.io") for v in ("create", "patch")}
 
 
+# operator.clusterId empty: the operator reads the UID of the kube-system Namespace, and only that.
+CLUSTER_ID_RULES = {("", "namespaces", "get", ("kube-system",))}
+CLUSTER_ID_ROLE = f"{FULLNAME}-cluster-id"
+
+
 def lease_rules(lease):
     return {
         ("coordination.k8s.io", "leases", "create", ()),
@@ -186,16 +193,26 @@ def test_rbac_cluster_wide_is_exactly_least_privilege(render):
     lease_role = r.one("Role", f"{FULLNAME}-leader-election")
     assert lease_role["metadata"]["namespace"] == NAMESPACE
     assert rules_of([lease_role]) == lease_rules(FULLNAME)
-    for binding, role in ((r.one("ClusterRoleBinding"), cluster_role), (r.one("RoleBinding"), lease_role)):
+    id_role = r.one("ClusterRole", CLUSTER_ID_ROLE)
+    assert rules_of([id_role]) == CLUSTER_ID_RULES
+    for binding, role in (
+        (r.one("ClusterRoleBinding", FULLNAME), cluster_role),
+        (r.one("RoleBinding"), lease_role),
+        (r.one("ClusterRoleBinding", CLUSTER_ID_ROLE), id_role),
+    ):
         assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": role["kind"], "name": role["metadata"]["name"]}
         assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
     # The whole chart grants nothing else.
-    assert rules_of(r.of_kind("ClusterRole") + r.of_kind("Role")) == CR_RULES | lease_rules(FULLNAME)
+    assert rules_of(r.of_kind("ClusterRole") + r.of_kind("Role")) == CR_RULES | lease_rules(FULLNAME) | CLUSTER_ID_RULES
+    assert len(r.of_kind("ClusterRoleBinding")) == 2 and len(r.of_kind("RoleBinding")) == 1
 
 
 def test_rbac_single_namespace_uses_roles_only(render):
     r = render({"operator": {"watchNamespace": "team-a"}})
-    assert r.of_kind("ClusterRole") == [] and r.of_kind("ClusterRoleBinding") == []
+    # The only cluster-scoped grant is get on namespace kube-system (a Role cannot grant a Namespace).
+    assert [o["metadata"]["name"] for o in r.of_kind("ClusterRole")] == [CLUSTER_ID_ROLE]
+    assert [o["metadata"]["name"] for o in r.of_kind("ClusterRoleBinding")] == [CLUSTER_ID_ROLE]
+    assert rules_of(r.of_kind("ClusterRole")) == CLUSTER_ID_RULES
     role = r.one("Role", FULLNAME)
     assert role["metadata"]["namespace"] == "team-a"
     assert rules_of([role]) == CR_RULES
@@ -204,6 +221,42 @@ def test_rbac_single_namespace_uses_roles_only(render):
     assert binding["roleRef"]["kind"] == "Role"
     assert binding["subjects"] == [{"kind": "ServiceAccount", "name": FULLNAME, "namespace": NAMESPACE}]
     assert "--namespace=team-a" in r.args()
+    assert rules_of(r.of_kind("ClusterRole") + r.of_kind("Role")) == CR_RULES | lease_rules(FULLNAME) | CLUSTER_ID_RULES
+    validate_k8s(r.objects)
+
+
+@pytest.mark.parametrize("operator", [{}, {"watchNamespace": "team-a"}], ids=["cluster-wide", "single-namespace"])
+def test_cluster_id_discovery_grants_get_on_kube_system_only(render, operator):
+    """clusterId empty: the operator reads the kube-system Namespace's UID; the chart grants exactly that."""
+    r = render({"operator": operator, "serviceAccount": {"name": "ops-sa"}})
+    role = r.one("ClusterRole", CLUSTER_ID_ROLE)
+    assert "namespace" not in role["metadata"]
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["namespaces"], "resourceNames": ["kube-system"], "verbs": ["get"]}]
+    binding = r.one("ClusterRoleBinding", CLUSTER_ID_ROLE)
+    assert "namespace" not in binding["metadata"]
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": CLUSTER_ID_ROLE}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": "ops-sa", "namespace": NAMESPACE}]
+    # Nothing on CRDs (the operator's CRD-UID fallback is for test API servers only) nor on other namespaces.
+    granted = rules_of(r.of_kind("ClusterRole") + r.of_kind("Role"))
+    assert not any(g == "apiextensions.k8s.io" for g, *_ in granted), granted
+    assert [rule for rule in granted if rule[1] == "namespaces"] == [("", "namespaces", "get", ("kube-system",))]
+    assert not any(a.startswith("--cluster-id") for a in r.args())
+    validate_k8s(r.objects)
+
+
+@pytest.mark.parametrize("operator", [{}, {"watchNamespace": "team-a"}], ids=["cluster-wide", "single-namespace"])
+@pytest.mark.parametrize("cluster_id", ["prod-eu-1", "arn:aws:eks:eu-west-1:123456789012:cluster/prod", "a_b.c+d=e@f"])
+def test_explicit_cluster_id_is_passed_and_needs_no_namespace_rights(render, operator, cluster_id):
+    r = render({"operator": {**operator, "clusterId": cluster_id}})
+    assert r.args().count(f"--cluster-id={cluster_id}") == 1, r.args()
+    assert not any(a.startswith("--cluster-id") and a != f"--cluster-id={cluster_id}" for a in r.args())
+    names = [o["metadata"]["name"] for o in r.of_kind("ClusterRole") + r.of_kind("ClusterRoleBinding")]
+    assert CLUSTER_ID_ROLE not in names, names
+    granted = rules_of(r.of_kind("ClusterRole") + r.of_kind("Role"))
+    assert not any(res == "namespaces" for _, res, *_ in granted), granted
+    assert granted == CR_RULES | lease_rules(FULLNAME)
+    if operator:
+        assert r.of_kind("ClusterRole") == [] and r.of_kind("ClusterRoleBinding") == []
     validate_k8s(r.objects)
 
 
@@ -227,6 +280,7 @@ NON_DEFAULT = {
     "fullnameOverride": "stacks",
     "operator": {
         "watchNamespace": "media",
+        "clusterId": "prod-eu-west-1",
         "resyncInterval": "1h30m",
         "concurrency": 16,
         "logFormat": "text",
@@ -276,6 +330,7 @@ def test_non_default_values(render):
         "--log-format=text",
         "--log-level=info,imagestack_operator=debug",
         "--namespace=media",
+        "--cluster-id=prod-eu-west-1",
         "--leader-election=true",
         "--leader-election-id=stacks-leader",
         f"--leader-election-namespace={NAMESPACE}",
@@ -303,8 +358,9 @@ def test_non_default_values(render):
     # IRSA
     sa = r.one("ServiceAccount", "stacks")
     assert sa["metadata"]["annotations"] == {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/imagestack"}
-    # RBAC follows the lease name and namespace
+    # RBAC follows the lease name and namespace; an explicit cluster id needs nothing cluster-wide
     assert rules_of(r.of_kind("Role")) == CR_RULES | lease_rules("stacks-leader")
+    assert r.of_kind("ClusterRole") == [] and r.of_kind("ClusterRoleBinding") == []
     # PDB with minAvailable only
     pdb = r.one("PodDisruptionBudget")
     assert pdb["spec"]["minAvailable"] == "50%" and "maxUnavailable" not in pdb["spec"]
@@ -365,6 +421,12 @@ def test_notes_mention_the_release_and_credentials(render):
     assert "create-pod-identity-association" in plain.notes  # no credentials configured: explain both ways
     irsa = render({"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws:iam::123456789012:role/x"}}})
     assert "create-pod-identity-association" not in irsa.notes
+
+
+def test_notes_name_the_cluster_id(render):
+    assert "Cluster id (AWS tag imagestack.dev/cluster): the UID of namespace kube-system." in render().notes
+    named = render({"operator": {"clusterId": "prod-eu-1"}}).notes
+    assert 'Cluster id (AWS tag imagestack.dev/cluster): "prod-eu-1".' in named and "kube-system" not in named
 
 
 def test_client_install_dry_run_renders_like_helm_install(chart):

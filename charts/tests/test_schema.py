@@ -24,6 +24,10 @@ BAD_VALUES = [
     ({"operator": {"concurrency": 0}}, "/operator/concurrency': minimum: got 0, want 1"),
     ({"operator": {"concurrency": 1000}}, "/operator/concurrency': maximum: got 1,000, want 256"),
     ({"operator": {"watchNamespace": "Team_A"}}, "/operator/watchNamespace'"),
+    ({"operator": {"clusterId": "prod cluster"}}, "/operator/clusterId'"),  # space: not a valid AWS tag value here
+    ({"operator": {"clusterId": "prod#1"}}, "/operator/clusterId'"),
+    ({"operator": {"clusterId": "x" * 129}}, "/operator/clusterId'"),  # longer than 128 characters
+    ({"operator": {"clusterId": 1234}}, "/operator/clusterId': got number, want string"),  # --set-string for numbers
     ({"operator": {"aws": {"region": "US East"}}}, "/operator/aws/region'"),
     ({"operator": {"aws": {"endpointUrl": "localhost:4566"}}}, "/operator/aws/endpointUrl'"),
     ({"operator": {"leaderElection": {"enabled": "yes"}}}, "/operator/leaderElection/enabled': got string, want boolean"),
@@ -63,6 +67,9 @@ GOOD_VALUES = [
     {"operator": {"resyncInterval": "30s"}},
     {"operator": {"resyncInterval": "1h30m", "watchNamespace": "team-a", "aws": {"region": "us-gov-west-1"}}},
     {"operator": {"aws": {"endpointUrl": "http://127.0.0.1:4566"}}},
+    {"operator": {"clusterId": "arn:aws:eks:eu-west-1:123456789012:cluster/prod"}},
+    {"operator": {"clusterId": "x" * 128}},
+    {"operator": {"clusterId": "a_b.c+d=e@f-1"}},
     {"podDisruptionBudget": {"maxUnavailable": "25%"}},
     {"serviceAccount": {"annotations": {"eks.amazonaws.com/role-arn": "arn:aws-cn:iam::123456789012:role/path/x"}}},
     {"image": {"repository": "localhost:5000/imagestack-operator", "tag": "dev"}},

@@ -606,19 +606,131 @@ pub struct StackOutputs {
 }
 
 /// State of one AWS component of the stack.
-#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentStatus {
-    /// Component name, e.g. `upload-bucket`, `metadata-table`, `processor-role`.
-    pub name: String,
+    /// The component (one node of the stack's graph).
+    pub name: ComponentName,
     /// AWS identifier: ARN or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// `Ready`, `Pending`, `Creating`, `Updating`, `Deleting`, `Deleted`, `Retained`, `Error`, `Conflict` or `Paused`.
-    pub state: String,
-    /// Details: the last change or the error.
+    /// Where the component stands after the last pass.
+    pub state: ComponentState,
+    /// Details: the last change, what it waits for, or the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+}
+
+/// A component of a stack: one AWS resource, or one part of a resource that the
+/// stack shares (the upload bucket's notification rules, an output bucket's
+/// CloudFront read grant). `upload-bucket`, `webp-bucket`, `jpeg-bucket` and
+/// `png-bucket`: the S3 buckets; `metadata-table`: the DynamoDB table;
+/// `processor-role` and `processor-function`: the Lambda and its IAM role;
+/// `s3-invoke-permission`: the statement that lets S3 invoke the function;
+/// `upload-notifications`: the upload bucket's event rules;
+/// `origin-access-control`, `distribution`: CloudFront; `webp-cdn-grant`,
+/// `jpeg-cdn-grant`, `png-cdn-grant`: the statement in each output bucket's
+/// policy that lets the distribution read it; `dashboard`: CloudWatch.
+#[derive(
+    Serialize,
+    Deserialize,
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum ComponentName {
+    UploadBucket,
+    WebpBucket,
+    JpegBucket,
+    PngBucket,
+    MetadataTable,
+    ProcessorRole,
+    ProcessorFunction,
+    S3InvokePermission,
+    UploadNotifications,
+    OriginAccessControl,
+    Distribution,
+    WebpCdnGrant,
+    JpegCdnGrant,
+    PngCdnGrant,
+    Dashboard,
+}
+
+impl ComponentName {
+    /// The name as status shows it (`upload-bucket`, …).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ComponentName::UploadBucket => "upload-bucket",
+            ComponentName::WebpBucket => "webp-bucket",
+            ComponentName::JpegBucket => "jpeg-bucket",
+            ComponentName::PngBucket => "png-bucket",
+            ComponentName::MetadataTable => "metadata-table",
+            ComponentName::ProcessorRole => "processor-role",
+            ComponentName::ProcessorFunction => "processor-function",
+            ComponentName::S3InvokePermission => "s3-invoke-permission",
+            ComponentName::UploadNotifications => "upload-notifications",
+            ComponentName::OriginAccessControl => "origin-access-control",
+            ComponentName::Distribution => "distribution",
+            ComponentName::WebpCdnGrant => "webp-cdn-grant",
+            ComponentName::JpegCdnGrant => "jpeg-cdn-grant",
+            ComponentName::PngCdnGrant => "png-cdn-grant",
+            ComponentName::Dashboard => "dashboard",
+        }
+    }
+
+    /// The output bucket of a format.
+    pub fn bucket_of(f: imagestack_contract::Format) -> Self {
+        match f {
+            imagestack_contract::Format::Webp => ComponentName::WebpBucket,
+            imagestack_contract::Format::Jpeg => ComponentName::JpegBucket,
+            imagestack_contract::Format::Png => ComponentName::PngBucket,
+        }
+    }
+
+    /// The CloudFront read grant in the output bucket of a format.
+    pub fn grant_of(f: imagestack_contract::Format) -> Self {
+        match f {
+            imagestack_contract::Format::Webp => ComponentName::WebpCdnGrant,
+            imagestack_contract::Format::Jpeg => ComponentName::JpegCdnGrant,
+            imagestack_contract::Format::Png => ComponentName::PngCdnGrant,
+        }
+    }
+}
+
+impl std::fmt::Display for ComponentName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Where a component stands. `Ready`: exists, is ours and matches the spec.
+/// `Creating`: created in this pass, AWS is still bringing it up. `Progressing`:
+/// AWS is applying a change (table or function updating, distribution
+/// deploying). `Pending`: not written because a component it depends on is not
+/// ready (the message names it). `Paused`: differs from the spec but the stack
+/// is paused. `Conflict`: a resource with this name exists and is not this
+/// stack's. `Error`: the last AWS call failed (the message says which and why).
+/// `Disabled`: switched off in the spec and removed. `Deleting` / `Deleted`:
+/// during deletion of the stack (or of a switched-off component).
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, schemars::JsonSchema)]
+pub enum ComponentState {
+    Ready,
+    Creating,
+    Progressing,
+    Pending,
+    Paused,
+    Conflict,
+    Error,
+    Disabled,
+    Deleting,
+    Deleted,
 }
 
 fn default_true() -> bool {

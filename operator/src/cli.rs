@@ -91,6 +91,58 @@ pub struct RunArgs {
         env = "IMAGESTACK_PROCESSOR_ARTIFACT_DIR"
     )]
     pub processor_artifact_dir: PathBuf,
+    /// Id of this installation, written into every resource's ownership tags
+    /// (`imagestack.dev/cluster`) so that two clusters sharing an AWS account
+    /// never touch each other's stacks. Default: the UID of the `kube-system`
+    /// namespace; where the API server has no core API (a CRD-only test
+    /// server), the UID of the ImageOptimizationStack CRD. Must stay the same
+    /// for the life of the installation.
+    #[arg(long, env = "IMAGESTACK_CLUSTER_ID", value_parser = parse_cluster_id)]
+    pub cluster_id: Option<String>,
+}
+
+/// A cluster id: 1–128 characters usable in an AWS tag value.
+fn parse_cluster_id(s: &str) -> std::result::Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_.:/=+@".contains(c));
+    if ok {
+        Ok(s.to_string())
+    } else {
+        Err("1-128 characters of letters, digits and - _ . : / = + @".into())
+    }
+}
+
+/// The installation's id: `--cluster-id`, else the `kube-system` namespace's
+/// UID, else (no core API) the CRD's UID.
+async fn cluster_id(client: &Client, flag: Option<&str>) -> Result<String> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apiextensions_apiserver::pkg::apis::apiextensions::v1::CustomResourceDefinition;
+    if let Some(id) = flag {
+        return Ok(id.to_string());
+    }
+    let namespaces: kube::Api<Namespace> = kube::Api::all(client.clone());
+    let ns_err = match namespaces.get("kube-system").await {
+        Ok(ns) => {
+            if let Some(uid) = ns.metadata.uid {
+                return Ok(uid);
+            }
+            "it has no uid".to_string()
+        }
+        Err(e) => e.to_string(),
+    };
+    let crds: kube::Api<CustomResourceDefinition> = kube::Api::all(client.clone());
+    let name = format!("imagestacks.{}", crate::api::GROUP);
+    match crds.get(&name).await {
+        Ok(crd) => crd
+            .metadata
+            .uid
+            .ok_or_else(|| Error::Config(format!("the CRD {name} has no uid; pass --cluster-id"))),
+        Err(e) => Err(Error::Config(format!(
+            "cannot determine the cluster id: reading namespace kube-system failed ({ns_err}) and reading the CRD {name} failed ({e}); pass --cluster-id (or IMAGESTACK_CLUSTER_ID)"
+        ))),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -220,6 +272,8 @@ pub async fn run(args: RunArgs) -> Result<()> {
     let metrics = Arc::new(Metrics::new(stats));
     let server = tokio::spawn(metrics::serve(args.metrics_addr, metrics.clone()));
     let id = identity();
+    let cluster = cluster_id(&client, args.cluster_id.as_deref()).await?;
+    tracing::info!(cluster_id = %cluster, "installation id (ownership tag imagestack.dev/cluster)");
     let ctx = Arc::new(Context::new(
         client.clone(),
         aws,
@@ -231,6 +285,7 @@ pub async fn run(args: RunArgs) -> Result<()> {
         },
         crate::plan::PlanOptions {
             artifact_dir: args.processor_artifact_dir.clone(),
+            cluster_id: cluster,
         },
     ));
     let opts = RunOptions {

@@ -1,8 +1,11 @@
-//! The reconciler: one function that reads top to bottom.
-//!
-//! finalizer → plan (pure) → walk the components in dependency order →
-//! events for what changed → status (server-side apply, one field manager,
+//! The reconciler: finalizer → plan (pure: spec → the stack's graph) → the
+//! driver walks the graph (forwards to apply, preflight + reverse to delete)
+//! → events for what changed → status (server-side apply, one field manager,
 //! written only when it changed) → requeue (resync, poll, or backoff).
+//!
+//! Nothing here knows any AWS service or component: those live in
+//! [`crate::components`], their order in [`crate::plan`], the rules every
+//! component follows in [`crate::driver`].
 
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
@@ -23,17 +26,23 @@ use tracing::{Instrument, info, warn};
 
 use crate::api::{
     ComponentStatus, DeletionPolicy, FINALIZER, ImageOptimizationStack,
-    ImageOptimizationStackStatus, PAUSED_ANNOTATION,
+    ImageOptimizationStackStatus, PAUSED_ANNOTATION, StackOutputs,
 };
 use crate::aws::AwsFactory;
-use crate::components::{self, Ctx, Deletion, Report, State};
-use crate::error::{Error, ErrorClass, Result};
+use crate::components::Ctx;
+use crate::driver::Graph;
+use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::plan::{self, AwsEnv};
 use crate::status::{self, Phase};
 
 /// Field manager of every status write.
 pub const FIELD_MANAGER: &str = "imagestack-operator";
+
+/// Event action of everything published while applying the spec.
+pub const ACTION_RECONCILE: &str = "Reconcile";
+/// Event action of everything published while deleting the stack.
+pub const ACTION_DELETE: &str = "Delete";
 
 /// How often a stack that is on its way (table CREATING, deleting…) is polled.
 pub const POLL_INTERVAL: Duration = Duration::from_secs(5);
@@ -78,13 +87,14 @@ impl Context {
         stack: &ImageOptimizationStack,
         type_: EventType,
         reason: &str,
+        action: &str,
         note: String,
     ) {
         let event = KubeEvent {
             type_,
             reason: reason.to_string(),
-            note: Some(truncate(&note, 1000)),
-            action: reason.to_string(),
+            note: Some(status::truncate(&note, 1000)),
+            action: action.to_string(),
             secondary: None,
         };
         if let Err(e) = self.recorder.publish(&event, &stack.object_ref(&())).await {
@@ -111,17 +121,6 @@ impl Context {
             };
         }
     }
-}
-
-fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
 }
 
 fn key_of(stack: &ImageOptimizationStack) -> String {
@@ -198,55 +197,6 @@ pub fn error_policy(stack: Arc<ImageOptimizationStack>, err: &Error, ctx: Arc<Co
     Action::requeue(delay)
 }
 
-/// Resolve account and region for a stack.
-async fn aws_env(stack: &ImageOptimizationStack, ctx: &Context) -> Result<AwsEnv> {
-    Ok(AwsEnv {
-        account_id: ctx.aws.account_id().await?,
-        region: plan::region(&stack.spec, &ctx.aws.default_region()),
-    })
-}
-
-fn component_status(r: &Report) -> ComponentStatus {
-    let (state, message) = match &r.state {
-        State::Ready if r.created => ("Ready", Some("created".to_string())),
-        State::Ready if !r.changes.is_empty() => ("Ready", Some(components::describe(&r.changes))),
-        State::Ready => ("Ready", None),
-        State::Progressing { reason, message } => (
-            if r.created { "Creating" } else { "Progressing" },
-            Some(format!("{reason}: {message}")),
-        ),
-        State::Paused { message } => ("Paused", Some(message.clone())),
-    };
-    ComponentStatus {
-        name: r.name.clone(),
-        id: Some(r.id.clone()),
-        state: state.to_string(),
-        message,
-    }
-}
-
-fn pending(name: &str, id: &str, waiting_for: &str) -> ComponentStatus {
-    ComponentStatus {
-        name: name.to_string(),
-        id: Some(id.to_string()),
-        state: "Pending".to_string(),
-        message: Some(format!("waiting for {waiting_for}")),
-    }
-}
-
-fn error_component(name: &str, id: &str, e: &Error) -> ComponentStatus {
-    let state = match e {
-        Error::NameConflict { .. } => "Conflict",
-        _ => "Error",
-    };
-    ComponentStatus {
-        name: name.to_string(),
-        id: Some(id.to_string()),
-        state: state.to_string(),
-        message: Some(e.to_string()),
-    }
-}
-
 /// Write `status` with server-side apply, unless it is what the object already has.
 async fn write_status(
     api: &Api<ImageOptimizationStack>,
@@ -274,26 +224,13 @@ fn now() -> k8s_openapi::jiff::Timestamp {
     k8s_openapi::jiff::Timestamp::now()
 }
 
-fn phase_of_error(e: &Error) -> Phase {
-    match e.class() {
-        ErrorClass::Stalled => Phase::Stalled {
-            reason: e.reason(),
-            message: e.to_string(),
-        },
-        ErrorClass::Retryable => Phase::Progressing {
-            reason: e.reason(),
-            message: e.to_string(),
-        },
-    }
-}
-
 /// Build and write the status for `phase`.
 async fn set_status(
     api: &Api<ImageOptimizationStack>,
     stack: &ImageOptimizationStack,
     phase: &Phase,
     components: Option<Vec<ComponentStatus>>,
-    outputs: Option<crate::api::StackOutputs>,
+    outputs: Option<StackOutputs>,
     ctx: &Context,
 ) -> Result<()> {
     let previous = stack.status.clone().unwrap_or_default();
@@ -324,281 +261,118 @@ async fn set_status(
     write_status(api, stack, status).await
 }
 
-/// Bring AWS in line with the spec.
+/// The region recorded on status at the first reconcile (the stack lives there).
+fn recorded_region(stack: &ImageOptimizationStack) -> Option<&str> {
+    stack.status.as_ref()?.outputs.as_ref()?.region.as_deref()
+}
+
+/// Where the stack lives, its desired state and its graph (pure once the
+/// account is known).
+async fn prepare(
+    stack: &ImageOptimizationStack,
+    ctx: &Context,
+) -> Result<(AwsEnv, plan::DesiredStack, Graph)> {
+    let region = plan::stack_region(
+        &stack.spec,
+        recorded_region(stack),
+        &ctx.aws.default_region(),
+    )?;
+    let env = AwsEnv {
+        account_id: ctx.aws.account_id().await?,
+        region,
+    };
+    let desired = plan::plan_with(stack, &env, &ctx.plan_options)?;
+    let graph = desired.graph()?;
+    Ok((env, desired, graph))
+}
+
+/// Report an error found before the walk; only a spec change fixes a spec error.
+async fn failed_to_prepare(
+    api: &Api<ImageOptimizationStack>,
+    stack: &ImageOptimizationStack,
+    ctx: &Context,
+    e: Error,
+) -> Result<Action> {
+    set_status(api, stack, &Phase::of_error(&e), None, None, ctx).await?;
+    match e {
+        Error::InvalidSpec(_) | Error::Immutable(_) => Ok(Action::await_change()),
+        e => Err(e),
+    }
+}
+
+/// Errors that deserve a Warning event (a human should look).
+fn warn_about(e: &Error) -> bool {
+    matches!(
+        e,
+        Error::Aws { .. }
+            | Error::NameConflict { .. }
+            | Error::BucketNotEmpty { .. }
+            | Error::DeletionBlocked { .. }
+    )
+}
+
+/// Bring AWS in line with the spec: plan the graph, walk it, report.
 async fn apply(
     stack: &ImageOptimizationStack,
     ctx: &Context,
     api: &Api<ImageOptimizationStack>,
 ) -> Result<Action> {
-    let spec_changed =
-        stack.status.as_ref().and_then(|s| s.observed_generation) != stack.metadata.generation;
-    // First reconcile: say so before any AWS call.
+    let (env, desired, graph) = match prepare(stack, ctx).await {
+        Ok(p) => p,
+        Err(e) => return failed_to_prepare(api, stack, ctx, e).await,
+    };
+    let mut outputs = desired.outputs();
     if stack
         .status
         .as_ref()
         .is_none_or(|s| s.conditions.is_empty())
     {
-        set_status(
-            api,
-            stack,
-            &Phase::Progressing {
-                reason: "Initializing".into(),
-                message: "creating the stack's AWS resources".into(),
-            },
-            None,
-            None,
-            ctx,
-        )
-        .await?;
-    }
-    let env = match aws_env(stack, ctx).await {
-        Ok(env) => env,
-        Err(e) => {
-            set_status(api, stack, &phase_of_error(&e), None, None, ctx).await?;
-            return Err(e);
-        }
-    };
-    let mut desired = match plan::plan_with(stack, &env, &ctx.plan_options) {
-        Ok(d) => d,
-        Err(e) => {
-            set_status(api, stack, &phase_of_error(&e), None, None, ctx).await?;
-            // Only a spec change can fix this: wait for one.
-            return Ok(Action::await_change());
-        }
-    };
-    let paused = stack.is_paused();
-    let aws = ctx.aws.clients(Some(&env.region));
-    let stack_id = desired.id.clone();
-    let cctx = Ctx {
-        aws: &aws,
-        id: &stack_id,
-        dry_run: paused,
-    };
-    let mut outputs = desired.outputs();
-
-    let mut walk = Walk::default();
-    // Delivery first: the output buckets' policies name the distribution.
-    let cdn = &stack.spec.cdn;
-    let known_distribution = known_distribution_id(stack);
-    let distribution = desired_distribution(stack, &desired, &env.region);
-    let oac = components::origin_access::desired(&stack_id);
-    if cdn.enabled {
-        let oac_id = match components::origin_access::reconcile(&cctx, &oac).await {
-            Ok((r, id)) => {
-                walk.record(components::origin_access::COMPONENT, &oac.name, Ok(r));
-                id
-            }
-            Err(e) => {
-                walk.record(components::origin_access::COMPONENT, &oac.name, Err(e));
-                None
-            }
+        // First reconcile: say so, and record the region, before any AWS write.
+        let initializing = Phase::Progressing {
+            reason: "Initializing".into(),
+            message: "creating the stack's AWS resources".into(),
         };
-        match oac_id {
-            Some(oac_id) => {
-                match components::distribution::reconcile(
-                    &cctx,
-                    &distribution,
-                    &oac_id,
-                    known_distribution.as_deref(),
-                )
-                .await
-                {
-                    Ok((r, out)) => {
-                        if let Some(out) = out {
-                            desired.grant_cloudfront(&out.arn);
-                            outputs.distribution_id = Some(out.id);
-                            outputs.cdn_domain = Some(out.domain);
-                        }
-                        walk.record(
-                            components::distribution::COMPONENT,
-                            &distribution.caller_reference,
-                            Ok(r),
-                        );
-                    }
-                    Err(e) => walk.record(
-                        components::distribution::COMPONENT,
-                        &distribution.caller_reference,
-                        Err(e),
-                    ),
-                }
-            }
-            None => walk.statuses.push(pending(
-                components::distribution::COMPONENT,
-                &distribution.caller_reference,
-                components::origin_access::COMPONENT,
-            )),
-        }
-    } else {
-        // CDN disabled (or switched off): the distribution and OAC go, over several passes.
-        let r =
-            components::distribution::delete(&cctx, &distribution, known_distribution.as_deref())
-                .await;
-        let gone = matches!(r, Ok(Deletion::Gone));
-        walk.disabled(
-            components::distribution::COMPONENT,
-            &distribution.caller_reference,
-            r,
-        );
-        if gone {
-            let r = components::origin_access::delete(&cctx, &oac).await;
-            walk.disabled(components::origin_access::COMPONENT, &oac.name, r);
-        }
+        let first = StackOutputs {
+            region: outputs.region.clone(),
+            ..Default::default()
+        };
+        set_status(api, stack, &initializing, None, Some(first), ctx).await?;
     }
-    for b in &desired.buckets {
-        let r = components::bucket::reconcile(&cctx, b).await;
-        walk.record(&b.component, &b.arn(), r);
-    }
-    let r = components::table::reconcile(&cctx, &desired.table).await;
-    walk.record("metadata-table", &desired.table.name, r);
-    let r = components::role::reconcile(&cctx, &desired.role).await;
-    walk.record("processor-role", &desired.role.arn, r);
+    let aws = ctx.aws.clients(Some(&env.region));
+    let cx = Ctx::new(&aws, &desired.id, stack.is_paused());
+    let pass = graph.apply(&cx).await;
 
-    // Compute and delivery, each gated on what it needs existing.
-    let exists = |statuses: &[ComponentStatus], name: &str| {
-        statuses.iter().any(|c| {
-            c.name == name
-                && !matches!(
-                    c.state.as_str(),
-                    "Error" | "Conflict" | "Pending" | "Paused"
-                )
-        })
-    };
-    if exists(&walk.statuses, "processor-role") {
-        let r = components::function::reconcile(&cctx, &desired.function).await;
-        walk.record("processor-function", &desired.function.arn, r);
-    } else {
-        walk.statuses.push(pending(
-            "processor-function",
-            &desired.function.arn,
-            "processor-role",
-        ));
+    if let Some(d) = &pass.resolved.distribution {
+        outputs.distribution_id = Some(d.id.clone());
+        outputs.cdn_domain = Some(d.domain.clone());
     }
-    if exists(&walk.statuses, "processor-function") {
-        let r = components::permission::reconcile(&cctx, &desired.permission).await;
-        walk.record("s3-invoke-permission", &desired.function.arn, r);
-    } else {
-        walk.statuses.push(pending(
-            "s3-invoke-permission",
-            &desired.function.arn,
-            "processor-function",
-        ));
-    }
-    if exists(&walk.statuses, "s3-invoke-permission") && exists(&walk.statuses, plan::UPLOAD) {
-        let r = components::notification::reconcile(&cctx, &desired.notification).await;
-        walk.record("upload-notifications", &desired.notification.bucket, r);
-    } else {
-        walk.statuses.push(pending(
-            "upload-notifications",
-            &desired.notification.bucket,
-            "s3-invoke-permission and upload-bucket",
-        ));
-    }
-    let dashboard = components::dashboard::desired(
-        &stack_id,
-        &components::dashboard::DashboardInput {
-            region: env.region.clone(),
-            stack: stack_id.owner_tag_value(),
-            function_name: desired.function.name.clone(),
-            environment: stack_id.environment.clone(),
-            table_name: desired.table.name.clone(),
-            distribution_id: outputs.distribution_id.clone(),
-            formats: stack
-                .spec
-                .processor
-                .formats
-                .iter()
-                .map(|f| (*f).into())
-                .collect(),
-        },
-    );
-    if stack.spec.dashboard.enabled {
-        let r = components::dashboard::reconcile(&cctx, &dashboard).await;
-        walk.record(components::dashboard::COMPONENT, &dashboard.name, r);
-        outputs.dashboard_name = Some(dashboard.name.clone());
-        outputs.dashboard_url = Some(components::dashboard::console_url(
-            &env.region,
-            &dashboard.name,
-        ));
-    } else {
-        let r = components::dashboard::delete(&cctx, &dashboard.name).await;
-        walk.disabled(components::dashboard::COMPONENT, &dashboard.name, r);
-    }
-
-    for r in &walk.reports {
-        if r.created {
-            let note = if r.changes.is_empty() {
-                format!("created {} {}", r.name, r.id)
-            } else {
-                format!(
-                    "created {} {} ({})",
-                    r.name,
-                    r.id,
-                    components::describe(&r.changes)
-                )
-            };
-            ctx.publish(stack, EventType::Normal, "Created", note).await;
-        } else if !r.changes.is_empty() {
-            let reason = if spec_changed {
-                "Updated"
-            } else {
-                "DriftRepaired"
-            };
-            if !spec_changed {
-                ctx.metrics.drift_repaired(&r.name, r.changes.len() as u64);
-            }
-            info!(component = %r.name, changes = %components::describe(&r.changes), reason, "repaired");
-            ctx.publish(
-                stack,
-                EventType::Normal,
-                reason,
-                format!("{}: {}", r.name, components::describe(&r.changes)),
-            )
+    let spec_changed =
+        stack.status.as_ref().and_then(|s| s.observed_generation) != stack.metadata.generation;
+    for (reason, note) in pass.changes(spec_changed) {
+        ctx.publish(stack, EventType::Normal, reason, ACTION_RECONCILE, note)
             .await;
+    }
+    if !spec_changed {
+        for (component, n) in pass.drift_repairs() {
+            ctx.metrics.drift_repaired(component.as_str(), n as u64);
         }
     }
-
-    let progressing = walk.reports.iter().find_map(|r| match &r.state {
-        State::Progressing { reason, message } => {
-            Some((reason.clone(), format!("{}: {message}", r.name)))
-        }
-        _ => None,
-    });
-    let progressing = progressing.or_else(|| {
-        walk.statuses
-            .iter()
-            .find(|c| c.state == "Pending")
-            .map(|c| {
-                (
-                    "WaitingForDependency".to_string(),
-                    format!("{}: {}", c.name, c.message.clone().unwrap_or_default()),
-                )
-            })
-    });
-    let paused_diff = walk.reports.iter().find_map(|r| match &r.state {
-        State::Paused { message } => Some(format!("{}: {message}", r.name)),
-        _ => None,
-    });
-    let phase = if let Some(e) = &walk.first_error {
-        if let Error::Aws { .. } | Error::NameConflict { .. } = e {
-            ctx.publish(stack, EventType::Warning, &e.reason(), e.to_string())
-                .await;
-        }
-        phase_of_error(e)
-    } else if let Some(message) = paused_diff {
-        // Paused differences outrank progress: nothing moves until the stack is unpaused.
-        Phase::Progressing {
-            reason: "Paused".into(),
-            message: format!(
-                "{PAUSED_ANNOTATION}=true: AWS writes are suspended; differences: {message}"
-            ),
-        }
-    } else if let Some((reason, message)) = progressing {
-        Phase::Progressing { reason, message }
-    } else {
-        Phase::Ready
-    };
-    set_status(api, stack, &phase, Some(walk.statuses), Some(outputs), ctx).await?;
-    if let Some(e) = walk.first_error {
+    let phase = pass.phase();
+    if let Some(e) = pass.error().filter(|e| warn_about(e)) {
+        let (reason, note) = (e.reason(), e.status_message());
+        ctx.publish(stack, EventType::Warning, &reason, ACTION_RECONCILE, note)
+            .await;
+    }
+    set_status(
+        api,
+        stack,
+        &phase,
+        Some(pass.statuses()),
+        Some(outputs),
+        ctx,
+    )
+    .await?;
+    if let Some(e) = pass.into_error() {
         return Err(e);
     }
     Ok(match phase {
@@ -610,100 +384,9 @@ async fn apply(
     })
 }
 
-fn price_class(p: crate::api::PriceClass) -> &'static str {
-    match p {
-        crate::api::PriceClass::PriceClass_100 => "PriceClass_100",
-        crate::api::PriceClass::PriceClass_200 => "PriceClass_200",
-        crate::api::PriceClass::PriceClass_All => "PriceClass_All",
-    }
-}
-
-/// What one pass found: component statuses, reports and the most important error.
-#[derive(Default)]
-struct Walk {
-    statuses: Vec<ComponentStatus>,
-    reports: Vec<Report>,
-    first_error: Option<Error>,
-}
-
-impl Walk {
-    fn error(&mut self, e: Error) {
-        // A human-needed error outranks a retryable one.
-        let replace = match &self.first_error {
-            None => true,
-            Some(prev) => prev.class() == ErrorClass::Retryable && e.class() == ErrorClass::Stalled,
-        };
-        if replace {
-            self.first_error = Some(e);
-        }
-    }
-
-    fn record(&mut self, name: &str, id: &str, r: Result<Report>) {
-        match r {
-            Ok(r) => {
-                self.statuses.push(component_status(&r));
-                self.reports.push(r);
-            }
-            Err(e) => {
-                warn!(component = name, error = %e, "component failed");
-                self.statuses.push(error_component(name, id, &e));
-                self.error(e);
-            }
-        }
-    }
-
-    /// A component the spec switched off (being removed).
-    fn disabled(&mut self, name: &str, id: &str, r: Result<Deletion>) {
-        let (state, message) = match r {
-            Ok(Deletion::Gone) => ("Disabled", None),
-            Ok(Deletion::InProgress(m)) => ("Deleting", Some(m)),
-            Err(e) => {
-                let m = e.to_string();
-                self.error(e);
-                ("Error", Some(m))
-            }
-        };
-        self.statuses.push(ComponentStatus {
-            name: name.to_string(),
-            id: Some(id.to_string()),
-            state: state.to_string(),
-            message,
-        });
-    }
-}
-
-/// Delete (or retain) the stack's AWS resources before the finalizer goes.
-/// Returning `Ok` removes the finalizer; `Err(Pending)` keeps it and polls.
-/// The distribution the spec asks for (used by reconcile and cleanup alike).
-fn desired_distribution(
-    stack: &ImageOptimizationStack,
-    desired: &plan::DesiredStack,
-    region: &str,
-) -> components::distribution::DesiredDistribution {
-    let cdn = &stack.spec.cdn;
-    components::distribution::desired(
-        &desired.id,
-        region,
-        &desired.output_buckets(),
-        price_class(cdn.price_class),
-        (
-            cdn.min_ttl_seconds,
-            cdn.default_ttl_seconds,
-            cdn.max_ttl_seconds,
-        ),
-        desired.function.tags.clone(),
-    )
-}
-
-/// The distribution id the status last reported, if any.
-fn known_distribution_id(stack: &ImageOptimizationStack) -> Option<String> {
-    stack
-        .status
-        .as_ref()
-        .and_then(|s| s.outputs.as_ref())
-        .and_then(|o| o.distribution_id.clone())
-}
-
+/// Delete (or retain) the stack's AWS resources before the finalizer goes:
+/// a preflight over every component, then the graph in reverse. Returning
+/// `Ok` removes the finalizer; `Err(Pending)` keeps it and polls.
 async fn cleanup(
     stack: &ImageOptimizationStack,
     ctx: &Context,
@@ -716,6 +399,7 @@ async fn cleanup(
             stack,
             EventType::Normal,
             "Retained",
+            ACTION_DELETE,
             "deletionPolicy is Retain: AWS resources are left in place".into(),
         )
         .await;
@@ -732,151 +416,42 @@ async fn cleanup(
         set_status(api, stack, &phase, None, None, ctx).await?;
         return Err(Error::Pending("paused".into()));
     }
-    let env = aws_env(stack, ctx).await?;
-    let desired = match plan::plan_with(stack, &env, &ctx.plan_options) {
-        Ok(d) => d,
+    let (env, desired, graph) = match prepare(stack, ctx).await {
+        Ok(p) => p,
         Err(e) => {
-            set_status(api, stack, &phase_of_error(&e), None, None, ctx).await?;
+            set_status(api, stack, &Phase::of_error(&e), None, None, ctx).await?;
             return Err(e);
         }
     };
     let aws = ctx.aws.clients(Some(&env.region));
-    let cctx = Ctx {
-        aws: &aws,
-        id: &desired.id,
-        dry_run: false,
+    let cx = Ctx::new(&aws, &desired.id, false);
+    let pass = graph.delete(&cx).await;
+    let Some(phase) = pass.deletion_phase() else {
+        ctx.publish(
+            stack,
+            EventType::Normal,
+            "Deleted",
+            ACTION_DELETE,
+            "deleted every AWS resource of the stack".into(),
+        )
+        .await;
+        ctx.metrics.set_stack_condition(&key, None);
+        info!("all AWS resources deleted");
+        return Ok(Action::await_change());
     };
-    let mut statuses = Vec::new();
-    let mut pending: Option<String> = None;
-    let mut first_error: Option<Error> = None;
-    let mut note =
-        |name: &str, id: &str, r: Result<Deletion>, statuses: &mut Vec<ComponentStatus>| {
-            let (state, message) = match r {
-                Ok(Deletion::Gone) => ("Deleted", None),
-                Ok(Deletion::InProgress(m)) => {
-                    pending.get_or_insert(m.clone());
-                    ("Deleting", Some(m))
-                }
-                Err(e) => {
-                    let m = e.to_string();
-                    if first_error.is_none() {
-                        first_error = Some(e);
-                    }
-                    ("Error", Some(m))
-                }
-            };
-            statuses.push(ComponentStatus {
-                name: name.to_string(),
-                id: Some(id.to_string()),
-                state: state.to_string(),
-                message,
-            });
-        };
-    // Reverse dependency order: notifications, permission, function, role, table, dashboard,
-    // distribution, origin access control, then the buckets.
-    let r = components::notification::delete(&cctx, &desired.notification).await;
-    note(
-        "upload-notifications",
-        &desired.notification.bucket,
-        r,
-        &mut statuses,
-    );
-    let r = components::permission::delete(&cctx, &desired.permission).await;
-    note(
-        "s3-invoke-permission",
-        &desired.function.arn,
-        r,
-        &mut statuses,
-    );
-    let r = components::function::delete(&cctx, &desired.function).await;
-    note(
-        "processor-function",
-        &desired.function.arn,
-        r,
-        &mut statuses,
-    );
-    let r = components::role::delete(&cctx, &desired.role).await;
-    note("processor-role", &desired.role.arn, r, &mut statuses);
-    let r = components::table::delete(&cctx, &desired.table).await;
-    note("metadata-table", &desired.table.name, r, &mut statuses);
-    let dashboard = components::dashboard::dashboard_name(&desired.id);
-    let r = components::dashboard::delete(&cctx, &dashboard).await;
-    note(
-        components::dashboard::COMPONENT,
-        &dashboard,
-        r,
-        &mut statuses,
-    );
-    let distribution = desired_distribution(stack, &desired, &env.region);
-    let known_distribution = known_distribution_id(stack);
-    // Disable → wait until Deployed → delete (over several passes), then the OAC.
-    let r =
-        components::distribution::delete(&cctx, &distribution, known_distribution.as_deref()).await;
-    let distribution_gone = matches!(r, Ok(Deletion::Gone));
-    note(
-        components::distribution::COMPONENT,
-        &distribution.caller_reference,
-        r,
-        &mut statuses,
-    );
-    let oac = components::origin_access::desired(&desired.id);
-    let mut cdn_gone = false;
-    if distribution_gone {
-        let r = components::origin_access::delete(&cctx, &oac).await;
-        cdn_gone = matches!(r, Ok(Deletion::Gone));
-        note(
-            components::origin_access::COMPONENT,
-            &oac.name,
-            r,
-            &mut statuses,
-        );
-    } else {
-        note(
-            components::origin_access::COMPONENT,
-            &oac.name,
-            Ok(Deletion::InProgress(
-                "waiting for the distribution to be deleted".into(),
-            )),
-            &mut statuses,
-        );
-    }
-    // The buckets (the data, and what the distribution reads from) go last.
-    for b in desired.buckets.iter().rev() {
-        let r = if cdn_gone {
-            components::bucket::delete(&cctx, b, desired.empty_buckets_on_delete).await
-        } else {
-            Ok(Deletion::InProgress(
-                "waiting for the distribution and its origin access control to be deleted".into(),
-            ))
-        };
-        note(&b.component, &b.arn(), r, &mut statuses);
-    }
-    statuses.reverse();
-
-    if let Some(e) = first_error {
-        set_status(api, stack, &phase_of_error(&e), Some(statuses), None, ctx).await?;
-        ctx.publish(stack, EventType::Warning, &e.reason(), e.to_string())
+    if let Some(e) = pass.error().filter(|e| warn_about(e)) {
+        let (reason, note) = (e.reason(), e.status_message());
+        ctx.publish(stack, EventType::Warning, &reason, ACTION_DELETE, note)
             .await;
-        return Err(e);
     }
-    if let Some(step) = pending {
-        let phase = Phase::Progressing {
-            reason: "Deleting".into(),
-            message: step.clone(),
-        };
-        set_status(api, stack, &phase, Some(statuses), None, ctx).await?;
-        return Err(Error::Pending(step));
+    set_status(api, stack, &phase, Some(pass.statuses()), None, ctx).await?;
+    match pass.into_error() {
+        Some(e) => Err(e),
+        None => Err(Error::Pending(match phase {
+            Phase::Progressing { message, .. } => message,
+            _ => "deleting".into(),
+        })),
     }
-    ctx.publish(
-        stack,
-        EventType::Normal,
-        "Deleted",
-        "deleted every AWS resource of the stack".into(),
-    )
-    .await;
-    ctx.metrics.set_stack_condition(&key, None);
-    info!("all AWS resources deleted");
-    Ok(Action::await_change())
 }
 
 /// Hash of what should trigger a reconcile: the spec (generation), the

@@ -75,6 +75,18 @@ pub enum Error {
     /// Serialization of an object failed.
     #[error("serialization failed: {0}")]
     Json(#[from] serde_json::Error),
+
+    /// Deleting a component would stop half-way (deletion protection …).
+    #[error("{kind} {name} cannot be deleted: {why}")]
+    DeletionBlocked {
+        kind: &'static str,
+        name: String,
+        why: String,
+    },
+
+    /// A bug in the operator (an invariant of the plan does not hold).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -118,7 +130,13 @@ impl Error {
             SdkError::ServiceError(se) => {
                 let status = Some(se.raw().status().as_u16());
                 let e = se.err();
-                let code = e.code().unwrap_or("Unknown").to_string();
+                // A 403 without an error code (HEAD requests have no body) is
+                // still a denial: never mistake it for "not ours" or "missing".
+                let code = match (e.code(), status) {
+                    (Some(c), _) if !c.is_empty() => c.to_string(),
+                    (_, Some(403)) => "AccessDenied".to_string(),
+                    _ => "Unknown".to_string(),
+                };
                 let message = e.message().unwrap_or("").to_string();
                 let class = classify(&code, status);
                 Error::Aws {
@@ -169,6 +187,8 @@ impl Error {
             | Error::BucketNotEmpty { .. }
             | Error::InvalidSpec(_)
             | Error::Immutable(_)
+            | Error::DeletionBlocked { .. }
+            | Error::Internal(_)
             | Error::Config(_) => ErrorClass::Stalled,
             Error::Kube(_) | Error::Finalizer(_) | Error::Json(_) | Error::Pending(_) => {
                 ErrorClass::Retryable
@@ -201,6 +221,39 @@ impl Error {
             Error::Finalizer(_) => "FinalizerError".into(),
             Error::Json(_) => "SerializationError".into(),
             Error::Pending(_) => "InProgress".into(),
+            Error::DeletionBlocked { .. } => "DeletionBlocked".into(),
+            Error::Internal(_) => "InternalError".into(),
+        }
+    }
+
+    /// The error as status conditions, component messages and events show it:
+    /// the action, the AWS error code and a short message. AWS messages can
+    /// name the operator's own identity (`User: arn:aws:sts::…:assumed-role/…
+    /// is not authorized …`), so for AWS errors only the code is kept with a
+    /// message of our own, or the first sentence of AWS's, cut and with ARNs
+    /// of IAM/STS principals removed. The full text goes to the log.
+    pub fn status_message(&self) -> String {
+        match self {
+            Error::Aws {
+                action,
+                code,
+                message,
+                ..
+            } => {
+                if is_access_denied(code) {
+                    format!(
+                        "{action} failed: {code}: the operator's AWS identity is not allowed to call {action} (see `operator iam-policy`)"
+                    )
+                } else {
+                    let short = short_aws_message(message);
+                    if short.is_empty() {
+                        format!("{action} failed: {code}")
+                    } else {
+                        format!("{action} failed: {code}: {short}")
+                    }
+                }
+            }
+            other => other.to_string(),
         }
     }
 
@@ -211,6 +264,32 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// First sentence of an AWS error message, at most 160 characters, with the
+/// ARNs of IAM and STS principals replaced by `<principal>`.
+fn short_aws_message(message: &str) -> String {
+    let first = message
+        .split_inclusive(". ")
+        .next()
+        .unwrap_or(message)
+        .trim();
+    let words: Vec<String> = first
+        .split(' ')
+        .map(|w| {
+            if w.starts_with("arn:") && (w.contains(":iam::") || w.contains(":sts::")) {
+                "<principal>".to_string()
+            } else {
+                w.to_string()
+            }
+        })
+        .collect();
+    let text = words.join(" ");
+    if text.chars().count() <= 160 {
+        return text;
+    }
+    let cut: String = text.chars().take(159).collect();
+    format!("{cut}…")
 }
 
 fn is_access_denied(code: &str) -> bool {
@@ -272,6 +351,33 @@ mod tests {
         assert_eq!(classify("Weird", Some(502)), ErrorClass::Retryable);
         assert_eq!(classify("AccessDenied", Some(403)), ErrorClass::Stalled);
         assert_eq!(classify("MalformedPolicy", Some(400)), ErrorClass::Stalled);
+    }
+
+    #[test]
+    fn status_messages_are_short_and_name_no_principal() {
+        let e = aws("AccessDenied", ErrorClass::Stalled);
+        let m = e.status_message();
+        assert!(
+            m.starts_with("s3:PutBucketPolicy failed: AccessDenied"),
+            "{m}"
+        );
+        let e = Error::Aws {
+            action: "lambda:CreateFunction".into(),
+            code: "InvalidParameterValueException".into(),
+            message: format!(
+                "The role arn:aws:iam::123456789012:role/op cannot be assumed. {}",
+                "x".repeat(500)
+            ),
+            class: ErrorClass::Stalled,
+        };
+        let m = e.status_message();
+        assert!(!m.contains("123456789012"), "{m}");
+        assert!(m.contains("<principal>"), "{m}");
+        assert!(m.len() < 260, "{m}");
+        assert!(
+            e.to_string().contains("123456789012"),
+            "the log keeps everything"
+        );
     }
 
     #[test]

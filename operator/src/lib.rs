@@ -12,6 +12,7 @@ pub mod aws;
 pub mod cli;
 pub mod components;
 pub mod controller;
+pub mod driver;
 pub mod error;
 pub mod leader;
 pub mod metrics;

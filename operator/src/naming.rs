@@ -13,17 +13,24 @@ pub const NAME_PREFIX: &str = "imagestack";
 pub const OWNER_TAG: &str = "imagestack.dev/stack";
 /// Tag key carrying the stack's environment.
 pub const ENVIRONMENT_TAG: &str = "imagestack.dev/environment";
+/// Tag key naming the installation (cluster id) that owns the resource: two
+/// clusters sharing one AWS account never touch each other's stacks.
+pub const CLUSTER_TAG: &str = "imagestack.dev/cluster";
 /// Tag key marking the resource as managed by this operator.
 pub const MANAGED_BY_TAG: &str = "imagestack.dev/managed-by";
 /// Value of [`MANAGED_BY_TAG`].
 pub const MANAGED_BY: &str = "imagestack-operator";
 
-/// Identity of a stack: everything names derive from.
+/// Identity of a stack: everything names derive from (namespace, name,
+/// environment), plus the installation that owns it (`cluster`), which is part
+/// of ownership but not of names: names stay stable across operator upgrades.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct StackId {
     pub namespace: String,
     pub name: String,
     pub environment: String,
+    /// The installation's id (`--cluster-id`); empty in pure unit tests.
+    pub cluster: String,
 }
 
 impl StackId {
@@ -36,7 +43,14 @@ impl StackId {
             namespace: namespace.into(),
             name: name.into(),
             environment: environment.into(),
+            cluster: String::new(),
         }
+    }
+
+    /// The same identity, owned by installation `cluster`.
+    pub fn in_cluster(mut self, cluster: impl Into<String>) -> Self {
+        self.cluster = cluster.into();
+        self
     }
 
     /// Value of the ownership tag: `<namespace>/<name>`.
@@ -44,8 +58,9 @@ impl StackId {
         format!("{}/{}", self.namespace, self.name)
     }
 
-    /// Short stable hash of the identity (and `salt`), hex, `len` characters.
-    fn hash(&self, salt: &str, len: usize) -> String {
+    /// Short stable hash of the identity (and `salt`), hex, `len` (≤ 64)
+    /// characters: the one hash every generated name uses.
+    pub fn hash(&self, salt: &str, len: usize) -> String {
         let mut h = Sha256::new();
         // Separators that cannot occur in namespace, name or environment.
         for part in [
@@ -58,7 +73,7 @@ impl StackId {
             h.update([0u8]);
         }
         let digest = hex::encode(h.finalize());
-        digest[..len].to_string()
+        digest[..len.min(digest.len())].to_string()
     }
 
     /// Bucket name for `purpose` (`upload`, `webp`, `jpeg`, `png`):
@@ -112,6 +127,9 @@ impl StackId {
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         tags.insert(OWNER_TAG.to_string(), self.owner_tag_value());
+        if !self.cluster.is_empty() {
+            tags.insert(CLUSTER_TAG.to_string(), self.cluster.clone());
+        }
         tags.insert(ENVIRONMENT_TAG.to_string(), self.environment.clone());
         tags.insert(MANAGED_BY_TAG.to_string(), MANAGED_BY.to_string());
         tags
@@ -121,12 +139,47 @@ impl StackId {
 /// Who owns a resource, judged from its tags.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Ownership {
-    /// Tagged as this stack's.
+    /// Tagged as this stack's, by this installation — or by a version of the
+    /// operator from before installation ids (no cluster tag: adopted, and the
+    /// tag is added by the next repair).
     Ours,
     /// Tagged as another stack's (`<namespace>/<name>`).
     OtherStack(String),
+    /// Tagged as this namespace/name's, but by another installation (cluster id).
+    OtherCluster(String),
     /// Not tagged by imagestack at all.
     Foreign,
+}
+
+impl Ownership {
+    /// Who owns it, for a `NameConflict` message; `None` when it is ours.
+    pub fn owner(&self) -> Option<String> {
+        match self {
+            Ownership::Ours => None,
+            Ownership::OtherStack(other) => Some(format!("owned by stack {other}")),
+            Ownership::OtherCluster(c) => Some(format!(
+                "owned by a stack of the same namespace/name in another cluster (cluster id {c})"
+            )),
+            Ownership::Foreign => {
+                Some("it carries no imagestack ownership tag or marker".to_string())
+            }
+        }
+    }
+}
+
+/// Decide ownership from the owner (`<namespace>/<name>`) and cluster values a
+/// resource carries (from tags, or from its body where it cannot be tagged).
+pub fn ownership_of(id: &StackId, owner: Option<&str>, cluster: Option<&str>) -> Ownership {
+    match owner {
+        None => Ownership::Foreign,
+        Some(v) if v != id.owner_tag_value() => Ownership::OtherStack(v.to_string()),
+        Some(_) => match cluster {
+            // Written before installation ids existed: ours (migration).
+            None => Ownership::Ours,
+            Some(c) if id.cluster.is_empty() || c == id.cluster => Ownership::Ours,
+            Some(c) => Ownership::OtherCluster(c.to_string()),
+        },
+    }
 }
 
 /// Decide ownership from a resource's tags.
@@ -134,16 +187,29 @@ pub fn ownership<'a>(
     id: &StackId,
     tags: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Ownership {
+    let mut owner = None;
+    let mut cluster = None;
     for (k, v) in tags {
         if k == OWNER_TAG {
-            return if v == id.owner_tag_value() {
-                Ownership::Ours
-            } else {
-                Ownership::OtherStack(v.to_string())
-            };
+            owner = Some(v);
+        } else if k == CLUSTER_TAG {
+            cluster = Some(v);
         }
     }
-    Ownership::Foreign
+    ownership_of(id, owner, cluster)
+}
+
+/// `s` cut to at most `max` bytes on a character boundary (the one cut every
+/// name and message uses; messages add `…`, see `status::truncate`).
+pub fn cut(s: &str, max: usize) -> &str {
+    if s.len() <= max {
+        return s;
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
 }
 
 /// True if `name` is a valid S3 bucket name we are willing to manage: 3–63
@@ -233,5 +299,29 @@ mod tests {
         );
         assert_eq!(ownership(&id, [("team", "x")]), Ownership::Foreign);
         assert_eq!(tags.get("team").map(String::as_str), Some("x"));
+    }
+
+    #[test]
+    fn ownership_includes_the_installation() {
+        let a = StackId::new("ns", "s", "dev").in_cluster("cluster-a");
+        let b = StackId::new("ns", "s", "dev").in_cluster("cluster-b");
+        let tags_a = a.tags(&BTreeMap::new());
+        assert_eq!(
+            tags_a.get(CLUSTER_TAG).map(String::as_str),
+            Some("cluster-a")
+        );
+        let it = || tags_a.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+        assert_eq!(ownership(&a, it()), Ownership::Ours);
+        assert_eq!(
+            ownership(&b, it()),
+            Ownership::OtherCluster("cluster-a".into())
+        );
+        // Names do not depend on the installation: upgrades keep every name.
+        assert_eq!(a.table_name(), b.table_name());
+        assert_eq!(a.bucket_name("upload", "1"), b.bucket_name("upload", "1"));
+        // Tags written before installation ids: adopted by either installation.
+        let legacy = [(OWNER_TAG, "ns/s")];
+        assert_eq!(ownership(&a, legacy), Ownership::Ours);
+        assert_eq!(ownership(&b, legacy), Ownership::Ours);
     }
 }

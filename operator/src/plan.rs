@@ -1,19 +1,34 @@
 //! Pure planning: a stack's spec (plus where it runs) → the desired state of
-//! every component. No I/O here, so all of it is unit-tested.
+//! every component, and the stack as a graph: every component with what it
+//! depends on, in the order the driver walks it (forwards to apply, in
+//! reverse to delete). No I/O here, so all of it is unit-tested.
+//!
+//! ```text
+//! buckets, metadata-table ─► processor-role ─► processor-function ─► s3-invoke-permission ─► upload-notifications
+//! origin-access-control, output buckets ─► distribution ─► webp/jpeg/png-cdn-grant (in each output bucket's policy)
+//! distribution ─► dashboard
+//! ```
 
 use std::collections::BTreeMap;
 
 use imagestack_contract::Format;
 
 use crate::api::CodeSpec;
-use crate::api::{ImageOptimizationStack, ImageOptimizationStackSpec, StackOutputs};
+use crate::api::{
+    ComponentName, ImageOptimizationStack, ImageOptimizationStackSpec, PriceClass, StackOutputs,
+};
 use crate::aws::partition;
 use crate::components::bucket::{Cors, DesiredBucket};
+use crate::components::cdn_grant::DesiredCdnGrant;
+use crate::components::dashboard::{self, DashboardInput, DesiredDashboard};
+use crate::components::distribution::{self, DesiredDistribution};
 use crate::components::function::{CodeSource, DesiredFunction};
 use crate::components::notification::DesiredNotification;
+use crate::components::origin_access::{self, DesiredOriginAccess};
 use crate::components::permission::DesiredPermission;
 use crate::components::role::DesiredRole;
 use crate::components::table::DesiredTable;
+use crate::driver::{Entry, Graph};
 use crate::error::{Error, Result};
 use crate::naming::{StackId, is_valid_bucket_name};
 use crate::policy;
@@ -36,12 +51,15 @@ impl AwsEnv {
 pub struct PlanOptions {
     /// Directory with `x86_64.zip` and `arm64.zip` (`--processor-artifact-dir`).
     pub artifact_dir: std::path::PathBuf,
+    /// The installation's id (`--cluster-id`): part of every ownership tag.
+    pub cluster_id: String,
 }
 
 impl Default for PlanOptions {
     fn default() -> Self {
         Self {
             artifact_dir: "/opt/imagestack/processor".into(),
+            cluster_id: String::new(),
         }
     }
 }
@@ -58,44 +76,36 @@ pub struct DesiredStack {
     pub function: DesiredFunction,
     pub permission: DesiredPermission,
     pub notification: DesiredNotification,
-    pub empty_buckets_on_delete: bool,
+    pub origin_access: DesiredOriginAccess,
+    pub distribution: DesiredDistribution,
+    /// One CloudFront read grant per output bucket.
+    pub grants: Vec<DesiredCdnGrant>,
+    pub dashboard: DesiredDashboard,
+    /// `spec.cdn.enabled`: the OAC, distribution and grants exist.
+    pub cdn_enabled: bool,
+    /// `spec.dashboard.enabled`.
+    pub dashboard_enabled: bool,
 }
 
 impl DesiredStack {
     /// Names known from the plan alone (status outputs).
     pub fn outputs(&self) -> StackOutputs {
-        let bucket = |c: &str| {
-            self.buckets
-                .iter()
-                .find(|b| b.component == c)
-                .map(|b| b.name.clone())
-        };
+        let bucket = |c: ComponentName| self.bucket(c).map(|b| b.name.clone());
         StackOutputs {
             region: Some(self.env.region.clone()),
-            upload_bucket: bucket(UPLOAD),
-            webp_bucket: bucket(&output_component(Format::Webp)),
-            jpeg_bucket: bucket(&output_component(Format::Jpeg)),
-            png_bucket: bucket(&output_component(Format::Png)),
+            upload_bucket: bucket(ComponentName::UploadBucket),
+            webp_bucket: bucket(ComponentName::WebpBucket),
+            jpeg_bucket: bucket(ComponentName::JpegBucket),
+            png_bucket: bucket(ComponentName::PngBucket),
             table_name: Some(self.table.name.clone()),
             role_arn: Some(self.role.arn.clone()),
             function_name: Some(self.function.name.clone()),
             function_arn: Some(self.function.arn.clone()),
+            dashboard_name: self.dashboard_enabled.then(|| self.dashboard.name.clone()),
+            dashboard_url: self
+                .dashboard_enabled
+                .then(|| dashboard::console_url(&self.env.region, &self.dashboard.name)),
             ..Default::default()
-        }
-    }
-
-    /// Add the CloudFront read grant of `distribution_arn` to each output
-    /// bucket's policy (next to the TLS-only statement).
-    pub fn grant_cloudfront(&mut self, distribution_arn: &str) {
-        let p = self.env.partition();
-        for f in Format::ALL {
-            let component = output_component(f);
-            if let Some(b) = self.buckets.iter_mut().find(|b| b.component == component) {
-                b.policy = policy::bucket_policy(vec![
-                    policy::deny_insecure_transport(p, &b.name),
-                    policy::cloudfront_read(p, &b.name, &f.key_prefix(), distribution_arn),
-                ]);
-            }
         }
     }
 
@@ -104,27 +114,93 @@ impl DesiredStack {
         Format::ALL
             .iter()
             .filter_map(|f| {
-                self.bucket(&output_component(*f))
+                self.bucket(ComponentName::bucket_of(*f))
                     .map(|b| (*f, b.name.clone()))
             })
             .collect()
     }
 
     /// The bucket of a component name.
-    pub fn bucket(&self, component: &str) -> Option<&DesiredBucket> {
+    pub fn bucket(&self, component: ComponentName) -> Option<&DesiredBucket> {
         self.buckets.iter().find(|b| b.component == component)
+    }
+
+    /// The stack as a graph: every component, what it depends on, what it is
+    /// a part of, and whether the spec switches it on. The driver writes a
+    /// component only when everything it depends on is ours and ready.
+    pub fn graph(&self) -> Result<Graph> {
+        use ComponentName as N;
+        let buckets: Vec<N> = self.buckets.iter().map(|b| b.component).collect();
+        let outputs: Vec<N> = Format::ALL.iter().map(|f| N::bucket_of(*f)).collect();
+        let mut entries: Vec<Entry> = self.buckets.iter().cloned().map(Entry::new).collect();
+        entries.push(Entry::new(self.table.clone()));
+        // The role's policy and the function's environment name every bucket and the table.
+        let data: Vec<N> = buckets.iter().copied().chain([N::MetadataTable]).collect();
+        entries.push(Entry::new(self.role.clone()).after(data.clone()));
+        entries.push(
+            Entry::new(self.function.clone())
+                .after([N::ProcessorRole])
+                .after(data),
+        );
+        entries.push(
+            Entry::new(self.permission.clone())
+                .inside(N::ProcessorFunction)
+                .after([N::UploadBucket]),
+        );
+        entries.push(
+            Entry::new(self.notification.clone())
+                .inside(N::UploadBucket)
+                .after([N::S3InvokePermission]),
+        );
+        entries.push(Entry::new(self.origin_access.clone()).enabled(self.cdn_enabled));
+        entries.push(
+            Entry::new(self.distribution.clone())
+                .after([N::OriginAccessControl])
+                .after(outputs)
+                .enabled(self.cdn_enabled),
+        );
+        for g in &self.grants {
+            let host = self
+                .buckets
+                .iter()
+                .find(|b| b.name == g.bucket)
+                .map(|b| b.component)
+                .ok_or_else(|| {
+                    Error::Internal(format!("grant on unplanned bucket {}", g.bucket))
+                })?;
+            entries.push(
+                Entry::new(g.clone())
+                    .inside(host)
+                    .after([N::Distribution])
+                    .enabled(self.cdn_enabled),
+            );
+        }
+        // The dashboard shows the distribution's metrics: written only once the
+        // distribution is known, so it is never rewritten without them.
+        let mut board = Entry::new(self.dashboard.clone()).enabled(self.dashboard_enabled);
+        if self.cdn_enabled {
+            board = board.after([N::Distribution]);
+        }
+        entries.push(board);
+        Graph::new(entries)
     }
 }
 
-/// Component name of the upload bucket.
-pub const UPLOAD: &str = "upload-bucket";
-
-/// Component name of an output bucket (`webp-bucket`, …).
-pub fn output_component(f: Format) -> String {
-    format!("{}-bucket", f.as_str())
+/// CloudFront's name of a price class.
+pub fn price_class(p: PriceClass) -> &'static str {
+    match p {
+        PriceClass::PriceClass_100 => "PriceClass_100",
+        PriceClass::PriceClass_200 => "PriceClass_200",
+        PriceClass::PriceClass_All => "PriceClass_All",
+    }
 }
 
-/// The stack's identity.
+/// The stack's identity, owned by installation `cluster`.
+pub fn stack_id_in(stack: &ImageOptimizationStack, cluster: &str) -> Result<StackId> {
+    Ok(stack_id(stack)?.in_cluster(cluster))
+}
+
+/// The stack's identity (without an installation: names only).
 pub fn stack_id(stack: &ImageOptimizationStack) -> Result<StackId> {
     let ns = stack
         .metadata
@@ -144,6 +220,25 @@ pub fn region(spec: &ImageOptimizationStackSpec, default_region: &str) -> String
     spec.region
         .clone()
         .unwrap_or_else(|| default_region.to_string())
+}
+
+/// The region of a stack: the one recorded on status at its first reconcile
+/// (a stack never moves, whatever happens to the spec or to the operator's
+/// default region), else the spec's, else the operator's default. A spec
+/// naming another region than the recorded one is refused (the CRD already
+/// refuses the change; this guards stacks admitted before that rule).
+pub fn stack_region(
+    spec: &ImageOptimizationStackSpec,
+    recorded: Option<&str>,
+    default_region: &str,
+) -> Result<String> {
+    match (recorded, spec.region.as_deref()) {
+        (Some(r), Some(s)) if r != s => Err(Error::Immutable(format!(
+            "spec.region is {s} but the stack was created in {r}: the region cannot change; restore spec.region: {r} (or remove it), or create a new stack"
+        ))),
+        (Some(r), _) => Ok(r.to_string()),
+        (None, _) => Ok(region(spec, default_region)),
+    }
 }
 
 /// The processor's environment: the contract between operator and processor.
@@ -203,7 +298,7 @@ pub fn plan_with(
     env: &AwsEnv,
     opts: &PlanOptions,
 ) -> Result<DesiredStack> {
-    let id = stack_id(stack)?;
+    let id = stack_id_in(stack, &opts.cluster_id)?;
     let spec = &stack.spec;
     let p = env.partition();
     let tags = id.tags(&spec.tags);
@@ -237,8 +332,9 @@ pub fn plan_with(
     }
 
     let cors = &spec.buckets.upload.cors;
+    let empty_on_delete = spec.buckets.empty_on_delete;
     let upload = DesiredBucket {
-        component: UPLOAD.to_string(),
+        component: ComponentName::UploadBucket,
         name: upload_name.clone(),
         region: env.region.clone(),
         partition: p.to_string(),
@@ -256,12 +352,13 @@ pub fn plan_with(
             expose_headers: cors.expose_headers.clone(),
             max_age_seconds: cors.max_age_seconds,
         }]),
-        policy: policy::bucket_policy(vec![policy::deny_insecure_transport(p, &upload_name)]),
+        tls_statement: policy::deny_insecure_transport(p, &upload_name),
+        empty_on_delete,
     };
     let mut buckets = vec![upload];
     for (format, name) in &outputs {
         buckets.push(DesiredBucket {
-            component: output_component(*format),
+            component: ComponentName::bucket_of(*format),
             name: name.clone(),
             region: env.region.clone(),
             partition: p.to_string(),
@@ -269,7 +366,8 @@ pub fn plan_with(
             versioning: None,
             acceleration: None,
             cors: None,
-            policy: policy::bucket_policy(vec![policy::deny_insecure_transport(p, name)]),
+            tls_statement: policy::deny_insecure_transport(p, name),
+            empty_on_delete,
         });
     }
 
@@ -327,7 +425,6 @@ pub fn plan_with(
     let function = DesiredFunction {
         name: function_name.clone(),
         arn: function_arn.clone(),
-        role_arn: role.arn.clone(),
         architecture: arch.to_string(),
         memory_mb: spec.processor.memory_mb,
         timeout_seconds: spec.processor.timeout_seconds,
@@ -357,7 +454,48 @@ pub fn plan_with(
         function_arn,
     };
 
+    let cdn = &spec.cdn;
+    let mut distribution = distribution::desired(
+        &id,
+        &env.region,
+        &outputs,
+        price_class(cdn.price_class),
+        (
+            cdn.min_ttl_seconds,
+            cdn.default_ttl_seconds,
+            cdn.max_ttl_seconds,
+        ),
+        function.tags.clone(),
+    );
+    distribution.known_id = stack
+        .status
+        .as_ref()
+        .and_then(|s| s.outputs.as_ref())
+        .and_then(|o| o.distribution_id.clone());
+    let grants = outputs
+        .iter()
+        .map(|(f, name)| DesiredCdnGrant {
+            component: ComponentName::grant_of(*f),
+            bucket: name.clone(),
+            partition: p.to_string(),
+            prefix: f.key_prefix(),
+        })
+        .collect();
+    let dashboard = dashboard::desired(
+        &id,
+        &DashboardInput {
+            region: env.region.clone(),
+            stack: id.owner_tag_value(),
+            function_name: function.name.clone(),
+            environment: id.environment.clone(),
+            table_name: table.name.clone(),
+            distribution_id: None,
+            formats: enabled.clone(),
+        },
+    );
+
     Ok(DesiredStack {
+        origin_access: origin_access::desired(&id),
         id,
         env: env.clone(),
         buckets,
@@ -366,7 +504,11 @@ pub fn plan_with(
         function,
         permission,
         notification,
-        empty_buckets_on_delete: spec.buckets.empty_on_delete,
+        distribution,
+        grants,
+        dashboard,
+        cdn_enabled: cdn.enabled,
+        dashboard_enabled: spec.dashboard.enabled,
     })
 }
 
@@ -398,7 +540,7 @@ mod tests {
     fn defaults_plan_everything() {
         let d = plan(&stack("environment: dev"), &env()).unwrap();
         assert_eq!(d.buckets.len(), 4);
-        let up = d.bucket(UPLOAD).unwrap();
+        let up = d.bucket(ComponentName::UploadBucket).unwrap();
         assert_eq!(up.versioning, Some(true));
         assert_eq!(up.acceleration, Some(true));
         let cors = &up.cors.as_ref().unwrap()[0];
@@ -409,7 +551,7 @@ mod tests {
                 b.tags.get(crate::naming::OWNER_TAG).unwrap(),
                 "team-a/images"
             );
-            let stmt = &b.policy["Statement"][0];
+            let stmt = &b.tls_statement;
             assert_eq!(stmt["Condition"]["Bool"]["aws:SecureTransport"], "false");
             assert_eq!(stmt["Effect"], "Deny");
         }
@@ -444,8 +586,11 @@ processor: {formats: [webp]}
             &env(),
         )
         .unwrap();
-        assert_eq!(d.bucket(UPLOAD).unwrap().name, "my-uploads");
-        assert_eq!(d.bucket("webp-bucket").unwrap().name, "my-webp");
+        assert_eq!(
+            d.bucket(ComponentName::UploadBucket).unwrap().name,
+            "my-uploads"
+        );
+        assert_eq!(d.bucket(ComponentName::WebpBucket).unwrap().name, "my-webp");
         assert_eq!(d.table.name, "my-table");
         assert!(d.table.point_in_time_recovery);
         assert_eq!(d.table.tags.get("team").unwrap(), "media");
@@ -476,42 +621,91 @@ processor: {formats: [webp]}
         assert_eq!(e[imagestack_contract::env::JPEG_QUALITY], "70");
         assert_eq!(
             e[imagestack_contract::env::UPLOAD_BUCKET],
-            d.bucket(UPLOAD).unwrap().name
+            d.bucket(ComponentName::UploadBucket).unwrap().name
         );
         assert_eq!(e[imagestack_contract::env::METADATA_TABLE], d.table.name);
-        assert_eq!(d.function.role_arn, d.role.arn);
         assert!(
             matches!(&d.function.code, CodeSource::Zip { path } if path.ends_with("x86_64.zip"))
         );
         assert_eq!(
             d.permission.source_bucket_arn,
-            format!("arn:aws:s3:::{}", d.bucket(UPLOAD).unwrap().name)
+            format!(
+                "arn:aws:s3:::{}",
+                d.bucket(ComponentName::UploadBucket).unwrap().name
+            )
         );
     }
 
     #[test]
-    fn cloudfront_grant_is_per_prefix_and_keeps_tls_only() {
-        let mut d = plan(&stack("environment: dev"), &env()).unwrap();
+    fn cloudfront_grant_is_per_prefix() {
+        let d = plan(&stack("environment: dev"), &env()).unwrap();
         let arn = "arn:aws:cloudfront::123456789012:distribution/E1";
-        d.grant_cloudfront(arn);
-        let webp = d.bucket("webp-bucket").unwrap();
-        let st = webp.policy["Statement"].as_array().unwrap();
-        assert_eq!(st.len(), 2);
-        assert_eq!(st[0]["Sid"], "DenyInsecureTransport");
-        assert_eq!(st[1]["Principal"]["Service"], "cloudfront.amazonaws.com");
-        assert_eq!(
-            st[1]["Resource"],
-            format!("arn:aws:s3:::{}/webp/*", webp.name)
-        );
-        assert_eq!(st[1]["Condition"]["StringEquals"]["AWS:SourceArn"], arn);
+        let webp = d.bucket(ComponentName::WebpBucket).unwrap();
+        let g = d.grants.iter().find(|g| g.bucket == webp.name).unwrap();
+        assert_eq!(g.component, ComponentName::WebpCdnGrant);
+        let st = g.statement(arn);
+        assert_eq!(st["Sid"], policy::CLOUDFRONT_READ_SID);
+        assert_eq!(st["Principal"]["Service"], "cloudfront.amazonaws.com");
+        assert_eq!(st["Resource"], format!("arn:aws:s3:::{}/webp/*", webp.name));
+        assert_eq!(st["Condition"]["StringEquals"]["AWS:SourceArn"], arn);
         // The upload bucket gets no CloudFront grant.
+        let up = d.bucket(ComponentName::UploadBucket).unwrap();
+        assert!(d.grants.iter().all(|g| g.bucket != up.name));
+        assert_eq!(d.grants.len(), 3);
+    }
+
+    #[test]
+    fn the_graph_orders_every_dependency_first() {
+        use ComponentName as N;
+        let d = plan(&stack("environment: dev"), &env()).unwrap();
+        let g = d.graph().unwrap();
+        let names = g.names();
+        let pos = |n: N| names.iter().position(|x| *x == n).unwrap();
+        assert_eq!(names.len(), 15, "{names:?}");
+        for b in [N::UploadBucket, N::WebpBucket, N::JpegBucket, N::PngBucket] {
+            assert!(pos(b) < pos(N::ProcessorRole));
+        }
+        assert!(pos(N::MetadataTable) < pos(N::ProcessorRole));
+        assert!(pos(N::ProcessorRole) < pos(N::ProcessorFunction));
+        assert!(pos(N::ProcessorFunction) < pos(N::S3InvokePermission));
+        assert!(pos(N::S3InvokePermission) < pos(N::UploadNotifications));
+        assert!(pos(N::OriginAccessControl) < pos(N::Distribution));
+        assert!(pos(N::Distribution) < pos(N::WebpCdnGrant));
+        assert!(pos(N::Distribution) < pos(N::Dashboard));
+        let entry = |n: N| g.entries().iter().find(|e| e.node.name() == n).unwrap();
+        // Writes through a name the stack does not own are gated: the role's
+        // policy and the function's environment wait for every bucket and the table.
+        for b in [N::WebpBucket, N::MetadataTable] {
+            assert!(entry(N::ProcessorRole).depends_on.contains(&b));
+            assert!(entry(N::ProcessorFunction).depends_on.contains(&b));
+        }
+        assert_eq!(entry(N::UploadNotifications).host, Some(N::UploadBucket));
+        assert_eq!(entry(N::WebpCdnGrant).host, Some(N::WebpBucket));
         assert_eq!(
-            d.bucket(UPLOAD).unwrap().policy["Statement"]
-                .as_array()
-                .unwrap()
-                .len(),
-            1
+            entry(N::S3InvokePermission).host,
+            Some(N::ProcessorFunction)
         );
+        // Switching the CDN off switches off its three kinds of component, and
+        // the dashboard no longer waits for a distribution.
+        let d = plan(&stack("environment: dev\ncdn: {enabled: false}"), &env()).unwrap();
+        let g = d.graph().unwrap();
+        for e in g.entries() {
+            let cdn = matches!(
+                e.node.name(),
+                N::OriginAccessControl
+                    | N::Distribution
+                    | N::WebpCdnGrant
+                    | N::JpegCdnGrant
+                    | N::PngCdnGrant
+            );
+            assert_eq!(e.enabled, !cdn, "{}", e.node.name());
+        }
+        let board = g
+            .entries()
+            .iter()
+            .find(|e| e.node.name() == N::Dashboard)
+            .unwrap();
+        assert!(board.depends_on.is_empty());
     }
 
     #[test]
@@ -524,6 +718,28 @@ processor: {formats: [webp]}
         )
         .unwrap_err();
         assert!(e.to_string().contains("must all be different"), "{e}");
+    }
+
+    #[test]
+    fn a_stack_never_moves_region() {
+        let s = stack("environment: dev");
+        // Recorded at the first reconcile: a new operator default does not move it.
+        assert_eq!(
+            stack_region(&s.spec, Some("eu-west-1"), "us-east-1").unwrap(),
+            "eu-west-1"
+        );
+        assert_eq!(
+            stack_region(&s.spec, None, "us-east-1").unwrap(),
+            "us-east-1"
+        );
+        let s = stack("environment: dev\nregion: eu-central-1");
+        let e = stack_region(&s.spec, Some("eu-west-1"), "us-east-1").unwrap_err();
+        assert_eq!(e.reason(), "ImmutableField");
+        assert!(e.to_string().contains("eu-west-1"), "{e}");
+        assert_eq!(
+            stack_region(&s.spec, Some("eu-central-1"), "x").unwrap(),
+            "eu-central-1"
+        );
     }
 
     #[test]

@@ -91,10 +91,15 @@ pub fn processor_policy(i: &ProcessorPolicyInput<'_>) -> Value {
     })
 }
 
+/// Statement id of the TLS-only statement (managed by the bucket component).
+pub const TLS_ONLY_SID: &str = "DenyInsecureTransport";
+/// Statement id of the CloudFront read grant (managed by the CDN grant component).
+pub const CLOUDFRONT_READ_SID: &str = "AllowCloudFrontRead";
+
 /// The bucket-policy statement that denies every request not made over TLS.
 pub fn deny_insecure_transport(partition: &str, bucket: &str) -> Value {
     json!({
-        "Sid": "DenyInsecureTransport",
+        "Sid": TLS_ONLY_SID,
         "Effect": "Deny",
         "Principal": "*",
         "Action": "s3:*",
@@ -115,7 +120,7 @@ pub fn cloudfront_read(
     distribution_arn: &str,
 ) -> Value {
     json!({
-        "Sid": "AllowCloudFrontRead",
+        "Sid": CLOUDFRONT_READ_SID,
         "Effect": "Allow",
         "Principal": { "Service": "cloudfront.amazonaws.com" },
         "Action": "s3:GetObject",
@@ -127,6 +132,59 @@ pub fn cloudfront_read(
 /// A bucket policy made of `statements`.
 pub fn bucket_policy(statements: Vec<Value>) -> Value {
     json!({ "Version": VERSION, "Statement": statements })
+}
+
+/// Statements of a policy document (a single statement object counts as one).
+pub fn statements(doc: &Value) -> Vec<Value> {
+    match doc.get("Statement") {
+        Some(Value::Array(a)) => a.clone(),
+        Some(s @ Value::Object(_)) => vec![s.clone()],
+        _ => vec![],
+    }
+}
+
+/// The statement with id `sid`, if the document has one.
+pub fn statement(doc: &Value, sid: &str) -> Option<Value> {
+    statements(doc).into_iter().find(|s| s["Sid"] == sid)
+}
+
+/// True when two statements mean the same.
+pub fn same_statement(a: &Value, b: &Value) -> bool {
+    normalize_statement(a) == normalize_statement(b)
+}
+
+/// `doc` (or a new document) with `stmt` in place of the statement of the
+/// same `Sid`, every other statement kept as it is (read-modify-write: the
+/// stack owns its statement ids, never the whole document).
+pub fn with_statement(doc: Option<&Value>, stmt: Value) -> Value {
+    let sid = stmt["Sid"].clone();
+    let mut out = match doc {
+        Some(Value::Object(o)) => o.clone(),
+        _ => Map::new(),
+    };
+    out.entry("Version")
+        .or_insert_with(|| Value::String(VERSION.into()));
+    let mut list: Vec<Value> = doc.map(statements).unwrap_or_default();
+    match list.iter_mut().find(|s| s["Sid"] == sid) {
+        Some(existing) => *existing = stmt,
+        None => list.push(stmt),
+    }
+    out.insert("Statement".into(), Value::Array(list));
+    Value::Object(out)
+}
+
+/// `doc` without the statement `sid`; `None` when no statement is left.
+pub fn without_statement(doc: &Value, sid: &str) -> Option<Value> {
+    let list: Vec<Value> = statements(doc)
+        .into_iter()
+        .filter(|s| s["Sid"] != sid)
+        .collect();
+    if list.is_empty() {
+        return None;
+    }
+    let mut out = doc.as_object().cloned().unwrap_or_default();
+    out.insert("Statement".into(), Value::Array(list));
+    Some(Value::Object(out))
 }
 
 /// Parse a policy as AWS returns it: JSON, possibly URL-encoded (IAM).

@@ -27,6 +27,23 @@ pub enum Phase {
     Stalled { reason: String, message: String },
 }
 
+impl Phase {
+    /// What an error means for the conditions: a human must act (`Stalled`),
+    /// or it is being retried (`Reconciling`).
+    pub fn of_error(e: &crate::error::Error) -> Self {
+        match e.class() {
+            crate::error::ErrorClass::Stalled => Phase::Stalled {
+                reason: e.reason(),
+                message: e.status_message(),
+            },
+            crate::error::ErrorClass::Retryable => Phase::Progressing {
+                reason: e.reason(),
+                message: e.status_message(),
+            },
+        }
+    }
+}
+
 fn cond(
     type_: &str,
     status: bool,
@@ -52,15 +69,16 @@ fn cond(
     }
 }
 
-fn truncate(s: &str, max: usize) -> String {
+/// Cut `s` to at most `max` bytes on a character boundary, marking the cut
+/// with `…` (the one truncation every message, condition and event uses).
+pub fn truncate(s: &str, max: usize) -> String {
     if s.len() <= max {
         return s.to_string();
     }
-    let mut end = max - 1;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &s[..end])
+    format!(
+        "{}…",
+        crate::naming::cut(s, max.saturating_sub('…'.len_utf8()))
+    )
 }
 
 /// The three conditions for `phase` at `generation`, keeping transition times

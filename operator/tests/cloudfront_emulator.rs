@@ -1,9 +1,11 @@
 //! The CloudFront components and the dashboard against the AWS emulator (moto
 //! over HTTPS with our CloudFront patches, started by
-//! scripts/emulator/start.sh): create → read every field back with the SDK →
-//! poll until Ready → second pass makes zero writes → out-of-band change
-//! repaired → delete (distribution state machine, then the origin access
-//! control).
+//! scripts/emulator/start.sh), each driven on its own by the generic driver
+//! (`driver::reconcile_one` / `driver::delete_one`): create → read every field
+//! back with the SDK → poll until Ready → second pass makes zero writes →
+//! out-of-band change repaired → ownership (legacy adopted, another stack or
+//! installation left alone) → delete (distribution state machine, then the
+//! origin access control).
 //!
 //! Run: `. $(scripts/emulator/start.sh) && cargo test -p imagestack-operator --test cloudfront_emulator`.
 
@@ -18,41 +20,30 @@ use aws_sdk_cloudfront::types::{
 use imagestack_contract::Format;
 use imagestack_operator::aws::AwsClients;
 use imagestack_operator::components::dashboard::{self, DashboardInput};
-use imagestack_operator::components::distribution::{self, DEPLOYING_REASON, DesiredDistribution};
-use imagestack_operator::components::origin_access;
-use imagestack_operator::components::{Ctx, Deletion, State};
+use imagestack_operator::components::distribution::{
+    self, DEPLOYING_REASON, DesiredDistribution, DistributionOutputs,
+};
+use imagestack_operator::components::origin_access::{self, DesiredOriginAccess};
+use imagestack_operator::components::{Component, Ctx, Deletion, Output, Resolved, State};
+use imagestack_operator::driver::{self, Node};
 use imagestack_operator::error::Error;
 use imagestack_operator::naming::{OWNER_TAG, StackId};
-use imagestack_operator::plan::output_component;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 mod common;
 use common::{Harness, harness, unique};
 
-/// The distribution this test stack plans, with these TTLs.
-fn desired_distribution(h: &Harness, ttls: (i64, i64, i64)) -> DesiredDistribution {
-    let buckets: Vec<(Format, String)> = Format::ALL
-        .iter()
-        .map(|f| {
-            let b = h
-                .desired
-                .bucket(&output_component(*f))
-                .expect("output bucket planned");
-            (*f, b.name.clone())
-        })
-        .collect();
-    distribution::desired(
-        &h.desired.id,
-        &h.desired.env.region,
-        &buckets,
-        "PriceClass_100",
-        ttls,
-        h.desired.table.tags.clone(),
-    )
-}
-
 fn deploying(state: &State) -> bool {
     matches!(state, State::Progressing { reason, .. } if reason == DEPLOYING_REASON)
+}
+
+fn ctx<'a>(h: &'a Harness, id: &'a StackId, inputs: &'a Resolved, dry_run: bool) -> Ctx<'a> {
+    Ctx {
+        aws: &h.aws,
+        id,
+        dry_run,
+        inputs,
+    }
 }
 
 async fn cf_tags(aws: &AwsClients, arn: &str) -> BTreeMap<String, String> {
@@ -76,54 +67,18 @@ async fn cf_tags(aws: &AwsClients, arn: &str) -> BTreeMap<String, String> {
         .collect()
 }
 
-#[tokio::test]
-async fn origin_access_control_create_read_back_drift_conflict_delete() {
-    let h = harness("environment: dev").await;
-    let d = origin_access::desired(&h.desired.id);
+/// Write an OAC configuration out of band (with the ETag the emulator enforces).
+async fn put_oac(
+    h: &Harness,
+    oac_id: &str,
+    d: &DesiredOriginAccess,
+    description: &str,
+    behavior: OriginAccessControlSigningBehaviors,
+) {
     let cf = &h.aws.cloudfront;
-
-    // Paused: observes only.
-    let paused = Ctx {
-        aws: &h.aws,
-        id: &h.desired.id,
-        dry_run: true,
-    };
-    let before = h.writes();
-    let (r, id) = origin_access::reconcile(&paused, &d).await.unwrap();
-    assert!(matches!(r.state, State::Paused { .. }), "{r:?}");
-    assert_eq!(id, None);
-    assert_eq!(h.writes(), before);
-
-    let (r, id) = origin_access::reconcile(&h.ctx(), &d).await.unwrap();
-    assert!(r.created, "{r:?}");
-    assert_eq!(r.state, State::Ready);
-    let id = id.unwrap();
-    assert_eq!(r.id, id);
-
-    // Read back.
-    let got = cf.get_origin_access_control().id(&id).send().await.unwrap();
-    let c = got
-        .origin_access_control()
-        .unwrap()
-        .origin_access_control_config()
-        .unwrap();
-    assert_eq!(c.name(), d.name);
-    assert_eq!(c.description(), Some(d.description.as_str()));
-    assert_eq!(c.signing_protocol().as_str(), "sigv4");
-    assert_eq!(c.signing_behavior().as_str(), "always");
-    assert_eq!(c.origin_access_control_origin_type().as_str(), "s3");
-
-    // Second pass: zero writes.
-    let before = h.writes();
-    let (r, again) = origin_access::reconcile(&h.ctx(), &d).await.unwrap();
-    assert!(!r.created && r.changes.is_empty(), "{r:?}");
-    assert_eq!(again.as_deref(), Some(id.as_str()));
-    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
-
-    // Out of band: signing behaviour changed (with the ETag the emulator enforces).
     let etag = cf
         .get_origin_access_control_config()
-        .id(&id)
+        .id(oac_id)
         .send()
         .await
         .unwrap()
@@ -131,14 +86,14 @@ async fn origin_access_control_create_read_back_drift_conflict_delete() {
         .unwrap()
         .to_string();
     cf.update_origin_access_control()
-        .id(&id)
+        .id(oac_id)
         .if_match(etag)
         .origin_access_control_config(
             OriginAccessControlConfig::builder()
                 .name(&d.name)
-                .description(&d.description)
+                .description(description)
                 .signing_protocol(OriginAccessControlSigningProtocols::Sigv4)
-                .signing_behavior(OriginAccessControlSigningBehaviors::NoOverride)
+                .signing_behavior(behavior)
                 .origin_access_control_origin_type(OriginAccessControlOriginTypes::S3)
                 .build()
                 .unwrap(),
@@ -146,10 +101,96 @@ async fn origin_access_control_create_read_back_drift_conflict_delete() {
         .send()
         .await
         .unwrap();
-    let (r, _) = origin_access::reconcile(&h.ctx(), &d).await.unwrap();
+}
+
+async fn oac_description(h: &Harness, oac_id: &str) -> String {
+    h.aws
+        .cloudfront
+        .get_origin_access_control()
+        .id(oac_id)
+        .send()
+        .await
+        .unwrap()
+        .origin_access_control()
+        .unwrap()
+        .origin_access_control_config()
+        .unwrap()
+        .description()
+        .unwrap_or_default()
+        .to_string()
+}
+
+#[tokio::test]
+async fn origin_access_control_create_read_back_drift_ownership_delete() {
+    let h = harness("environment: dev").await;
+    let id = h.desired.id.clone().in_cluster(unique("cluster"));
+    let d = origin_access::desired(&id);
+    let none = Resolved::default();
+    let cx = ctx(&h, &id, &none, false);
+    let cf = &h.aws.cloudfront;
+
+    // Paused: observes only.
+    let before = h.writes();
+    let r = driver::reconcile_one(&ctx(&h, &id, &none, true), &d)
+        .await
+        .unwrap();
+    assert!(matches!(r.state, State::Paused { .. }), "{r:?}");
+    assert_eq!(h.writes(), before);
+
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    assert!(r.created, "{r:?}");
+    assert_eq!(r.state, State::Ready);
+    let oac_id = r.id.clone();
+    assert_ne!(oac_id, d.name, "the report names the OAC's id");
+
+    // Read back.
+    let got = cf
+        .get_origin_access_control()
+        .id(&oac_id)
+        .send()
+        .await
+        .unwrap();
+    let c = got
+        .origin_access_control()
+        .unwrap()
+        .origin_access_control_config()
+        .unwrap();
+    assert_eq!(c.name(), d.name);
+    assert_eq!(c.description(), Some(d.description.as_str()));
+    assert!(
+        d.description.ends_with(&format!(" cluster={}", id.cluster)),
+        "{}",
+        d.description
+    );
+    assert_eq!(c.signing_protocol().as_str(), "sigv4");
+    assert_eq!(c.signing_behavior().as_str(), "always");
+    assert_eq!(c.origin_access_control_origin_type().as_str(), "s3");
+
+    // Second pass: zero writes; the id is handed to the distribution.
+    let before = h.writes();
+    let (_, again, outputs) = Node::reconcile(&d, &cx).await;
+    assert_eq!(again, oac_id);
+    assert_eq!(outputs, [Output::OriginAccessControlId(oac_id.clone())]);
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Out of band: signing behaviour changed.
+    put_oac(
+        &h,
+        &oac_id,
+        &d,
+        &d.description,
+        OriginAccessControlSigningBehaviors::NoOverride,
+    )
+    .await;
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
     let text: Vec<String> = r.changes.iter().map(ToString::to_string).collect();
     assert_eq!(text, ["signingBehavior: no-override → always"], "{r:?}");
-    let got = cf.get_origin_access_control().id(&id).send().await.unwrap();
+    let got = cf
+        .get_origin_access_control()
+        .id(&oac_id)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(
         got.origin_access_control()
             .unwrap()
@@ -160,8 +201,44 @@ async fn origin_access_control_create_read_back_drift_conflict_delete() {
         "always"
     );
     let before = h.writes();
-    origin_access::reconcile(&h.ctx(), &d).await.unwrap();
+    driver::reconcile_one(&cx, &d).await.unwrap();
     assert_eq!(h.writes(), before);
+
+    // Written by the version before installation ids: adopted, and the
+    // description is rewritten with the cluster id.
+    let legacy = origin_access::legacy_description(&id);
+    put_oac(
+        &h,
+        &oac_id,
+        &d,
+        &legacy,
+        OriginAccessControlSigningBehaviors::Always,
+    )
+    .await;
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["description"], "{r:?}");
+    assert_eq!(oac_description(&h, &oac_id).await, d.description);
+
+    // The same namespace/name in another installation: a conflict, never touched.
+    let other_cluster = id.clone().in_cluster(unique("cluster"));
+    let od = origin_access::desired(&other_cluster);
+    assert_eq!(od.name, d.name, "names do not depend on the installation");
+    let ocx = ctx(&h, &other_cluster, &none, false);
+    let before = h.writes();
+    let err = driver::reconcile_one(&ocx, &od).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict { .. }), "{err}");
+    assert!(err.to_string().contains(&id.cluster), "{err}");
+    assert_eq!(
+        driver::delete_one(&ocx, &od).await.unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(
+        h.writes(),
+        before,
+        "nothing written by the other installation"
+    );
+    assert_eq!(oac_description(&h, &oac_id).await, d.description);
 
     // A same-named OAC describing another stack is a conflict, never touched.
     let other = StackId::new(unique("ns"), "other", "dev");
@@ -183,16 +260,14 @@ async fn origin_access_control_create_read_back_drift_conflict_delete() {
         .unwrap();
     let theirs = theirs.origin_access_control().unwrap().id().to_string();
     let before = h.writes();
-    let err = origin_access::reconcile(&h.ctx_for(&other), &od)
+    let err = driver::reconcile_one(&h.ctx_for(&other), &od)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NameConflict { .. }), "{err}");
     assert!(err.to_string().contains("someone/else"), "{err}");
     assert_eq!(
-        origin_access::delete(&h.ctx_for(&other), &od)
-            .await
-            .unwrap(),
-        Deletion::Gone
+        driver::delete_one(&h.ctx_for(&other), &od).await.unwrap(),
+        Deletion::Absent
     );
     assert_eq!(h.writes(), before, "nothing written to a foreign OAC");
     assert!(
@@ -219,66 +294,71 @@ async fn origin_access_control_create_read_back_drift_conflict_delete() {
         .unwrap();
 
     // Delete: gone, idempotent.
-    assert_eq!(
-        origin_access::delete(&h.ctx(), &d).await.unwrap(),
-        Deletion::Gone
+    assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Gone);
+    assert!(
+        cf.get_origin_access_control()
+            .id(&oac_id)
+            .send()
+            .await
+            .is_err()
     );
-    assert!(cf.get_origin_access_control().id(&id).send().await.is_err());
-    assert_eq!(
-        origin_access::delete(&h.ctx(), &d).await.unwrap(),
-        Deletion::Gone
-    );
+    let before = h.writes();
+    assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Absent);
+    assert_eq!(h.writes(), before);
 }
 
 /// Reconcile until Ready (bounded); returns the passes it took.
-async fn until_ready(h: &Harness, d: &DesiredDistribution, oac: &str, id: &str) -> usize {
+async fn until_ready(cx: &Ctx<'_>, d: &DesiredDistribution) -> usize {
     for pass in 1..=20 {
-        let (r, _) = distribution::reconcile(&h.ctx(), d, oac, Some(id))
-            .await
-            .unwrap();
+        let r = driver::reconcile_one(cx, d).await.unwrap();
         match &r.state {
             State::Ready => return pass,
             s if deploying(s) => tokio::time::sleep(Duration::from_millis(100)).await,
             other => panic!("unexpected state {other:?}"),
         }
     }
-    panic!("distribution {id} never became Ready");
+    panic!("distribution {:?} never became Ready", d.known_id);
 }
 
 #[tokio::test]
 async fn distribution_create_read_back_drift_and_delete_state_machine() {
-    let h = harness("environment: dev\ntags: {team: media}").await;
+    let h = harness(
+        "environment: dev\ntags: {team: media}\n\
+         cdn: {minTtlSeconds: 60, defaultTtlSeconds: 3600, maxTtlSeconds: 86400}",
+    )
+    .await;
     let cf = &h.aws.cloudfront;
-    let oac_d = origin_access::desired(&h.desired.id);
-    let (_, oac) = origin_access::reconcile(&h.ctx(), &oac_d).await.unwrap();
-    let oac = oac.unwrap();
-    let d = desired_distribution(&h, (60, 3600, 86400));
+    let id = h.desired.id.clone();
+    let none = Resolved::default();
+    let oac_d = h.desired.origin_access.clone();
+    let oac_cx = ctx(&h, &id, &none, false);
+    let oac = driver::reconcile_one(&oac_cx, &oac_d).await.unwrap().id;
+    let inputs = Resolved {
+        oac_id: Some(oac.clone()),
+        ..Resolved::default()
+    };
+    let cx = ctx(&h, &id, &inputs, false);
+    // As planned: no id on status yet.
+    let mut d = h.desired.distribution.clone();
+    assert_eq!(d.known_id, None);
 
     // Paused and missing: nothing is created.
-    let paused = Ctx {
-        aws: &h.aws,
-        id: &h.desired.id,
-        dry_run: true,
-    };
     let before = h.writes();
-    let (r, out) = distribution::reconcile(&paused, &d, &oac, None)
+    let r = driver::reconcile_one(&ctx(&h, &id, &inputs, true), &d)
         .await
         .unwrap();
-    assert!(
-        matches!(r.state, State::Paused { .. }) && out.is_none(),
-        "{r:?}"
-    );
+    assert!(matches!(r.state, State::Paused { .. }), "{r:?}");
     assert_eq!(h.writes(), before);
 
     // Create: Progressing while CloudFront deploys, never an error.
-    let (r, out) = distribution::reconcile(&h.ctx(), &d, &oac, None)
-        .await
-        .unwrap();
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
     assert!(r.created, "{r:?}");
     assert!(deploying(&r.state), "{r:?}");
-    let out = out.unwrap();
+    let seen = Component::observe(&d, &cx).await.unwrap().unwrap();
+    let out = seen.outputs();
     assert!(out.domain.ends_with(".cloudfront.net"), "{out:?}");
-    assert_eq!(r.id, out.arn);
+    // The plan passes on the id status reports.
+    d.known_id = Some(out.id.clone());
 
     // Read every field back.
     let got = cf
@@ -290,7 +370,7 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     let c = got.distribution_config().unwrap();
     assert_eq!(c.caller_reference(), d.caller_reference);
     assert_eq!(c.comment(), d.comment);
-    assert!(c.comment().contains(&h.desired.id.owner_tag_value()));
+    assert!(c.comment().contains(&id.owner_tag_value()));
     assert!(c.enabled());
     assert_eq!(c.price_class(), Some(&PriceClass::PriceClass100));
     assert_eq!(c.http_version().map(|v| v.as_str()), Some("http2and3"));
@@ -298,6 +378,13 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     assert_eq!(c.default_root_object().unwrap_or(""), "");
     let origins = c.origins().unwrap().items();
     assert_eq!(origins.len(), 3);
+    assert_eq!(
+        d.origins
+            .iter()
+            .map(|(f, b, _)| (*f, b.clone()))
+            .collect::<Vec<_>>(),
+        h.desired.output_buckets()
+    );
     for ((f, bucket, domain), o) in d.origins.iter().zip(origins) {
         assert_eq!(o.id(), distribution::origin_id(*f));
         assert_eq!(o.domain_name(), domain);
@@ -367,23 +454,25 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     let tags = cf_tags(&h.aws, &out.arn).await;
     assert_eq!(tags, d.tags);
     assert_eq!(tags.get("team").map(String::as_str), Some("media"));
-    assert_eq!(tags.get(OWNER_TAG), Some(&h.desired.id.owner_tag_value()));
+    assert_eq!(tags.get(OWNER_TAG), Some(&id.owner_tag_value()));
 
-    // Ready once Deployed; then a second pass makes zero writes.
-    until_ready(&h, &d, &oac, &out.id).await;
+    // Ready once Deployed; then a second pass makes zero writes and hands on
+    // the id, ARN and domain.
+    until_ready(&cx, &d).await;
     let before = h.writes();
-    let (r, again) = distribution::reconcile(&h.ctx(), &d, &oac, Some(&out.id))
-        .await
-        .unwrap();
-    assert_eq!(r.state, State::Ready);
-    assert!(r.changes.is_empty(), "{r:?}");
-    assert_eq!(again.as_ref(), Some(&out));
+    let (outcome, arn, outputs) = Node::reconcile(&d, &cx).await;
+    assert!(
+        matches!(outcome, driver::Outcome::Ready { created: false, ref changes } if changes.is_empty()),
+        "{outcome:?}"
+    );
+    assert_eq!(arn, out.arn);
+    assert_eq!(outputs, [Output::Distribution(out.clone())]);
     // Status lost (no known id): found by caller reference, not duplicated.
-    let (r, again) = distribution::reconcile(&h.ctx(), &d, &oac, None)
-        .await
-        .unwrap();
+    let mut lost = d.clone();
+    lost.known_id = None;
+    let r = driver::reconcile_one(&cx, &lost).await.unwrap();
     assert!(!r.created && r.changes.is_empty(), "{r:?}");
-    assert_eq!(again.map(|o| o.id), Some(out.id.clone()));
+    assert_eq!(r.id, out.arn);
     assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
 
     // Out of band: price class, a behaviour's viewer protocol, a tag.
@@ -411,9 +500,7 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
         .send()
         .await
         .unwrap();
-    let (r, _) = distribution::reconcile(&h.ctx(), &d, &oac, Some(&out.id))
-        .await
-        .unwrap();
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
     let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(
         fields,
@@ -439,15 +526,57 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     );
     assert!(distribution::diff(&distribution::config(&d, &oac).unwrap(), c).is_empty());
     assert_eq!(cf_tags(&h.aws, &out.arn).await, d.tags);
-    until_ready(&h, &d, &oac, &out.id).await;
+    until_ready(&cx, &d).await;
     let before = h.writes();
-    distribution::reconcile(&h.ctx(), &d, &oac, Some(&out.id))
-        .await
-        .unwrap();
+    driver::reconcile_one(&cx, &d).await.unwrap();
     assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
 
+    // Another installation with the same namespace/name: a conflict, never touched.
+    let other = id.clone().in_cluster(unique("cluster"));
+    let ocx = ctx(&h, &other, &inputs, false);
+    let mut theirs_view = d.clone();
+    theirs_view.tags = other.tags(&BTreeMap::new());
+    let ours_tagged = cf_tags(&h.aws, &out.arn).await;
+    cf.tag_resource()
+        .resource(&out.arn)
+        .tags(
+            aws_sdk_cloudfront::types::Tags::builder()
+                .items(
+                    aws_sdk_cloudfront::types::Tag::builder()
+                        .key(imagestack_operator::naming::CLUSTER_TAG)
+                        .value(unique("cluster"))
+                        .build()
+                        .unwrap(),
+                )
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let before = h.writes();
+    let err = driver::reconcile_one(&ocx, &theirs_view).await.unwrap_err();
+    assert_eq!(err.reason(), "NameConflict", "{err}");
+    assert_eq!(
+        driver::delete_one(&ocx, &theirs_view).await.unwrap(),
+        Deletion::Absent,
+        "left in place"
+    );
+    assert_eq!(h.writes(), before);
+    // Back to ours (the cluster tag is repaired as tag drift by our pass).
+    cf.untag_resource()
+        .resource(&out.arn)
+        .tag_keys(
+            TagKeys::builder()
+                .items(imagestack_operator::naming::CLUSTER_TAG)
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(cf_tags(&h.aws, &out.arn).await, ours_tagged);
+
     // The OAC cannot go while the distribution uses it.
-    match origin_access::delete(&h.ctx(), &oac_d).await.unwrap() {
+    match driver::delete_one(&oac_cx, &oac_d).await.unwrap() {
         Deletion::InProgress(msg) => assert!(msg.contains("still used"), "{msg}"),
         other => panic!("OAC deleted while in use: {other:?}"),
     }
@@ -456,15 +585,13 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     let mut steps = Vec::new();
     let mut gone = false;
     for _ in 0..10 {
-        match distribution::delete(&h.ctx(), &d, Some(&out.id))
-            .await
-            .unwrap()
-        {
+        match driver::delete_one(&cx, &d).await.unwrap() {
             Deletion::Gone => {
                 gone = true;
                 break;
             }
             Deletion::InProgress(msg) => steps.push(msg),
+            Deletion::Absent => panic!("the distribution vanished after {steps:?}"),
         }
     }
     assert!(gone, "not gone after {steps:?}");
@@ -477,14 +604,9 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     );
     assert!(steps.iter().all(|s| s.starts_with("step ")), "{steps:?}");
     assert!(cf.get_distribution().id(&out.id).send().await.is_err());
+    assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Absent);
     assert_eq!(
-        distribution::delete(&h.ctx(), &d, Some(&out.id))
-            .await
-            .unwrap(),
-        Deletion::Gone
-    );
-    assert_eq!(
-        origin_access::delete(&h.ctx(), &oac_d).await.unwrap(),
+        driver::delete_one(&oac_cx, &oac_d).await.unwrap(),
         Deletion::Gone
     );
 }
@@ -496,7 +618,8 @@ fn dashboard_input(h: &Harness) -> DashboardInput {
         function_name: h.desired.id.function_name(),
         environment: h.desired.id.environment.clone(),
         table_name: h.desired.table.name.clone(),
-        distribution_id: Some("E2QWRUHEXAMPLE".into()),
+        // Taken from the distribution's outputs in the pass.
+        distribution_id: None,
         formats: Format::ALL.to_vec(),
     }
 }
@@ -512,60 +635,107 @@ async fn dashboard_body(aws: &AwsClients, name: &str) -> Value {
     serde_json::from_str(out.dashboard_body().unwrap()).unwrap()
 }
 
+async fn put_body(h: &Harness, name: &str, body: &str) {
+    h.aws
+        .cloudwatch
+        .put_dashboard()
+        .dashboard_name(name)
+        .dashboard_body(body)
+        .send()
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
-async fn dashboard_create_read_back_drift_and_delete() {
+async fn dashboard_create_read_back_drift_ownership_and_delete() {
     let h = harness("environment: dev").await;
-    let d = dashboard::desired(&h.desired.id, &dashboard_input(&h));
+    let id = h.desired.id.clone().in_cluster(unique("cluster"));
+    let d = dashboard::desired(&id, &dashboard_input(&h));
+    let inputs = Resolved {
+        distribution: Some(DistributionOutputs {
+            id: "E2QWRUHEXAMPLE".into(),
+            arn: "arn:aws:cloudfront::123456789012:distribution/E2QWRUHEXAMPLE".into(),
+            domain: "d111111abcdef8.cloudfront.net".into(),
+        }),
+        ..Resolved::default()
+    };
+    let cx = ctx(&h, &id, &inputs, false);
+    let want = d.body(&inputs);
     let cw = &h.aws.cloudwatch;
 
-    let r = dashboard::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
     assert!(r.created, "{r:?}");
     assert_eq!(r.state, State::Ready);
     let body = dashboard_body(&h.aws, &d.name).await;
-    assert_eq!(body, d.body);
+    assert_eq!(body, want);
     let text = body.to_string();
     assert!(text.contains(&h.desired.id.function_name()));
     assert!(text.contains(&h.desired.table.name));
+    assert!(
+        text.contains("E2QWRUHEXAMPLE"),
+        "the distribution of the pass"
+    );
+    assert!(text.contains(&d.marker), "the ownership marker");
 
     let before = h.writes();
-    let r = dashboard::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
     assert!(!r.created && r.changes.is_empty(), "{r:?}");
     assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
 
     // Reformatted out of band (same meaning): not drift.
-    cw.put_dashboard()
-        .dashboard_name(&d.name)
-        .dashboard_body(serde_json::to_string_pretty(&d.body).unwrap())
-        .send()
-        .await
-        .unwrap();
+    put_body(&h, &d.name, &serde_json::to_string_pretty(&want).unwrap()).await;
     let before = h.writes();
-    let r = dashboard::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
     assert!(r.changes.is_empty(), "{r:?}");
     assert_eq!(h.writes(), before);
 
     // A widget removed out of band: repaired.
-    let mut edited = d.body.clone();
+    let mut edited = want.clone();
     edited["widgets"].as_array_mut().unwrap().pop();
-    cw.put_dashboard()
-        .dashboard_name(&d.name)
-        .dashboard_body(edited.to_string())
-        .send()
-        .await
-        .unwrap();
-    let r = dashboard::reconcile(&h.ctx(), &d).await.unwrap();
+    put_body(&h, &d.name, &edited.to_string()).await;
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
     let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(fields, ["dashboardBody"], "{r:?}");
-    assert_eq!(dashboard_body(&h.aws, &d.name).await, d.body);
+    assert_eq!(dashboard_body(&h.aws, &d.name).await, want);
     let before = h.writes();
-    dashboard::reconcile(&h.ctx(), &d).await.unwrap();
+    driver::reconcile_one(&cx, &d).await.unwrap();
     assert_eq!(h.writes(), before);
 
+    // Written by the version before ownership markers (the header names this
+    // stack, no marker): adopted and rewritten with the marker.
+    let mut legacy = want.clone();
+    legacy["widgets"][0]["properties"]["markdown"] = json!(format!(
+        "## imagestack {} (dev) · function `{}` · table `{}`",
+        id.owner_tag_value(),
+        id.function_name(),
+        h.desired.table.name
+    ));
+    put_body(&h, &d.name, &legacy.to_string()).await;
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["dashboardBody"], "{r:?}");
+    assert_eq!(dashboard_body(&h.aws, &d.name).await, want);
+
+    // Someone else's dashboard under the name, and this stack's in another
+    // installation: conflicts, never overwritten nor deleted.
+    let other_cluster = id.clone().in_cluster(unique("cluster"));
+    let theirs = dashboard::desired(&other_cluster, &dashboard_input(&h)).body(&inputs);
+    let hand_made = json!({"widgets": [{"type": "text", "x": 0, "y": 0, "width": 6, "height": 2,
+        "properties": {"markdown": "# my own dashboard"}}]});
+    for (foreign, owner) in [(&theirs, other_cluster.cluster.as_str()), (&hand_made, "")] {
+        put_body(&h, &d.name, &foreign.to_string()).await;
+        let before = h.writes();
+        let err = driver::reconcile_one(&cx, &d).await.unwrap_err();
+        assert_eq!(err.reason(), "NameConflict", "{err}");
+        assert!(err.to_string().contains(owner), "{err}");
+        assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Absent);
+        assert_eq!(h.writes(), before, "nothing written");
+        assert_eq!(&dashboard_body(&h.aws, &d.name).await, foreign);
+    }
+    put_body(&h, &d.name, &want.to_string()).await;
+
     // Delete: gone, idempotent.
-    assert_eq!(
-        dashboard::delete(&h.ctx(), &d.name).await.unwrap(),
-        Deletion::Gone
-    );
+    assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Gone);
     assert!(
         cw.get_dashboard()
             .dashboard_name(&d.name)
@@ -574,10 +744,7 @@ async fn dashboard_create_read_back_drift_and_delete() {
             .is_err()
     );
     let before = h.writes();
-    assert_eq!(
-        dashboard::delete(&h.ctx(), &d.name).await.unwrap(),
-        Deletion::Gone
-    );
+    assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Absent);
     assert_eq!(h.writes(), before, "nothing to delete: no write");
     assert!(dashboard::console_url(&h.desired.env.region, &d.name).contains(&d.name));
 }

@@ -12,7 +12,13 @@
 //! stale ETag re-read once); a crash after create is adopted through the
 //! caller reference or `DistributionAlreadyExists`; a foreign distribution is
 //! a name conflict and never written; origin access control update retry and
-//! `OriginAccessControlInUse` during delete.
+//! `OriginAccessControlInUse` during delete; an origin access control with
+//! the description of the version before installation ids is adopted and
+//! rewritten, one of another installation is a conflict; a 403 is
+//! `AccessDenied` on reconcile and on delete (issue 8, S5).
+//!
+//! Everything runs through the generic driver (`driver::reconcile_one`,
+//! `driver::delete_one`, or `Node::reconcile` where the outputs matter).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -45,12 +51,13 @@ use aws_types::sdk_config::SharedCredentialsProvider;
 use imagestack_contract::Format;
 use imagestack_operator::aws::{AwsClients, CallCounter, CallStats};
 use imagestack_operator::components::distribution::{
-    self, DEFAULT_TTLS, DEPLOYING_REASON, DesiredDistribution,
+    self, DEFAULT_TTLS, DEPLOYING_REASON, DesiredDistribution, DistributionOutputs,
 };
-use imagestack_operator::components::origin_access;
-use imagestack_operator::components::{Ctx, Deletion, State};
+use imagestack_operator::components::origin_access::{self, DesiredOriginAccess};
+use imagestack_operator::components::{Ctx, Deletion, Output, Resolved, State};
+use imagestack_operator::driver::{self, Node, Outcome};
 use imagestack_operator::error::{Error, ErrorClass};
-use imagestack_operator::naming::StackId;
+use imagestack_operator::naming::{Ownership, StackId};
 
 const ID: &str = "EDFDVBD6EXAMPLE";
 const ARN: &str = "arn:aws:cloudfront::123456789012:distribution/EDFDVBD6EXAMPLE";
@@ -59,7 +66,7 @@ const OAC: &str = "E2QWRUHAPOMQZL";
 const WEB_ACL: &str = "arn:aws:wafv2:us-east-1:123456789012:global/webacl/ExampleWebACL/473e64fd-f30b-4765-81a0-62ad96dd167a";
 
 fn stack() -> StackId {
-    StackId::new("team-a", "images", "dev")
+    StackId::new("team-a", "images", "dev").in_cluster("cluster-a")
 }
 
 fn desired() -> DesiredDistribution {
@@ -77,6 +84,13 @@ fn desired() -> DesiredDistribution {
     )
 }
 
+/// The desired distribution, with the id the stack's status reported.
+fn known() -> DesiredDistribution {
+    let mut d = desired();
+    d.known_id = Some(ID.into());
+    d
+}
+
 fn want() -> DistributionConfig {
     distribution::config(&desired(), OAC).unwrap()
 }
@@ -86,6 +100,8 @@ struct Mocked {
     aws: AwsClients,
     stats: Arc<CallStats>,
     id: StackId,
+    /// What the components before the distribution handed on: the OAC id.
+    inputs: Resolved,
 }
 
 impl Mocked {
@@ -121,6 +137,10 @@ impl Mocked {
             aws,
             stats,
             id: stack(),
+            inputs: Resolved {
+                oac_id: Some(OAC.into()),
+                ..Resolved::default()
+            },
         }
     }
 
@@ -129,6 +149,7 @@ impl Mocked {
             aws: &self.aws,
             id: &self.id,
             dry_run: false,
+            inputs: &self.inputs,
         }
     }
 }
@@ -262,7 +283,7 @@ fn drifted() -> DistributionConfig {
 
 #[tokio::test]
 async fn update_reads_a_fresh_etag_and_retries_once_on_precondition_failed() {
-    let d = desired();
+    let d = known();
     let get = get_rule(drifted(), "Deployed", "E1");
     let tags = tags_rule(d.tags.clone());
     let read1 = config_rule(drifted(), "E1");
@@ -291,28 +312,34 @@ async fn update_reads_a_fresh_etag_and_retries_once_on_precondition_failed() {
         .then_output(|| update_out(want(), "E3"));
     let m = Mocked::new(&[&get, &tags, &read1, &stale, &read2, &update]);
 
-    let (report, outputs) = distribution::reconcile(&m.ctx(), &d, OAC, Some(ID))
-        .await
-        .unwrap();
+    let cx = m.ctx();
+    let (outcome, id, outputs) = Node::reconcile(&d, &cx).await;
+    let Outcome::Progressing {
+        created: false,
+        changes,
+        progress,
+    } = outcome
+    else {
+        panic!("{outcome:?}");
+    };
     // The changes of the write that succeeded (on the second, fresh read).
-    let text: Vec<String> = report.changes.iter().map(ToString::to_string).collect();
+    let text: Vec<String> = changes.iter().map(ToString::to_string).collect();
     assert_eq!(
         text,
         [
             "httpVersion: http2 → http2and3",
             "priceClass: PriceClass_All → PriceClass_100"
-        ],
-        "{report:?}"
+        ]
     );
-    assert!(deploying(&report.state), "{report:?}");
-    let outputs = outputs.unwrap();
+    assert_eq!(progress.reason, DEPLOYING_REASON);
+    assert_eq!(id, ARN);
     assert_eq!(
-        (
-            outputs.id.as_str(),
-            outputs.arn.as_str(),
-            outputs.domain.as_str()
-        ),
-        (ID, ARN, DOMAIN)
+        outputs,
+        [Output::Distribution(DistributionOutputs {
+            id: ID.into(),
+            arn: ARN.into(),
+            domain: DOMAIN.into(),
+        })]
     );
     for rule in [&get, &tags, &read1, &stale, &read2, &update] {
         assert_eq!(rule.num_calls(), 1);
@@ -322,7 +349,7 @@ async fn update_reads_a_fresh_etag_and_retries_once_on_precondition_failed() {
 
 #[tokio::test]
 async fn a_second_precondition_failure_is_a_retryable_error() {
-    let d = desired();
+    let d = known();
     let get = get_rule(drifted(), "Deployed", "E1");
     let tags = tags_rule(d.tags.clone());
     let read1 = config_rule(drifted(), "E1");
@@ -330,9 +357,7 @@ async fn a_second_precondition_failure_is_a_retryable_error() {
     let read2 = config_rule(drifted(), "E2");
     let stale2 = mock!(Client::update_distribution).then_http_response(precondition_failed);
     let m = Mocked::new(&[&get, &tags, &read1, &stale1, &read2, &stale2]);
-    let err = distribution::reconcile(&m.ctx(), &d, OAC, Some(ID))
-        .await
-        .unwrap_err();
+    let err = driver::reconcile_one(&m.ctx(), &d).await.unwrap_err();
     assert_eq!(err.aws_code(), Some("PreconditionFailed"), "{err}");
     assert_eq!(err.class(), ErrorClass::Retryable);
     assert_eq!(m.stats.writes(), 2);
@@ -428,7 +453,7 @@ fn wire_distribution(status: &str, etag: &str) -> HttpResponse {
 
 #[tokio::test]
 async fn aws_shaped_config_is_in_sync_and_in_progress_is_deploying_not_an_error() {
-    let d = desired();
+    let d = known();
     let deploying_read = mock!(Client::get_distribution)
         .match_requests(|r| r.id() == Some(ID))
         .then_http_response(|| wire_distribution("InProgress", "E1"));
@@ -439,15 +464,11 @@ async fn aws_shaped_config_is_in_sync_and_in_progress_is_deploying_not_an_error(
     let tags2 = tags_rule(d.tags.clone());
     let m = Mocked::new(&[&deploying_read, &tags1, &deployed_read, &tags2]);
 
-    let (report, outputs) = distribution::reconcile(&m.ctx(), &d, OAC, Some(ID))
-        .await
-        .unwrap();
+    let report = driver::reconcile_one(&m.ctx(), &d).await.unwrap();
     assert!(report.changes.is_empty(), "{report:?}");
     assert!(deploying(&report.state), "{report:?}");
-    assert_eq!(outputs.unwrap().domain, DOMAIN);
-    let (report, _) = distribution::reconcile(&m.ctx(), &d, OAC, Some(ID))
-        .await
-        .unwrap();
+    assert_eq!(report.id, ARN);
+    let report = driver::reconcile_one(&m.ctx(), &d).await.unwrap();
     assert_eq!(report.state, State::Ready, "{report:?}");
     assert!(report.changes.is_empty());
     assert_eq!(m.stats.writes(), 0, "{:?}", m.stats.write_operations());
@@ -455,7 +476,7 @@ async fn aws_shaped_config_is_in_sync_and_in_progress_is_deploying_not_an_error(
 
 #[tokio::test]
 async fn delete_disables_waits_for_deployed_then_deletes_with_the_new_etag() {
-    let d = desired();
+    let d = known();
     let disabled = with(want(), |c| c.enabled = false);
     // Pass 1: enabled → disable with the fresh ETag.
     let get1 = get_rule(want(), "Deployed", "E1");
@@ -496,12 +517,12 @@ async fn delete_disables_waits_for_deployed_then_deletes_with_the_new_etag() {
         &gone, &list,
     ]);
 
-    let step = distribution::delete(&m.ctx(), &d, Some(ID)).await.unwrap();
+    let step = driver::delete_one(&m.ctx(), &d).await.unwrap();
     match &step {
         Deletion::InProgress(msg) => assert!(msg.starts_with("step 1/3: disabling"), "{msg}"),
         other => panic!("{other:?}"),
     }
-    let step = distribution::delete(&m.ctx(), &d, Some(ID)).await.unwrap();
+    let step = driver::delete_one(&m.ctx(), &d).await.unwrap();
     match &step {
         Deletion::InProgress(msg) => {
             assert!(msg.starts_with("step 2/3: waiting"), "{msg}");
@@ -510,12 +531,12 @@ async fn delete_disables_waits_for_deployed_then_deletes_with_the_new_etag() {
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        distribution::delete(&m.ctx(), &d, Some(ID)).await.unwrap(),
+        driver::delete_one(&m.ctx(), &d).await.unwrap(),
         Deletion::Gone
     );
     assert_eq!(
-        distribution::delete(&m.ctx(), &d, Some(ID)).await.unwrap(),
-        Deletion::Gone
+        driver::delete_one(&m.ctx(), &d).await.unwrap(),
+        Deletion::Absent
     );
     assert_eq!(delete.num_calls(), 1);
     assert_eq!(list.num_calls(), 1);
@@ -569,12 +590,10 @@ async fn crash_after_create_finds_the_distribution_by_caller_reference() {
     let get = get_rule(want(), "Deployed", "E1");
     let tags = tags_rule(d.tags.clone());
     let m = Mocked::new(&[&list, &check, &get, &tags]);
-    let (report, outputs) = distribution::reconcile(&m.ctx(), &d, OAC, None)
-        .await
-        .unwrap();
+    let report = driver::reconcile_one(&m.ctx(), &d).await.unwrap();
     assert_eq!(report.state, State::Ready, "{report:?}");
     assert!(!report.created);
-    assert_eq!(outputs.unwrap().id, ID);
+    assert_eq!(report.id, ARN);
     assert_eq!(m.stats.writes(), 0);
 }
 
@@ -602,15 +621,14 @@ async fn create_with_a_taken_caller_reference_adopts_the_existing_distribution()
     let get = get_rule(want(), "Deployed", "E1");
     let tags = tags_rule(d.tags.clone());
     let m = Mocked::new(&[&list, &create, &get, &tags]);
-    let (report, outputs) = distribution::reconcile(&m.ctx(), &d, OAC, None)
-        .await
-        .unwrap();
+    let report = driver::reconcile_one(&m.ctx(), &d).await.unwrap();
     assert_eq!(report.state, State::Ready, "{report:?}");
-    assert_eq!(outputs.unwrap().id, ID);
+    assert_eq!(report.id, ARN, "observed through the id the error names");
     assert_eq!(create.num_calls(), 1);
     assert_eq!(m.stats.writes(), 1, "only the rejected create");
 
     // And a genuinely new one: created with tags, Progressing while deploying.
+    let d = desired();
     let list = mock!(Client::list_distributions).then_output(empty_list);
     let create = mock!(Client::create_distribution_with_tags).then_output(|| {
         CreateDistributionWithTagsOutput::builder()
@@ -622,41 +640,41 @@ async fn create_with_a_taken_caller_reference_adopts_the_existing_distribution()
             .build()
     });
     let m = Mocked::new(&[&list, &create]);
-    let (report, outputs) = distribution::reconcile(&m.ctx(), &d, OAC, None)
-        .await
-        .unwrap();
+    let report = driver::reconcile_one(&m.ctx(), &d).await.unwrap();
     assert!(report.created);
     assert!(deploying(&report.state), "{report:?}");
-    assert_eq!(outputs.unwrap().domain, DOMAIN);
+    assert_eq!(create.num_calls(), 1);
 }
 
 #[tokio::test]
 async fn a_foreign_distribution_is_a_name_conflict_and_never_written() {
-    let d = desired();
+    let d = known();
     let foreign = BTreeMap::from([("owner".to_string(), "someone".to_string())]);
     let get = get_rule(drifted(), "Deployed", "E1");
     let tags = tags_rule(foreign.clone());
     let get2 = get_rule(drifted(), "Deployed", "E1");
     let tags2 = tags_rule(foreign);
     let m = Mocked::new(&[&get, &tags, &get2, &tags2]);
-    let err = distribution::reconcile(&m.ctx(), &d, OAC, Some(ID))
-        .await
-        .unwrap_err();
+    let err = driver::reconcile_one(&m.ctx(), &d).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict { .. }), "{err}");
     assert_eq!(
-        distribution::delete(&m.ctx(), &d, Some(ID)).await.unwrap(),
-        Deletion::Gone,
+        driver::delete_one(&m.ctx(), &d).await.unwrap(),
+        Deletion::Absent,
         "left alone"
     );
     assert_eq!(m.stats.writes(), 0);
 }
 
 fn oac_list(behavior: &str) -> ListOriginAccessControlsOutput {
+    oac_list_described(behavior, &origin_access::desired(&stack()).description)
+}
+
+fn oac_list_described(behavior: &str, description: &str) -> ListOriginAccessControlsOutput {
     let d = origin_access::desired(&stack());
     let summary = OriginAccessControlSummary::builder()
         .id(OAC)
         .name(d.name)
-        .description(d.description)
+        .description(description)
         .signing_protocol(OriginAccessControlSigningProtocols::Sigv4)
         .signing_behavior(OriginAccessControlSigningBehaviors::from(behavior))
         .origin_access_control_origin_type(OriginAccessControlOriginTypes::S3)
@@ -677,6 +695,10 @@ fn oac_list(behavior: &str) -> ListOriginAccessControlsOutput {
 }
 
 fn oac_config_rule(etag: &'static str) -> Rule {
+    oac_config_rule_described(etag, origin_access::desired(&stack()).description)
+}
+
+fn oac_config_rule_described(etag: &'static str, description: String) -> Rule {
     mock!(Client::get_origin_access_control_config)
         .match_requests(|r| r.id() == Some(OAC))
         .then_output(move || {
@@ -685,7 +707,7 @@ fn oac_config_rule(etag: &'static str) -> Rule {
                 .origin_access_control_config(
                     OriginAccessControlConfig::builder()
                         .name(d.name)
-                        .description(d.description)
+                        .description(description.clone())
                         .signing_protocol(OriginAccessControlSigningProtocols::Sigv4)
                         .signing_behavior(OriginAccessControlSigningBehaviors::Never)
                         .origin_access_control_origin_type(OriginAccessControlOriginTypes::S3)
@@ -739,8 +761,8 @@ async fn origin_access_control_update_retries_once_and_delete_waits_while_in_use
         &list, &read1, &stale, &read2, &update, &list2, &read3, &in_use, &list3, &read4, &delete,
     ]);
 
-    let (report, id) = origin_access::reconcile(&m.ctx(), &d).await.unwrap();
-    assert_eq!(id.as_deref(), Some(OAC));
+    let report = driver::reconcile_one(&m.ctx(), &d).await.unwrap();
+    assert_eq!(report.id, OAC);
     assert_eq!(
         report
             .changes
@@ -749,15 +771,144 @@ async fn origin_access_control_update_retries_once_and_delete_waits_while_in_use
             .collect::<Vec<_>>(),
         ["signingBehavior: never → always"]
     );
-    match origin_access::delete(&m.ctx(), &d).await.unwrap() {
+    match driver::delete_one(&m.ctx(), &d).await.unwrap() {
         Deletion::InProgress(msg) => assert!(msg.contains("still used"), "{msg}"),
         other => panic!("{other:?}"),
     }
     assert_eq!(
-        origin_access::delete(&m.ctx(), &d).await.unwrap(),
+        driver::delete_one(&m.ctx(), &d).await.unwrap(),
         Deletion::Gone
     );
     assert_eq!(update.num_calls(), 1);
     assert_eq!(delete.num_calls(), 1);
     assert_eq!(m.stats.writes(), 4, "{:?}", m.stats.write_operations());
+}
+
+#[tokio::test]
+async fn a_legacy_origin_access_control_is_adopted_and_one_of_another_cluster_is_left_alone() {
+    let d: DesiredOriginAccess = origin_access::desired(&stack());
+    assert_eq!(d.description, "imagestack team-a/images cluster=cluster-a");
+    // Written by the version before installation ids: ours; the description
+    // is rewritten with the cluster id (after a fresh read that still says so).
+    let legacy = "imagestack team-a/images";
+    let list = mock!(Client::list_origin_access_controls)
+        .then_output(move || oac_list_described("always", legacy));
+    let read = oac_config_rule_described("O1", legacy.to_string());
+    let want = d.description.clone();
+    let update = mock!(Client::update_origin_access_control)
+        .match_requests(move |r| {
+            r.if_match() == Some("O1")
+                && r.origin_access_control_config().is_some_and(|c| {
+                    c.description() == Some(want.as_str())
+                        && c.signing_behavior() == &OriginAccessControlSigningBehaviors::Always
+                })
+        })
+        .then_output(|| {
+            UpdateOriginAccessControlOutput::builder()
+                .e_tag("O2")
+                .build()
+        });
+    // Same namespace/name, another installation: a conflict, nothing written,
+    // and deleting this stack leaves it in place.
+    let theirs = "imagestack team-a/images cluster=cluster-b";
+    let list2 = mock!(Client::list_origin_access_controls)
+        .then_output(move || oac_list_described("never", theirs));
+    let list3 = mock!(Client::list_origin_access_controls)
+        .then_output(move || oac_list_described("never", theirs));
+    let m = Mocked::new(&[&list, &read, &update, &list2, &list3]);
+
+    let report = driver::reconcile_one(&m.ctx(), &d).await.unwrap();
+    assert_eq!(report.state, State::Ready, "{report:?}");
+    assert_eq!(
+        report
+            .changes
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>(),
+        ["description: imagestack team-a/images → imagestack team-a/images cluster=cluster-a"]
+    );
+    assert_eq!(update.num_calls(), 1);
+
+    let err = driver::reconcile_one(&m.ctx(), &d).await.unwrap_err();
+    assert_eq!(err.reason(), "NameConflict", "{err}");
+    assert!(err.to_string().contains("cluster-b"), "{err}");
+    assert_eq!(
+        origin_access::description_ownership(&stack(), theirs),
+        Ownership::OtherCluster("cluster-b".into())
+    );
+    assert_eq!(
+        driver::delete_one(&m.ctx(), &d).await.unwrap(),
+        Deletion::Absent,
+        "left in place"
+    );
+    assert_eq!(m.stats.writes(), 1, "{:?}", m.stats.write_operations());
+}
+
+fn access_denied(action: &'static str) -> impl Fn() -> HttpResponse {
+    move || {
+        aws_error(
+            403,
+            "AccessDenied",
+            &format!(
+                "User: arn:aws:sts::123456789012:assumed-role/imagestack-operator/op is not authorized to perform: {action}"
+            ),
+        )
+    }
+}
+
+/// S5: a 403 is `AccessDenied` (Stalled, naming the action), never "missing"
+/// nor "not ours" — on reconcile and on delete, so deletion keeps the
+/// finalizer instead of forgetting the resource.
+#[tokio::test]
+async fn access_denied_fails_reconcile_and_delete() {
+    let oac = origin_access::desired(&stack());
+    let dist = known();
+    let list_oac = || {
+        mock!(Client::list_origin_access_controls)
+            .then_http_response(access_denied("cloudfront:ListOriginAccessControls"))
+    };
+    let get_dist = || {
+        mock!(Client::get_distribution)
+            .match_requests(|r| r.id() == Some(ID))
+            .then_http_response(access_denied("cloudfront:GetDistribution"))
+    };
+    // Without an error body (as a HEAD-like empty 403 would come).
+    let list_dist_bare = mock!(Client::list_distributions).then_http_response(|| {
+        HttpResponse::new(StatusCode::try_from(403).unwrap(), SdkBody::empty())
+    });
+    let (r1, r2, r3, r4) = (list_oac(), list_oac(), get_dist(), get_dist());
+    let m = Mocked::new(&[&r1, &r2, &r3, &r4, &list_dist_bare]);
+
+    let check = |e: Error, action: &str| {
+        assert_eq!(e.reason(), "AccessDenied", "{e}");
+        assert_eq!(e.class(), ErrorClass::Stalled, "{e}");
+        let msg = e.status_message();
+        assert!(msg.contains(action), "{msg}");
+        assert!(
+            !msg.contains("123456789012"),
+            "no principal on status: {msg}"
+        );
+    };
+    check(
+        driver::reconcile_one(&m.ctx(), &oac).await.unwrap_err(),
+        "cloudfront:ListOriginAccessControls",
+    );
+    check(
+        driver::delete_one(&m.ctx(), &oac).await.unwrap_err(),
+        "cloudfront:ListOriginAccessControls",
+    );
+    check(
+        driver::reconcile_one(&m.ctx(), &dist).await.unwrap_err(),
+        "cloudfront:GetDistribution",
+    );
+    check(
+        driver::delete_one(&m.ctx(), &dist).await.unwrap_err(),
+        "cloudfront:GetDistribution",
+    );
+    // No known id: the search by caller reference is denied the same way.
+    check(
+        driver::delete_one(&m.ctx(), &desired()).await.unwrap_err(),
+        "cloudfront:ListDistributions",
+    );
+    assert_eq!(m.stats.writes(), 0);
 }

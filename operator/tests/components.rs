@@ -8,11 +8,12 @@ use std::time::Duration;
 
 use aws_sdk_s3::primitives::ByteStream;
 use aws_sdk_s3::types::{BucketVersioningStatus, VersioningConfiguration};
+use imagestack_operator::api::ComponentName;
 use imagestack_operator::aws::AwsClients;
 use imagestack_operator::components::{self, Ctx, Deletion, State};
+use imagestack_operator::driver;
 use imagestack_operator::error::Error;
 use imagestack_operator::naming::{OWNER_TAG, StackId};
-use imagestack_operator::plan::UPLOAD;
 use imagestack_operator::policy;
 
 mod common;
@@ -33,11 +34,25 @@ async fn bucket_tags(aws: &AwsClients, b: &str) -> BTreeMap<String, String> {
         .unwrap_or_default()
 }
 
+/// The bucket with `emptyOnDelete` set as the test wants it.
+fn with_empty(
+    d: &components::bucket::DesiredBucket,
+    empty: bool,
+) -> components::bucket::DesiredBucket {
+    let mut d = d.clone();
+    d.empty_on_delete = empty;
+    d
+}
+
 #[tokio::test]
 async fn upload_bucket_create_read_back_drift_and_zero_writes() {
     let h = harness("environment: dev\nbuckets: {upload: {cors: {allowedOrigins: ['https://app.example.com'], maxAgeSeconds: 600}}}\ntags: {team: media}").await;
-    let d = h.desired.bucket(UPLOAD).unwrap().clone();
-    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    let d = h
+        .desired
+        .bucket(ComponentName::UploadBucket)
+        .unwrap()
+        .clone();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert!(r.created);
     assert_eq!(r.state, State::Ready);
 
@@ -110,11 +125,9 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
     );
     let pol = s3.get_bucket_policy().bucket(&d.name).send().await.unwrap();
     let pol = policy::parse(pol.policy().unwrap()).unwrap();
-    assert!(policy::equivalent(&pol, &d.policy));
-    assert_eq!(
-        pol["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"],
-        "false"
-    );
+    let tls = policy::statement(&pol, policy::TLS_ONLY_SID).expect("TLS-only statement");
+    assert!(policy::same_statement(&tls, &d.tls_statement));
+    assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
     let tags = bucket_tags(&h.aws, &d.name).await;
     assert_eq!(tags.get("team").map(String::as_str), Some("media"));
     assert_eq!(tags.get(OWNER_TAG), Some(&h.desired.id.owner_tag_value()));
@@ -136,7 +149,7 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
 
     // In sync: a second pass makes zero mutating calls.
     let before = h.writes();
-    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert!(!r.created && r.changes.is_empty(), "{r:?}");
     assert_eq!(
         h.writes(),
@@ -171,11 +184,16 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
         .send()
         .await
         .unwrap();
-    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(
         fields,
-        ["publicAccessBlock", "versioning", "cors", "bucketPolicy"],
+        [
+            "publicAccessBlock",
+            "versioning",
+            "cors",
+            "bucketPolicy[DenyInsecureTransport]"
+        ],
         "{r:?}"
     );
     assert!(
@@ -192,7 +210,7 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
     assert_eq!(v.status(), Some(&BucketVersioningStatus::Enabled));
     assert!(s3.get_bucket_policy().bucket(&d.name).send().await.is_ok());
     let before = h.writes();
-    components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert_eq!(
         h.writes(),
         before,
@@ -201,7 +219,7 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
     );
 
     // Delete: not empty without emptyOnDelete → BucketNotEmpty with a count.
-    let err = components::bucket::delete(&h.ctx(), &d, false)
+    let err = driver::delete_one(&h.ctx(), &with_empty(&d, false))
         .await
         .unwrap_err();
     match &err {
@@ -223,17 +241,17 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
         .send()
         .await
         .unwrap();
-    let del = components::bucket::delete(&h.ctx(), &d, true)
+    let del = driver::delete_one(&h.ctx(), &with_empty(&d, true))
         .await
         .unwrap();
     assert_eq!(del, Deletion::Gone);
     assert!(s3.head_bucket().bucket(&d.name).send().await.is_err());
     // Idempotent.
     assert_eq!(
-        components::bucket::delete(&h.ctx(), &d, true)
+        driver::delete_one(&h.ctx(), &with_empty(&d, true))
             .await
             .unwrap(),
-        Deletion::Gone
+        Deletion::Absent
     );
     drop(h.factory);
 }
@@ -241,8 +259,8 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
 #[tokio::test]
 async fn output_bucket_stays_private_and_converges() {
     let h = harness("environment: dev").await;
-    let d = h.desired.bucket("webp-bucket").unwrap().clone();
-    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    let d = h.desired.bucket(ComponentName::WebpBucket).unwrap().clone();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert!(r.created);
     let s3 = &h.aws.s3;
     // Private: no public policy statement, every public-access block on, ACLs disabled.
@@ -281,9 +299,7 @@ async fn output_bucket_stays_private_and_converges() {
         .await
         .unwrap();
     // Without our tag the bucket reads as foreign: the operator refuses to touch it.
-    let err = components::bucket::reconcile(&h.ctx(), &d)
-        .await
-        .unwrap_err();
+    let err = driver::reconcile_one(&h.ctx(), &d).await.unwrap_err();
     assert_eq!(err.reason(), "NameConflict");
     s3.put_bucket_tagging()
         .bucket(&d.name)
@@ -302,15 +318,15 @@ async fn output_bucket_stays_private_and_converges() {
         .send()
         .await
         .unwrap();
-    let r = components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert_eq!(r.changes.len(), 1, "{r:?}");
     assert_eq!(r.changes[0].field, "tags");
     assert_eq!(bucket_tags(&h.aws, &d.name).await, d.tags);
     let before = h.writes();
-    components::bucket::reconcile(&h.ctx(), &d).await.unwrap();
+    driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert_eq!(h.writes(), before);
     assert_eq!(
-        components::bucket::delete(&h.ctx(), &d, false)
+        driver::delete_one(&h.ctx(), &with_empty(&d, false))
             .await
             .unwrap(),
         Deletion::Gone
@@ -320,7 +336,11 @@ async fn output_bucket_stays_private_and_converges() {
 #[tokio::test]
 async fn foreign_bucket_is_a_name_conflict_and_never_touched() {
     let h = harness("environment: dev\ndeletionPolicy: Delete").await;
-    let d = h.desired.bucket(UPLOAD).unwrap().clone();
+    let d = h
+        .desired
+        .bucket(ComponentName::UploadBucket)
+        .unwrap()
+        .clone();
     let s3 = &h.aws.s3;
     s3.create_bucket().bucket(&d.name).send().await.unwrap();
     s3.put_object()
@@ -331,19 +351,17 @@ async fn foreign_bucket_is_a_name_conflict_and_never_touched() {
         .await
         .unwrap();
     let before = h.writes();
-    let err = components::bucket::reconcile(&h.ctx(), &d)
-        .await
-        .unwrap_err();
+    let err = driver::reconcile_one(&h.ctx(), &d).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict { .. }), "{err}");
     assert_eq!(err.reason(), "NameConflict");
     assert_eq!(h.writes(), before, "no write on a foreign bucket");
     assert!(s3.get_bucket_policy().bucket(&d.name).send().await.is_err());
     // Deleting the stack leaves it alone.
     assert_eq!(
-        components::bucket::delete(&h.ctx(), &d, true)
+        driver::delete_one(&h.ctx(), &with_empty(&d, true))
             .await
             .unwrap(),
-        Deletion::Gone
+        Deletion::Absent
     );
     assert!(
         s3.head_object()
@@ -355,14 +373,10 @@ async fn foreign_bucket_is_a_name_conflict_and_never_touched() {
     );
     // Another stack's bucket is a conflict too.
     let other = StackId::new("elsewhere", "other", "dev");
-    let ctx = Ctx {
-        aws: &h.aws,
-        id: &other,
-        dry_run: false,
-    };
-    let d2 = h.desired.bucket("png-bucket").unwrap().clone();
-    components::bucket::reconcile(&h.ctx(), &d2).await.unwrap();
-    let err = components::bucket::reconcile(&ctx, &d2).await.unwrap_err();
+    let ctx = Ctx::new(&h.aws, &other, false);
+    let d2 = h.desired.bucket(ComponentName::PngBucket).unwrap().clone();
+    driver::reconcile_one(&h.ctx(), &d2).await.unwrap();
+    let err = driver::reconcile_one(&ctx, &d2).await.unwrap_err();
     assert!(
         err.to_string().contains(&h.desired.id.owner_tag_value()),
         "{err}"
@@ -374,7 +388,7 @@ async fn table_create_read_back_drift_delete() {
     let h =
         harness("environment: dev\ntable: {pointInTimeRecovery: true}\ntags: {team: media}").await;
     let d = h.desired.table.clone();
-    let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert!(r.created);
     assert!(
         matches!(r.state, State::Progressing { .. }),
@@ -383,7 +397,7 @@ async fn table_create_read_back_drift_delete() {
     // Poll until ACTIVE and configured (bounded).
     let mut ready = false;
     for _ in 0..50 {
-        let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
+        let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
         if r.state == State::Ready {
             ready = true;
             break;
@@ -441,7 +455,7 @@ async fn table_create_read_back_drift_delete() {
     let arn = t.table_arn().unwrap().to_string();
 
     let before = h.writes();
-    let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert!(r.changes.is_empty());
     assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
 
@@ -475,7 +489,7 @@ async fn table_create_read_back_drift_delete() {
         .send()
         .await
         .unwrap();
-    let r = components::table::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
     assert_eq!(fields, ["tags", "pointInTimeRecovery"], "{r:?}");
     let tags = ddb
@@ -491,13 +505,16 @@ async fn table_create_read_back_drift_delete() {
         .collect();
     assert_eq!(tags, d.tags);
     let before = h.writes();
-    components::table::reconcile(&h.ctx(), &d).await.unwrap();
+    driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert_eq!(h.writes(), before);
 
     // Delete until gone (bounded polling).
     let mut gone = false;
     for _ in 0..50 {
-        if components::table::delete(&h.ctx(), &d).await.unwrap() == Deletion::Gone {
+        if !matches!(
+            driver::delete_one(&h.ctx(), &d).await.unwrap(),
+            Deletion::InProgress(_)
+        ) {
             gone = true;
             break;
         }
@@ -517,7 +534,7 @@ async fn table_create_read_back_drift_delete() {
 async fn role_least_privilege_semantic_compare_and_drift() {
     let h = harness("environment: dev\nprocessor: {formats: [webp, jpeg]}").await;
     let d = h.desired.role.clone();
-    let r = components::role::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert!(r.created);
     let iam = &h.aws.iam;
     let role = iam.get_role().role_name(&d.name).send().await.unwrap();
@@ -536,8 +553,18 @@ async fn role_least_privilege_semantic_compare_and_drift() {
     assert!(policy::equivalent(&doc, &d.policy));
     let res = policy::resources(&doc);
     assert!(res.iter().all(|r| r != "*"), "{res:?}");
-    let webp = h.desired.bucket("webp-bucket").unwrap().name.clone();
-    let png = h.desired.bucket("png-bucket").unwrap().name.clone();
+    let webp = h
+        .desired
+        .bucket(ComponentName::WebpBucket)
+        .unwrap()
+        .name
+        .clone();
+    let png = h
+        .desired
+        .bucket(ComponentName::PngBucket)
+        .unwrap()
+        .name
+        .clone();
     assert!(res.contains(&format!("arn:aws:s3:::{webp}/webp/*")));
     assert!(
         !res.iter().any(|r| r.contains(&png)),
@@ -546,7 +573,7 @@ async fn role_least_privilege_semantic_compare_and_drift() {
 
     // Unchanged policy is never rewritten.
     let before = h.writes();
-    let r = components::role::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert!(r.changes.is_empty(), "{r:?}");
     assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
 
@@ -571,7 +598,7 @@ async fn role_least_privilege_semantic_compare_and_drift() {
         .send()
         .await
         .unwrap();
-    let r = components::role::reconcile(&h.ctx(), &d).await.unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert_eq!(r.changes.len(), 3, "{r:?}");
     let names = iam
         .list_role_policies()
@@ -599,31 +626,31 @@ async fn role_least_privilege_semantic_compare_and_drift() {
         &d.policy
     ));
     let before = h.writes();
-    components::role::reconcile(&h.ctx(), &d).await.unwrap();
+    driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert_eq!(h.writes(), before);
 
     assert_eq!(
-        components::role::delete(&h.ctx(), &d).await.unwrap(),
+        driver::delete_one(&h.ctx(), &d).await.unwrap(),
         Deletion::Gone
     );
     assert!(iam.get_role().role_name(&d.name).send().await.is_err());
     assert_eq!(
-        components::role::delete(&h.ctx(), &d).await.unwrap(),
-        Deletion::Gone
+        driver::delete_one(&h.ctx(), &d).await.unwrap(),
+        Deletion::Absent
     );
 }
 
 #[tokio::test]
 async fn paused_stack_observes_but_never_writes() {
     let h = harness("environment: dev").await;
-    let d = h.desired.bucket(UPLOAD).unwrap().clone();
-    let paused = Ctx {
-        aws: &h.aws,
-        id: &h.desired.id,
-        dry_run: true,
-    };
+    let d = h
+        .desired
+        .bucket(ComponentName::UploadBucket)
+        .unwrap()
+        .clone();
+    let paused = Ctx::new(&h.aws, &h.desired.id, true);
     let before = h.writes();
-    let r = components::bucket::reconcile(&paused, &d).await.unwrap();
+    let r = driver::reconcile_one(&paused, &d).await.unwrap();
     assert!(matches!(r.state, State::Paused { .. }), "{r:?}");
     assert_eq!(h.writes(), before);
     assert!(h.aws.s3.head_bucket().bucket(&d.name).send().await.is_err());
@@ -655,24 +682,17 @@ async fn function_permission_notification_lifecycle() {
     let ctx = h.ctx();
     // Prerequisites: the buckets and the role.
     for b in h.desired.buckets.clone() {
-        components::bucket::reconcile(&ctx, &b).await.unwrap();
+        driver::reconcile_one(&ctx, &b).await.unwrap();
     }
-    components::role::reconcile(&ctx, &h.desired.role)
-        .await
-        .unwrap();
+    driver::reconcile_one(&ctx, &h.desired.role).await.unwrap();
 
     let d = h.desired.function.clone();
-    let r = components::function::reconcile(&ctx, &d).await.unwrap();
+    let r = driver::reconcile_one(&ctx, &d).await.unwrap();
     assert!(r.created, "{r:?}");
     // Poll until Ready (Pending → Active; invoke config and log group on later passes).
     let mut ready = false;
     for _ in 0..50 {
-        if components::function::reconcile(&ctx, &d)
-            .await
-            .unwrap()
-            .state
-            == State::Ready
-        {
+        if driver::reconcile_one(&ctx, &d).await.unwrap().state == State::Ready {
             ready = true;
             break;
         }
@@ -712,10 +732,7 @@ async fn function_permission_notification_lifecycle() {
     assert_eq!(inv.maximum_retry_attempts(), Some(2));
     let before = h.writes();
     assert_eq!(
-        components::function::reconcile(&ctx, &d)
-            .await
-            .unwrap()
-            .state,
+        driver::reconcile_one(&ctx, &d).await.unwrap().state,
         State::Ready
     );
     assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
@@ -735,7 +752,7 @@ async fn function_permission_notification_lifecycle() {
         .send()
         .await
         .unwrap();
-    let r = components::function::reconcile(&ctx, &d).await.unwrap();
+    let r = driver::reconcile_one(&ctx, &d).await.unwrap();
     assert!(
         r.changes
             .iter()
@@ -746,7 +763,7 @@ async fn function_permission_notification_lifecycle() {
     tiny_zip(&dir, "v2");
     let mut converged = false;
     for _ in 0..50 {
-        let r = components::function::reconcile(&ctx, &d).await.unwrap();
+        let r = driver::reconcile_one(&ctx, &d).await.unwrap();
         if r.state == State::Ready && r.changes.is_empty() {
             converged = true;
             break;
@@ -769,7 +786,7 @@ async fn function_permission_notification_lifecycle() {
 
     // Permission: created once, read back through GetPolicy, never duplicated.
     let p = h.desired.permission.clone();
-    let r = components::permission::reconcile(&ctx, &p).await.unwrap();
+    let r = driver::reconcile_one(&ctx, &p).await.unwrap();
     assert!(r.created);
     let policy = lambda
         .get_policy()
@@ -781,21 +798,22 @@ async fn function_permission_notification_lifecycle() {
     assert_eq!(o.source_arn.as_deref(), Some(p.source_bucket_arn.as_str()));
     assert_eq!(o.source_account.as_deref(), Some(p.source_account.as_str()));
     let before = h.writes();
-    let r = components::permission::reconcile(&ctx, &p).await.unwrap();
+    let r = driver::reconcile_one(&ctx, &p).await.unwrap();
     assert!(!r.created && r.changes.is_empty());
     assert_eq!(h.writes(), before);
 
     // Notifications: both cases of every suffix; the trigger fires for .JPG and not for .txt.
     let n = h.desired.notification.clone();
-    let r = components::notification::reconcile(&ctx, &n).await.unwrap();
-    assert!(r.created);
+    let r = driver::reconcile_one(&ctx, &n).await.unwrap();
+    assert_eq!(r.changes.len(), 1, "{r:?}");
     let rules = components::notification::observe(&ctx, &n.bucket)
         .await
-        .unwrap();
+        .unwrap()
+        .ours;
     assert!(rules.iter().any(|r| r.3 == ".JPG"));
     assert_eq!(rules, components::notification::rules(&n));
     let before = h.writes();
-    components::notification::reconcile(&ctx, &n).await.unwrap();
+    driver::reconcile_one(&ctx, &n).await.unwrap();
     assert_eq!(h.writes(), before);
     let group = format!("/aws/lambda/{}", d.name);
     let events = |aws: AwsClients, group: String| async move {
@@ -843,24 +861,16 @@ async fn function_permission_notification_lifecycle() {
     );
 
     // Delete in order: notifications → permission → function.
-    assert_eq!(
-        components::notification::delete(&ctx, &n).await.unwrap(),
-        Deletion::Gone
-    );
+    assert_eq!(driver::delete_one(&ctx, &n).await.unwrap(), Deletion::Gone);
     assert!(
         components::notification::observe(&ctx, &n.bucket)
             .await
             .unwrap()
+            .ours
             .is_empty()
     );
-    assert_eq!(
-        components::permission::delete(&ctx, &p).await.unwrap(),
-        Deletion::Gone
-    );
-    assert_eq!(
-        components::function::delete(&ctx, &d).await.unwrap(),
-        Deletion::Gone
-    );
+    assert_eq!(driver::delete_one(&ctx, &p).await.unwrap(), Deletion::Gone);
+    assert_eq!(driver::delete_one(&ctx, &d).await.unwrap(), Deletion::Gone);
     assert!(
         lambda
             .get_function()

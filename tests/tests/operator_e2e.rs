@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use imagestack_operator::api::ImageOptimizationStack;
+use imagestack_operator::api::{ComponentState, ImageOptimizationStack};
 use kube::ResourceExt;
 use kube::api::{Api, DeleteParams, Patch, PatchParams};
 use tests::*;
@@ -57,19 +57,25 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
             "dashboard",
             "distribution",
             "jpeg-bucket",
+            "jpeg-cdn-grant",
             "metadata-table",
             "origin-access-control",
             "png-bucket",
+            "png-cdn-grant",
             "processor-function",
             "processor-role",
             "s3-invoke-permission",
             "upload-bucket",
             "upload-notifications",
             "webp-bucket",
+            "webp-cdn-grant",
         ]
     );
     assert!(
-        status.components.iter().all(|c| c.state == "Ready"),
+        status
+            .components
+            .iter()
+            .all(|c| c.state == ComponentState::Ready),
         "{:?}",
         status.components
     );
@@ -624,4 +630,255 @@ async fn killed_after_every_write_converges_without_duplicates() {
         .unwrap();
     // One configuration per suffix, in lower and upper case.
     assert_eq!(notifications.lambda_function_configurations().len(), 8);
+}
+
+/// S1: a stack whose `buckets.outputs.webp` names another stack's bucket is
+/// `Stalled`/`NameConflict`, and nothing of it writes through that name: no
+/// role policy, no function environment and no notification names the bucket
+/// (the role, the function and everything after them are not even created).
+/// The first stack is untouched.
+#[tokio::test]
+async fn s1_a_stack_never_writes_through_a_bucket_it_does_not_own() {
+    let (client, ns) = setup().await;
+    let op = Operator::start(&ns, "2s", &[]).unwrap();
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(&ns, "first", "environment: dev")),
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    let first = wait_ready(&api, "first", READY_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let first_out = first.status.clone().unwrap().outputs.unwrap();
+    let theirs = first_out.webp_bucket.clone().unwrap();
+    let (s3, _, iam) = aws().await;
+    let policy_before = s3
+        .get_bucket_policy()
+        .bucket(&theirs)
+        .send()
+        .await
+        .unwrap()
+        .policy()
+        .map(str::to_string);
+
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(
+            &ns,
+            "second",
+            &format!("environment: qa\nbuckets: {{outputs: {{webp: {theirs}}}}}"),
+        )),
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    let s = poll(Duration::from_secs(60), || async {
+        let s = api.get("second").await.ok()?;
+        let c = condition(&s, "Stalled")?;
+        (c.status == "True" && c.reason == "NameConflict").then_some(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let msg = condition(&s, "Stalled").unwrap().message.clone();
+    assert!(msg.contains(&theirs), "{msg}");
+    assert!(
+        msg.contains(&format!("{ns}/first")),
+        "names the owner: {msg}"
+    );
+    let status = s.status.clone().unwrap();
+    let state = |name: &str| {
+        status
+            .components
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .map(|c| c.state)
+            .unwrap_or_else(|| panic!("no component {name}: {:?}", status.components))
+    };
+    assert_eq!(state("webp-bucket"), ComponentState::Conflict);
+    for dependant in [
+        "processor-role",
+        "processor-function",
+        "s3-invoke-permission",
+        "upload-notifications",
+        "distribution",
+        "webp-cdn-grant",
+    ] {
+        assert_eq!(state(dependant), ComponentState::Pending, "{dependant}");
+    }
+    // Nothing on AWS names their bucket for the second stack.
+    let out = status.outputs.clone().unwrap();
+    let role = out
+        .role_arn
+        .as_deref()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    assert!(
+        iam.get_role().role_name(&role).send().await.is_err(),
+        "no role (and so no role policy) for the second stack"
+    );
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let lambda = aws_sdk_lambda::Client::new(&cfg);
+    assert!(
+        lambda
+            .get_function()
+            .function_name(out.function_name.as_deref().unwrap())
+            .send()
+            .await
+            .is_err(),
+        "no function for the second stack"
+    );
+    let n = s3
+        .get_bucket_notification_configuration()
+        .bucket(out.upload_bucket.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert!(n.lambda_function_configurations().is_empty());
+    // The first stack and its bucket are untouched, and it stays Ready.
+    let policy_after = s3
+        .get_bucket_policy()
+        .bucket(&theirs)
+        .send()
+        .await
+        .unwrap()
+        .policy()
+        .map(str::to_string);
+    assert_eq!(policy_before, policy_after);
+    let first = api.get("first").await.unwrap();
+    assert_eq!(condition(&first, "Ready").unwrap().status, "True");
+}
+
+/// S3: with `emptyOnDelete: false`, one object in an output bucket stalls the
+/// deletion before anything is deleted: every AWS resource of the stack still
+/// exists. Removing the object lets the deletion finish.
+#[tokio::test]
+async fn s3_deletion_preflight_deletes_nothing_while_a_bucket_is_not_empty() {
+    let (client, ns) = setup().await;
+    let op = Operator::start(&ns, "2s", &[]).unwrap();
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(
+            &ns,
+            "pre",
+            "environment: dev\ndeletionPolicy: Delete",
+        )),
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
+    let s = wait_ready(&api, "pre", READY_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let out = s.status.unwrap().outputs.unwrap();
+    let webp = out.webp_bucket.clone().unwrap();
+    let (s3, ddb, iam) = aws().await;
+    s3.put_object()
+        .bucket(&webp)
+        .key("webp/left-over.webp")
+        .body(aws_sdk_s3::primitives::ByteStream::from_static(b"RIFF"))
+        .send()
+        .await
+        .unwrap();
+    let writes_before = op.aws_writes().await.unwrap();
+
+    api.delete("pre", &DeleteParams::default()).await.unwrap();
+    let msg = poll(Duration::from_secs(60), || async {
+        let s = api.get("pre").await.ok()?;
+        let c = condition(&s, "Stalled")?;
+        (c.status == "True" && c.reason == "BucketNotEmpty").then(|| c.message.clone())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    assert!(msg.contains(&webp) && msg.contains("1 object"), "{msg}");
+    // Let a few more passes run: still nothing deleted.
+    let before = op
+        .metric_sum("imagestack_reconciles_total", &[])
+        .await
+        .unwrap();
+    poll(Duration::from_secs(30), || async {
+        let now = op
+            .metric_sum("imagestack_reconciles_total", &[])
+            .await
+            .ok()?;
+        (now >= before + 2.0).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        op.aws_writes().await.unwrap(),
+        writes_before,
+        "no AWS write at all while the preflight fails"
+    );
+    for b in [
+        &out.upload_bucket,
+        &out.webp_bucket,
+        &out.jpeg_bucket,
+        &out.png_bucket,
+    ] {
+        s3.head_bucket()
+            .bucket(b.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    ddb.describe_table()
+        .table_name(out.table_name.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let role = out.role_arn.as_deref().unwrap().rsplit('/').next().unwrap();
+    iam.get_role().role_name(role).send().await.unwrap();
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    aws_sdk_lambda::Client::new(&cfg)
+        .get_function()
+        .function_name(out.function_name.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    aws_sdk_cloudfront::Client::new(&cfg)
+        .get_distribution()
+        .id(out.distribution_id.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let n = s3
+        .get_bucket_notification_configuration()
+        .bucket(out.upload_bucket.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        n.lambda_function_configurations().len(),
+        8,
+        "trigger still in place"
+    );
+
+    // Remove the object: the deletion goes through.
+    s3.delete_object()
+        .bucket(&webp)
+        .key("webp/left-over.webp")
+        .send()
+        .await
+        .unwrap();
+    poll(Duration::from_secs(120), || async {
+        api.get_opt("pre").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("stack not deleted: {e}\n{}", op.log_text()));
+    assert!(s3.head_bucket().bucket(&webp).send().await.is_err());
+    assert!(
+        ddb.describe_table()
+            .table_name(out.table_name.as_deref().unwrap())
+            .send()
+            .await
+            .is_err()
+    );
 }

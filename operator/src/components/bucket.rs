@@ -4,6 +4,14 @@
 //! SSE-S3 default encryption with a bucket key, object ownership
 //! `BucketOwnerEnforced` (ACLs off) and a bucket policy that denies non-TLS
 //! requests. The upload bucket adds versioning, transfer acceleration and CORS.
+//!
+//! The bucket policy is shared configuration: this component owns only the
+//! TLS-only statement (`Sid` [`policy::TLS_ONLY_SID`]); the CloudFront read
+//! grant is the CDN grant component's ([`super::cdn_grant`]), and any other
+//! statement a user adds (with another `Sid`) is kept on every write.
+//!
+//! A `HeadBucket` 403 is `AccessDenied` (the operator lacks `s3:ListBucket`,
+//! or the bucket belongs to another account): never "not ours", never "gone".
 
 use std::collections::BTreeMap;
 
@@ -18,10 +26,11 @@ use aws_sdk_s3::types::{
 use serde_json::Value;
 
 use super::{
-    Change, Ctx, Deletion, Report, State, check_owner, code_of, is_ours, optional, status_of,
-    tag_change,
+    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated, code_of, is_ours,
+    optional, owner_from_tags, status_of, tag_change,
 };
-use crate::error::{Error, Result};
+use crate::error::{Error, ErrorClass, Result};
+use crate::naming::Ownership;
 use crate::policy;
 
 /// The kind of resource, as errors and events name it.
@@ -57,7 +66,7 @@ impl Cors {
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredBucket {
     /// Component name on status (`upload-bucket`, `webp-bucket`, …).
-    pub component: String,
+    pub component: ComponentName,
     pub name: String,
     pub region: String,
     pub partition: String,
@@ -68,8 +77,11 @@ pub struct DesiredBucket {
     pub acceleration: Option<bool>,
     /// `None`: not managed; `Some(rules)`: exactly these rules.
     pub cors: Option<Vec<Cors>>,
-    /// The whole bucket policy.
-    pub policy: Value,
+    /// The statement of the bucket policy this component owns (TLS only).
+    pub tls_statement: Value,
+    /// On deletion, remove every object version first; when false a
+    /// non-empty bucket blocks the stack's deletion (preflight).
+    pub empty_on_delete: bool,
 }
 
 impl DesiredBucket {
@@ -202,22 +214,31 @@ pub fn diff(desired: &DesiredBucket, observed: &ObservedBucket) -> Vec<(Field, C
             ));
         }
     }
-    let policy_ok = observed
+    let have = observed
         .policy
         .as_ref()
-        .is_some_and(|p| policy::equivalent(p, &desired.policy));
-    if !policy_ok {
-        let from = if observed.policy.is_some() {
-            "differs"
-        } else {
-            "unset"
-        };
+        .and_then(|p| policy::statement(p, policy::TLS_ONLY_SID));
+    if !have
+        .as_ref()
+        .is_some_and(|h| policy::same_statement(h, &desired.tls_statement))
+    {
+        let from = if have.is_some() { "differs" } else { "missing" };
         out.push((
             Field::Policy,
-            Change::new("bucketPolicy", from, "TLS-only policy from spec"),
+            Change::new(
+                format!("bucketPolicy[{}]", policy::TLS_ONLY_SID),
+                from,
+                "deny non-TLS requests",
+            ),
         ));
     }
     out
+}
+
+/// The bucket policy after this component's write: what was observed with
+/// the TLS-only statement in place (every other statement kept).
+pub fn merged_policy(desired: &DesiredBucket, observed: Option<&Value>) -> Value {
+    policy::with_statement(observed, desired.tls_statement.clone())
 }
 
 /// Read everything about the bucket; `None` when it does not exist.
@@ -228,10 +249,13 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedBucket>
         Err(e) => {
             return match status_of(&e) {
                 Some(404) => Ok(None),
-                Some(403) => Err(Error::NameConflict {
-                    kind: "S3 bucket",
-                    name: name.to_string(),
-                    owner: "owned by another AWS account".into(),
+                Some(403) => Err(Error::Aws {
+                    action: "s3:ListBucket".into(),
+                    code: "AccessDenied".into(),
+                    message: format!(
+                        "HeadBucket {name} was denied: the operator lacks s3:ListBucket on it, or the bucket belongs to another AWS account"
+                    ),
+                    class: ErrorClass::Stalled,
                 }),
                 Some(301) => Err(Error::NameConflict {
                     kind: "S3 bucket",
@@ -358,48 +382,6 @@ fn s3_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
 
 fn build_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::InvalidSpec(format!("{what}: {e}"))
-}
-
-/// Create the bucket if missing, then repair every differing field.
-pub async fn reconcile(ctx: &Ctx<'_>, desired: &DesiredBucket) -> Result<Report> {
-    let mut report = Report::ready(&desired.component, desired.arn());
-    let observed = match observe(ctx, &desired.name).await? {
-        Some(o) => o,
-        None if ctx.dry_run => {
-            report.state = State::Paused {
-                message: "bucket does not exist; creation paused".into(),
-            };
-            return Ok(report);
-        }
-        None => {
-            create(ctx, desired).await?;
-            report.created = true;
-            observe(ctx, &desired.name)
-                .await?
-                .ok_or_else(|| Error::Aws {
-                    action: "s3:HeadBucket".into(),
-                    code: "NotFoundAfterCreate".into(),
-                    message: format!("bucket {} not visible yet after creation", desired.name),
-                    class: crate::error::ErrorClass::Retryable,
-                })?
-        }
-    };
-    check_owner(ctx, KIND, &desired.name, &observed.tags)?;
-    let changes = diff(desired, &observed);
-    if changes.is_empty() {
-        return Ok(report);
-    }
-    if ctx.dry_run {
-        report.state = State::Paused {
-            message: super::describe(&changes.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()),
-        };
-        return Ok(report);
-    }
-    for (field, change) in changes {
-        apply_field(ctx, desired, &observed, field).await?;
-        report.changes.push(change);
-    }
-    Ok(report)
 }
 
 async fn create(ctx: &Ctx<'_>, d: &DesiredBucket) -> Result<()> {
@@ -570,7 +552,7 @@ async fn apply_field(
         Field::Policy => {
             s3.put_bucket_policy()
                 .bucket(b)
-                .policy(d.policy.to_string())
+                .policy(merged_policy(d, observed.policy.as_ref()).to_string())
                 .send()
                 .await
                 .map_err(|e| Error::aws("s3:PutBucketPolicy", e))?;
@@ -583,100 +565,171 @@ async fn apply_field(
 /// bucket is emptied over several passes instead of blocking a worker.
 const MAX_DELETE_BATCHES_PER_PASS: usize = 20;
 
-/// Delete the bucket. A bucket that is not ours is left alone (and reported
-/// as gone from this stack's point of view). With `empty` false a non-empty
-/// bucket is an error (`BucketNotEmpty`); with `empty` true every object
-/// version and delete marker is removed in batches first.
-pub async fn delete(ctx: &Ctx<'_>, d: &DesiredBucket, empty: bool) -> Result<Deletion> {
-    let s3 = &ctx.aws.s3;
-    let observed = match observe(ctx, &d.name).await {
-        Ok(Some(o)) => o,
-        Ok(None) => return Ok(Deletion::Gone),
-        // Not ours (other account): nothing of ours to delete.
-        Err(Error::NameConflict { .. }) => return Ok(Deletion::Gone),
-        Err(e) => return Err(e),
-    };
-    if check_owner(ctx, KIND, &d.name, &observed.tags).is_err() {
-        tracing::warn!(bucket = %d.name, "not deleting bucket without this stack's ownership tag");
-        return Ok(Deletion::Gone);
+/// Object versions and delete markers of the bucket (at most 1000), and
+/// whether there are more.
+async fn some_versions(
+    ctx: &Ctx<'_>,
+    bucket: &str,
+) -> Result<(Vec<(String, Option<String>)>, bool)> {
+    let page = ctx
+        .aws
+        .s3
+        .list_object_versions()
+        .bucket(bucket)
+        .max_keys(1000)
+        .send()
+        .await
+        .map_err(|e| Error::aws("s3:ListObjectVersions", e))?;
+    let mut ids = Vec::new();
+    for v in page.versions() {
+        if let Some(k) = v.key() {
+            ids.push((k.to_string(), v.version_id().map(str::to_string)));
+        }
     }
-    let mut batches = 0;
-    loop {
-        let page = s3
-            .list_object_versions()
-            .bucket(&d.name)
-            .max_keys(1000)
-            .send()
-            .await
-            .map_err(|e| Error::aws("s3:ListObjectVersions", e))?;
-        let mut ids = Vec::new();
-        for v in page.versions() {
-            if let Some(k) = v.key() {
-                ids.push((k.to_string(), v.version_id().map(str::to_string)));
-            }
+    for m in page.delete_markers() {
+        if let Some(k) = m.key() {
+            ids.push((k.to_string(), m.version_id().map(str::to_string)));
         }
-        for m in page.delete_markers() {
-            if let Some(k) = m.key() {
-                ids.push((k.to_string(), m.version_id().map(str::to_string)));
-            }
+    }
+    Ok((ids, page.is_truncated().unwrap_or(false)))
+}
+
+impl Component for DesiredBucket {
+    type Observed = ObservedBucket;
+
+    fn name(&self) -> ComponentName {
+        self.component
+    }
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+    fn id(&self) -> String {
+        self.arn()
+    }
+
+    async fn observe(&self, cx: &Ctx<'_>) -> Result<Option<ObservedBucket>> {
+        observe(cx, &self.name).await
+    }
+
+    fn ownership(&self, cx: &Ctx<'_>, seen: &ObservedBucket) -> Ownership {
+        owner_from_tags(cx, &seen.tags)
+    }
+
+    fn diff(&self, _cx: &Ctx<'_>, seen: &ObservedBucket) -> Result<Vec<Change>> {
+        Ok(diff(self, seen).into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn create(&self, cx: &Ctx<'_>) -> Result<Created> {
+        create(cx, self).await?;
+        Ok(Created::done())
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx<'_>,
+        seen: &ObservedBucket,
+        _changes: &[Change],
+    ) -> Result<Updated> {
+        let mut applied = Vec::new();
+        for (field, change) in diff(self, seen) {
+            apply_field(cx, self, seen, field).await?;
+            applied.push(change);
         }
+        Ok(Updated::all(&applied))
+    }
+
+    fn outputs(&self, _cx: &Ctx<'_>, seen: &ObservedBucket) -> Vec<Output> {
+        vec![Output::BucketPolicy {
+            bucket: self.name.clone(),
+            policy: merged_policy(self, seen.policy.as_ref()),
+        }]
+    }
+
+    /// With `emptyOnDelete: false`, a bucket holding any object version or
+    /// delete marker blocks the deletion of the whole stack, before anything
+    /// of it is deleted.
+    async fn preflight_delete(&self, cx: &Ctx<'_>, _seen: &ObservedBucket) -> Result<()> {
+        if self.empty_on_delete {
+            return Ok(());
+        }
+        let (ids, truncated) = some_versions(cx, &self.name).await?;
         if ids.is_empty() {
-            break;
+            return Ok(());
         }
-        if !empty {
-            let truncated = page.is_truncated().unwrap_or(false);
-            return Err(Error::BucketNotEmpty {
-                bucket: d.name.clone(),
-                count: ids.len(),
-                more: if truncated { " or more" } else { "" },
-            });
-        }
-        if batches >= MAX_DELETE_BATCHES_PER_PASS {
-            return Ok(Deletion::InProgress(format!("emptying bucket {}", d.name)));
-        }
-        let objects = ids
-            .into_iter()
-            .map(|(k, v)| {
-                ObjectIdentifier::builder()
-                    .key(k)
-                    .set_version_id(v)
-                    .build()
-                    .map_err(|e| build_err("delete objects", e))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let n = objects.len();
-        let del = Delete::builder()
-            .set_objects(Some(objects))
-            .quiet(true)
-            .build()
-            .map_err(|e| build_err("delete objects", e))?;
-        let out = s3
-            .delete_objects()
-            .bucket(&d.name)
-            .delete(del)
-            .send()
-            .await
-            .map_err(|e| Error::aws("s3:DeleteObjects", e))?;
-        if let Some(err) = out.errors().first() {
-            return Err(Error::Aws {
-                action: "s3:DeleteObjects".into(),
-                code: err.code().unwrap_or("Unknown").to_string(),
-                message: format!(
-                    "{} of {n} objects not deleted, e.g. {}: {}",
-                    out.errors().len(),
-                    err.key().unwrap_or("?"),
-                    err.message().unwrap_or("")
-                ),
-                class: crate::error::ErrorClass::Retryable,
-            });
-        }
-        tracing::info!(bucket = %d.name, deleted = n, "emptied a batch of object versions");
-        batches += 1;
+        Err(Error::BucketNotEmpty {
+            bucket: self.name.clone(),
+            count: ids.len(),
+            more: if truncated { " or more" } else { "" },
+        })
     }
-    match s3.delete_bucket().bucket(&d.name).send().await {
-        Ok(_) => Ok(Deletion::Gone),
-        Err(e) if code_of(&e) == Some("NoSuchBucket") => Ok(Deletion::Gone),
-        Err(e) => Err(Error::aws("s3:DeleteBucket", e)),
+
+    /// Empty the bucket (when allowed; in batches, over several passes for a
+    /// huge one) and delete it.
+    async fn delete(&self, cx: &Ctx<'_>, _seen: &ObservedBucket) -> Result<Deletion> {
+        let s3 = &cx.aws.s3;
+        let mut batches = 0;
+        loop {
+            let (ids, truncated) = some_versions(cx, &self.name).await?;
+            if ids.is_empty() {
+                break;
+            }
+            if !self.empty_on_delete {
+                return Err(Error::BucketNotEmpty {
+                    bucket: self.name.clone(),
+                    count: ids.len(),
+                    more: if truncated { " or more" } else { "" },
+                });
+            }
+            if batches >= MAX_DELETE_BATCHES_PER_PASS {
+                return Ok(Deletion::InProgress(format!(
+                    "emptying bucket {}",
+                    self.name
+                )));
+            }
+            let objects = ids
+                .into_iter()
+                .map(|(k, v)| {
+                    ObjectIdentifier::builder()
+                        .key(k)
+                        .set_version_id(v)
+                        .build()
+                        .map_err(|e| build_err("delete objects", e))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let n = objects.len();
+            let del = Delete::builder()
+                .set_objects(Some(objects))
+                .quiet(true)
+                .build()
+                .map_err(|e| build_err("delete objects", e))?;
+            let out = s3
+                .delete_objects()
+                .bucket(&self.name)
+                .delete(del)
+                .send()
+                .await
+                .map_err(|e| Error::aws("s3:DeleteObjects", e))?;
+            if let Some(err) = out.errors().first() {
+                return Err(Error::Aws {
+                    action: "s3:DeleteObjects".into(),
+                    code: err.code().unwrap_or("Unknown").to_string(),
+                    message: format!(
+                        "{} of {n} objects not deleted, e.g. {}: {}",
+                        out.errors().len(),
+                        err.key().unwrap_or("?"),
+                        err.message().unwrap_or("")
+                    ),
+                    class: ErrorClass::Retryable,
+                });
+            }
+            tracing::info!(bucket = %self.name, deleted = n, "emptied a batch of object versions");
+            batches += 1;
+        }
+        match s3.delete_bucket().bucket(&self.name).send().await {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e) if code_of(&e) == Some("NoSuchBucket") => Ok(Deletion::Gone),
+            Err(e) => Err(Error::aws("s3:DeleteBucket", e)),
+        }
     }
 }
 
@@ -686,7 +739,7 @@ mod tests {
 
     fn desired() -> DesiredBucket {
         DesiredBucket {
-            component: "upload-bucket".into(),
+            component: ComponentName::UploadBucket,
             name: "b".into(),
             region: "eu-west-1".into(),
             partition: "aws".into(),
@@ -700,7 +753,8 @@ mod tests {
                 expose_headers: vec!["ETag".into()],
                 max_age_seconds: None,
             }]),
-            policy: policy::bucket_policy(vec![policy::deny_insecure_transport("aws", "b")]),
+            tls_statement: policy::deny_insecure_transport("aws", "b"),
+            empty_on_delete: false,
         }
     }
 
@@ -713,7 +767,7 @@ mod tests {
             public_access_block: Some([true; 4]),
             encryption: Some(("AES256".into(), true)),
             ownership: Some("BucketOwnerEnforced".into()),
-            policy: Some(d.policy.clone()),
+            policy: Some(policy::bucket_policy(vec![d.tls_statement.clone()])),
         }
     }
 
@@ -761,6 +815,28 @@ mod tests {
             text.iter().any(|t| t == "versioning: Suspended → Enabled"),
             "{text:?}"
         );
+    }
+
+    #[test]
+    fn other_statements_are_not_drift_and_survive_the_repair() {
+        let d = desired();
+        let mut o = in_sync(&d);
+        let user = serde_json::json!({"Sid": "UserAudit", "Effect": "Allow",
+            "Principal": {"AWS": "arn:aws:iam::1:root"}, "Action": "s3:GetObject",
+            "Resource": "arn:aws:s3:::b/*"});
+        o.policy = Some(policy::bucket_policy(vec![
+            user.clone(),
+            d.tls_statement.clone(),
+        ]));
+        assert!(diff(&d, &o).is_empty(), "another Sid is not ours to judge");
+        // Our statement drifted: the repair writes it back and keeps the user's.
+        o.policy = Some(policy::bucket_policy(vec![user.clone()]));
+        assert_eq!(diff(&d, &o).len(), 1);
+        let written = merged_policy(&d, o.policy.as_ref());
+        let st = policy::statements(&written);
+        assert_eq!(st.len(), 2);
+        assert!(st.contains(&user));
+        assert!(policy::statement(&written, policy::TLS_ONLY_SID).is_some());
     }
 
     #[test]

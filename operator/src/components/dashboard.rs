@@ -18,29 +18,42 @@
 //! the table; `Read/WriteThrottleEvents` exist per `TableName`; `UserErrors`
 //! has no dimensions at all (account- and region-wide) and is labelled so.
 //!
-//! Dashboards cannot be tagged: ownership is the deterministic name
-//! ([`dashboard_name`], which hashes the stack's identity). The body is
-//! compared semantically (parsed JSON, numbers as numbers): the emulator
-//! returns it byte for byte, AWS may reformat it.
+//! The distribution id comes from the distribution's outputs in the same pass
+//! (the plan orders the distribution first when the CDN is enabled); without
+//! a distribution the CloudFront row is left out.
+//!
+//! Dashboards cannot be tagged: the name is deterministic ([`dashboard_name`],
+//! which hashes the stack's identity) and the body carries the ownership — the
+//! header's last line is an ownership marker ([`ownership_marker`]:
+//! `managed by imagestack: imagestack.dev/stack=<namespace>/<name>
+//! imagestack.dev/cluster=<cluster id>`), judged by [`body_ownership`]. A body
+//! written before the marker existed, whose header names this stack, is
+//! adopted and rewritten with the marker; any other same-named dashboard is a
+//! `NameConflict`, never overwritten nor deleted. The body is compared
+//! semantically (parsed JSON, numbers as numbers): the emulator returns it
+//! byte for byte, AWS may reformat it.
 
 use imagestack_contract::Format;
 use imagestack_contract::metrics as m;
 use serde_json::{Value, json};
 
-use super::origin_access::stack_hash;
-use super::{Change, Ctx, Deletion, Report, State, code_of};
+use super::{Change, Component, ComponentName, Created, Ctx, Deletion, Resolved, Updated, code_of};
 use crate::aws::partition;
 use crate::error::{Error, Result};
-use crate::naming::{NAME_PREFIX, StackId};
+use crate::naming::{CLUSTER_TAG, NAME_PREFIX, OWNER_TAG, Ownership, StackId, ownership_of};
 
-/// Component name on status.
-pub const COMPONENT: &str = "dashboard";
+/// The kind of resource, as errors and events name it.
+const KIND: &str = "CloudWatch dashboard";
 /// CloudWatch's limit on dashboard names.
 pub const MAX_NAME_LEN: usize = 255;
 /// Period of every widget, seconds.
 pub const PERIOD: u32 = 300;
 /// CloudFront publishes its metrics in us-east-1 only.
 pub const CLOUDFRONT_METRICS_REGION: &str = "us-east-1";
+/// Start of the header line that carries the ownership.
+pub const MARKER_PREFIX: &str = "managed by imagestack:";
+/// Height of the header text widget (title line and ownership marker).
+const HEADER_HEIGHT: u32 = 2;
 /// Error codes meaning "no such dashboard".
 const NOT_FOUND: &[&str] = &[
     "ResourceNotFound",
@@ -55,12 +68,15 @@ pub struct DashboardInput {
     pub region: String,
     /// `<namespace>/<name>` of the stack (shown in the header).
     pub stack: String,
+    /// The processor function's name.
     pub function_name: String,
     /// `spec.environment`: the processor's `Environment` metric dimension.
     pub environment: String,
+    /// The metadata table's name.
     pub table_name: String,
-    /// `None` until the distribution exists (or when the CDN is disabled):
-    /// the CloudFront row is left out.
+    /// The distribution whose metrics are shown. Left `None` by the plan:
+    /// the component takes it from the distribution's outputs of the pass
+    /// ([`Resolved::distribution`]); `None` there too → no CloudFront row.
     pub distribution_id: Option<String>,
     /// Formats whose `BytesOut` is shown.
     pub formats: Vec<Format>,
@@ -69,15 +85,104 @@ pub struct DashboardInput {
 /// What the dashboard should look like.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredDashboard {
+    /// Deterministic name ([`dashboard_name`]).
     pub name: String,
-    pub body: Value,
+    /// What the body is built from.
+    pub input: DashboardInput,
+    /// The ownership line of the header ([`ownership_marker`]).
+    pub marker: String,
+}
+
+impl DesiredDashboard {
+    /// The body for this pass: the distribution id from `inputs` when the
+    /// distribution is known (else the one of [`DashboardInput`], if any).
+    pub fn body(&self, inputs: &Resolved) -> Value {
+        match &inputs.distribution {
+            Some(d) if self.input.distribution_id.as_deref() != Some(d.id.as_str()) => {
+                let mut input = self.input.clone();
+                input.distribution_id = Some(d.id.clone());
+                body(&input, &self.marker)
+            }
+            _ => body(&self.input, &self.marker),
+        }
+    }
 }
 
 /// The desired dashboard of a stack.
 pub fn desired(id: &StackId, input: &DashboardInput) -> DesiredDashboard {
     DesiredDashboard {
         name: dashboard_name(id),
-        body: body(input),
+        input: input.clone(),
+        marker: ownership_marker(id),
+    }
+}
+
+/// The ownership line of the body:
+/// `managed by imagestack: imagestack.dev/stack=<namespace>/<name> imagestack.dev/cluster=<id>`
+/// (without the cluster part when the installation has no id).
+pub fn ownership_marker(id: &StackId) -> String {
+    let mut line = format!("{MARKER_PREFIX} {OWNER_TAG}={}", id.owner_tag_value());
+    if !id.cluster.is_empty() {
+        line.push_str(&format!(" {CLUSTER_TAG}={}", id.cluster));
+    }
+    line
+}
+
+/// The markdown of every text widget of a body.
+fn markdowns(body: &Value) -> impl Iterator<Item = &str> {
+    body.get("widgets")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|w| w.get("type").and_then(Value::as_str) == Some("text"))
+        .filter_map(|w| w.pointer("/properties/markdown").and_then(Value::as_str))
+}
+
+/// The owner (`<namespace>/<name>`) and cluster id of the first ownership
+/// marker in a body's text widgets; `None` without a (well-formed) marker.
+pub fn parse_marker(body: &Value) -> Option<(String, Option<String>)> {
+    let stack_key = format!("{OWNER_TAG}=");
+    let cluster_key = format!(" {CLUSTER_TAG}=");
+    markdowns(body)
+        .flat_map(str::lines)
+        .filter_map(|line| line.trim().strip_prefix(MARKER_PREFIX))
+        .find_map(|rest| {
+            let rest = rest.trim().strip_prefix(stack_key.as_str())?;
+            // `<namespace>/<name>` contains no space; the cluster id runs to the end.
+            let (owner, cluster) = match rest.split_once(cluster_key.as_str()) {
+                Some((owner, cluster)) => (owner, Some(cluster.trim().to_string())),
+                None => (rest.trim(), None),
+            };
+            (!owner.is_empty() && !owner.contains(char::is_whitespace))
+                .then(|| (owner.to_string(), cluster))
+        })
+}
+
+/// The title line of the header (also what bodies without a marker, written
+/// by earlier versions, start with).
+fn header_title(stack: &str, environment: &str) -> String {
+    format!("## imagestack {stack} ({environment})")
+}
+
+/// Who owns a dashboard with this body, from the point of view of stack `id`:
+/// the ownership marker decides (`Ours`, `OtherCluster`, `OtherStack`);
+/// without one, a header naming this stack (a body written before the marker
+/// existed) is `Ours`; anything else is `Foreign`.
+pub fn body_ownership(id: &StackId, body: &Value) -> Ownership {
+    if let Some((owner, cluster)) = parse_marker(body) {
+        return ownership_of(id, Some(&owner), cluster.as_deref());
+    }
+    let legacy = format!(
+        "{} · ",
+        header_title(&id.owner_tag_value(), &id.environment)
+    );
+    if markdowns(body)
+        .next()
+        .is_some_and(|md| md.starts_with(&legacy))
+    {
+        Ownership::Ours
+    } else {
+        Ownership::Foreign
     }
 }
 
@@ -102,7 +207,7 @@ pub fn dashboard_name(id: &StackId) -> String {
         "{NAME_PREFIX}-{}-{}-{}",
         id.namespace, id.name, id.environment
     ));
-    let hash = stack_hash(id, "dashboard", 8);
+    let hash = id.hash("dashboard", 8);
     let keep = MAX_NAME_LEN - hash.len() - 1;
     let readable: String = readable.chars().take(keep).collect();
     format!("{readable}-{hash}")
@@ -138,17 +243,18 @@ fn graph(title: &str, region: &str, metrics: Vec<Value>) -> Value {
     })
 }
 
-/// The dashboard body (CloudWatch dashboard body JSON), a pure function of the input.
-pub fn body(input: &DashboardInput) -> Value {
+/// The dashboard body (CloudWatch dashboard body JSON), a pure function of
+/// the input and the ownership marker (the header's last line).
+pub fn body(input: &DashboardInput, marker: &str) -> Value {
     let region = input.region.as_str();
     let f = input.function_name.as_str();
     let env = input.environment.as_str();
     let t = input.table_name.as_str();
     let mut widgets = vec![json!({
-        "type": "text", "x": 0, "y": 0, "width": 24, "height": 1,
+        "type": "text", "x": 0, "y": 0, "width": 24, "height": HEADER_HEIGHT,
         "properties": {"markdown": format!(
-            "## imagestack {} ({env}) · function `{f}` · table `{t}`{}",
-            input.stack,
+            "{} · function `{f}` · table `{t}`{}\n\n{marker}",
+            header_title(&input.stack, env),
             input.distribution_id.as_deref().map(|d| format!(" · distribution `{d}`")).unwrap_or_default()
         )}
     })];
@@ -156,7 +262,7 @@ pub fn body(input: &DashboardInput) -> Value {
     // Lambda, this function only.
     widgets.push(widget(
         0,
-        1,
+        2,
         12,
         6,
         graph(
@@ -169,7 +275,7 @@ pub fn body(input: &DashboardInput) -> Value {
             ],
         ),
     ));
-    widgets.push(widget(12, 1, 12, 6, graph("Lambda duration (ms)", region, vec![
+    widgets.push(widget(12, 2, 12, 6, graph("Lambda duration (ms)", region, vec![
         json!(["AWS/Lambda", "Duration", "FunctionName", f, {"stat": "p50", "label": "p50"}]),
         json!(["AWS/Lambda", "Duration", "FunctionName", f, {"stat": "p99", "label": "p99"}]),
     ])));
@@ -179,7 +285,7 @@ pub fn body(input: &DashboardInput) -> Value {
     let dim = m::DIMENSION_ENVIRONMENT;
     widgets.push(widget(
         0,
-        7,
+        8,
         8,
         6,
         graph(
@@ -193,7 +299,7 @@ pub fn body(input: &DashboardInput) -> Value {
     ));
     widgets.push(widget(
         8,
-        7,
+        8,
         8,
         6,
         graph(
@@ -213,7 +319,7 @@ pub fn body(input: &DashboardInput) -> Value {
     );
     widgets.push(widget(
         16,
-        7,
+        8,
         8,
         6,
         graph(
@@ -231,7 +337,7 @@ pub fn body(input: &DashboardInput) -> Value {
     }
     widgets.push(widget(
         0,
-        13,
+        14,
         12,
         6,
         graph("Bytes in and out per format", region, bytes),
@@ -244,7 +350,7 @@ pub fn body(input: &DashboardInput) -> Value {
             search_value(t)
         )
     };
-    widgets.push(widget(12, 13, 12, 6, graph("DynamoDB errors and throttles", region, vec![
+    widgets.push(widget(12, 14, 12, 6, graph("DynamoDB errors and throttles", region, vec![
         json!([{"expression": per_operation("SystemErrors"), "id": "systemerrors", "label": "SystemErrors"}]),
         json!([{"expression": per_operation("ThrottledRequests"), "id": "throttledrequests", "label": "ThrottledRequests"}]),
         json!(["AWS/DynamoDB", "ReadThrottleEvents", "TableName", t, {"stat": "Sum"}]),
@@ -258,14 +364,14 @@ pub fn body(input: &DashboardInput) -> Value {
         let metric = |name: &str, stat: &str| json!(["AWS/CloudFront", name, "DistributionId", d, "Region", "Global", {"stat": stat}]);
         widgets.push(widget(
             0,
-            19,
+            20,
             8,
             6,
             graph("CloudFront requests", cf, vec![metric("Requests", "Sum")]),
         ));
         widgets.push(widget(
             8,
-            19,
+            20,
             8,
             6,
             graph(
@@ -276,7 +382,7 @@ pub fn body(input: &DashboardInput) -> Value {
         ));
         widgets.push(widget(
             16,
-            19,
+            20,
             8,
             6,
             graph(
@@ -329,9 +435,10 @@ pub fn diff(desired: &Value, observed: &Value) -> Option<Change> {
 }
 
 /// The dashboard's body; `None` when it does not exist. A body that is not
-/// JSON is returned as a JSON string (it then differs from any desired body).
-pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<Value>> {
-    match ctx
+/// JSON is returned as a JSON string (it then differs from any desired body,
+/// and carries no ownership).
+pub async fn observe(cx: &Ctx<'_>, name: &str) -> Result<Option<Value>> {
+    match cx
         .aws
         .cloudwatch
         .get_dashboard()
@@ -350,79 +457,87 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<Value>> {
     }
 }
 
-async fn put(ctx: &Ctx<'_>, d: &DesiredDashboard) -> Result<()> {
-    let out = ctx
+async fn put(cx: &Ctx<'_>, name: &str, body: &Value) -> Result<()> {
+    let out = cx
         .aws
         .cloudwatch
         .put_dashboard()
-        .dashboard_name(&d.name)
-        .dashboard_body(d.body.to_string())
+        .dashboard_name(name)
+        .dashboard_body(body.to_string())
         .send()
         .await
         .map_err(|e| Error::aws("cloudwatch:PutDashboard", e))?;
     for msg in out.dashboard_validation_messages() {
-        tracing::warn!(dashboard = %d.name, path = ?msg.data_path(), message = ?msg.message(),
+        tracing::warn!(dashboard = %name, path = ?msg.data_path(), message = ?msg.message(),
             "CloudWatch accepted the dashboard with a validation message");
     }
     Ok(())
 }
 
-/// Put the dashboard when missing or when its body differs semantically.
-pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredDashboard) -> Result<Report> {
-    let mut report = Report::ready(COMPONENT, d.name.clone());
-    match observe(ctx, &d.name).await? {
-        None if ctx.dry_run => {
-            report.state = State::Paused {
-                message: "dashboard does not exist; creation paused".into(),
-            };
-        }
-        None => {
-            put(ctx, d).await?;
-            tracing::info!(dashboard = %d.name, "created CloudWatch dashboard");
-            report.created = true;
-        }
-        Some(observed) => {
-            if let Some(change) = diff(&d.body, &observed) {
-                if ctx.dry_run {
-                    report.state = State::Paused {
-                        message: change.to_string(),
-                    };
-                } else {
-                    put(ctx, d).await?;
-                    tracing::info!(dashboard = %d.name, %change, "repaired CloudWatch dashboard");
-                    report.changes.push(change);
-                }
-            }
-        }
-    }
-    Ok(report)
-}
+impl Component for DesiredDashboard {
+    /// The body, parsed.
+    type Observed = Value;
 
-/// Delete the dashboard; missing is success.
-pub async fn delete(ctx: &Ctx<'_>, name: &str) -> Result<Deletion> {
-    if observe(ctx, name).await?.is_none() {
-        return Ok(Deletion::Gone);
+    fn name(&self) -> ComponentName {
+        ComponentName::Dashboard
     }
-    match ctx
-        .aws
-        .cloudwatch
-        .delete_dashboards()
-        .dashboard_names(name)
-        .send()
-        .await
-    {
-        Ok(_) => {
-            tracing::info!(dashboard = %name, "deleted CloudWatch dashboard");
-            Ok(Deletion::Gone)
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+    /// The dashboard's name.
+    fn id(&self) -> String {
+        self.name.clone()
+    }
+
+    async fn observe(&self, cx: &Ctx<'_>) -> Result<Option<Value>> {
+        observe(cx, &self.name).await
+    }
+
+    /// Dashboards cannot be tagged: the body's marker names the owner.
+    fn ownership(&self, cx: &Ctx<'_>, seen: &Value) -> Ownership {
+        body_ownership(cx.id, seen)
+    }
+
+    fn diff(&self, cx: &Ctx<'_>, seen: &Value) -> Result<Vec<Change>> {
+        Ok(diff(&self.body(cx.inputs), seen).into_iter().collect())
+    }
+
+    async fn create(&self, cx: &Ctx<'_>) -> Result<Created> {
+        put(cx, &self.name, &self.body(cx.inputs)).await?;
+        Ok(Created::done())
+    }
+
+    /// The body is written whole.
+    async fn update(&self, cx: &Ctx<'_>, _seen: &Value, changes: &[Change]) -> Result<Updated> {
+        put(cx, &self.name, &self.body(cx.inputs)).await?;
+        Ok(Updated::all(changes))
+    }
+
+    async fn delete(&self, cx: &Ctx<'_>, _seen: &Value) -> Result<Deletion> {
+        match cx
+            .aws
+            .cloudwatch
+            .delete_dashboards()
+            .dashboard_names(&self.name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e) if code_of(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => Ok(Deletion::Absent),
+            Err(e) => Err(Error::aws("cloudwatch:DeleteDashboards", e)),
         }
-        Err(e) if code_of(&e).is_some_and(|c| NOT_FOUND.contains(&c)) => Ok(Deletion::Gone),
-        Err(e) => Err(Error::aws("cloudwatch:DeleteDashboards", e)),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const MARKER: &str = "managed by imagestack: imagestack.dev/stack=team-a/images imagestack.dev/cluster=cluster-a";
+
+    fn stack() -> StackId {
+        StackId::new("team-a", "images", "dev").in_cluster("cluster-a")
+    }
 
     fn input() -> DashboardInput {
         DashboardInput {
@@ -459,7 +574,7 @@ mod tests {
 
     #[test]
     fn lambda_widgets_are_scoped_to_the_function() {
-        let lines = metric_lines(&body(&input()));
+        let lines = metric_lines(&body(&input(), MARKER));
         for metric in ["Invocations", "Errors", "Throttles", "Duration"] {
             let hits = find(&lines, "AWS/Lambda", metric);
             assert!(!hits.is_empty(), "{metric}");
@@ -478,7 +593,7 @@ mod tests {
 
     #[test]
     fn processor_metrics_match_the_emitted_dimension_sets() {
-        let lines = metric_lines(&body(&input()));
+        let lines = metric_lines(&body(&input(), MARKER));
         for metric in [
             "ProcessingTime",
             "ProcessedImages",
@@ -500,7 +615,7 @@ mod tests {
         for (_, l) in out {
             assert_eq!(l[4], "Format");
         }
-        let text = body(&input()).to_string();
+        let text = body(&input(), MARKER).to_string();
         assert!(
             text.contains(r#"SEARCH('{ImageOptimization,Environment,Reason} MetricName=\"ProcessingErrors\" Environment=\"dev\"', 'Sum', 300)"#),
             "{text}"
@@ -509,7 +624,7 @@ mod tests {
 
     #[test]
     fn dynamodb_and_cloudfront_are_scoped() {
-        let b = body(&input());
+        let b = body(&input(), MARKER);
         let lines = metric_lines(&b);
         for metric in ["ReadThrottleEvents", "WriteThrottleEvents"] {
             let (_, l) = find(&lines, "AWS/DynamoDB", metric)[0];
@@ -547,13 +662,13 @@ mod tests {
         }
         let mut no_cdn = input();
         no_cdn.distribution_id = None;
-        let lines = metric_lines(&body(&no_cdn));
+        let lines = metric_lines(&body(&no_cdn, MARKER));
         assert!(find(&lines, "AWS/CloudFront", "Requests").is_empty());
     }
 
     #[test]
     fn widgets_fit_the_grid_without_overlap() {
-        let b = body(&input());
+        let b = body(&input(), MARKER);
         let ws = b["widgets"].as_array().unwrap();
         let mut cells = std::collections::HashSet::new();
         for w in ws {
@@ -574,8 +689,8 @@ mod tests {
 
     #[test]
     fn body_is_deterministic_and_compared_semantically() {
-        let a = body(&input());
-        assert_eq!(a, body(&input()));
+        let a = body(&input(), MARKER);
+        assert_eq!(a, body(&input(), MARKER));
         assert_eq!(diff(&a, &a), None);
         // Reformatted by AWS: other key order, whitespace, 300 → 300.0.
         let pretty = serde_json::to_string_pretty(&a)
@@ -614,5 +729,102 @@ mod tests {
         assert!(
             console_url("cn-north-1", "d").starts_with("https://cn-north-1.console.amazonaws.cn/")
         );
+    }
+
+    #[test]
+    fn the_body_carries_its_owner() {
+        let id = stack();
+        assert_eq!(ownership_marker(&id), MARKER);
+        let d = desired(&id, &input());
+        let b = d.body(&Resolved::default());
+        let header = b["widgets"][0]["properties"]["markdown"].as_str().unwrap();
+        assert!(
+            header.starts_with("## imagestack team-a/images (dev) · "),
+            "{header}"
+        );
+        assert!(header.ends_with(MARKER), "{header}");
+        assert_eq!(
+            parse_marker(&b),
+            Some(("team-a/images".into(), Some("cluster-a".into())))
+        );
+        // Without an installation id: no cluster part.
+        let bare = StackId::new("team-a", "images", "dev");
+        assert_eq!(
+            parse_marker(&body(&input(), &ownership_marker(&bare))),
+            Some(("team-a/images".into(), None))
+        );
+    }
+
+    #[test]
+    fn the_distribution_id_comes_from_the_pass() {
+        let mut i = input();
+        i.distribution_id = None;
+        let d = desired(&stack(), &i);
+        let without = d.body(&Resolved::default());
+        assert!(!without.to_string().contains("AWS/CloudFront"));
+        let inputs = Resolved {
+            distribution: Some(crate::components::distribution::DistributionOutputs {
+                id: "E2QWRUHEXAMPLE".into(),
+                arn: "arn:aws:cloudfront::123456789012:distribution/E2QWRUHEXAMPLE".into(),
+                domain: "d1.cloudfront.net".into(),
+            }),
+            ..Resolved::default()
+        };
+        assert_eq!(d.body(&inputs), body(&input(), MARKER));
+    }
+
+    /// A body as the version before ownership markers wrote it.
+    fn legacy_body(stack: &str) -> Value {
+        let mut b = body(&input(), MARKER);
+        b["widgets"][0]["properties"]["markdown"] = json!(format!(
+            "## imagestack {stack} (dev) · function `f` · table `t`"
+        ));
+        b
+    }
+
+    #[test]
+    fn ownership_ours_legacy_other_cluster_other_stack_foreign() {
+        let me = stack();
+        let mine = desired(&me, &input()).body(&Resolved::default());
+        assert_eq!(body_ownership(&me, &mine), Ownership::Ours);
+        // Written before markers existed, header naming this stack: adopted,
+        // and the diff rewrites it with the marker.
+        let legacy = legacy_body("team-a/images");
+        assert_eq!(body_ownership(&me, &legacy), Ownership::Ours);
+        assert!(diff(&mine, &legacy).is_some());
+        // Same namespace/name, another installation.
+        let theirs =
+            desired(&me.clone().in_cluster("cluster-b"), &input()).body(&Resolved::default());
+        assert_eq!(
+            body_ownership(&me, &theirs),
+            Ownership::OtherCluster("cluster-b".into())
+        );
+        // Another stack (with or without a marker).
+        let other = StackId::new("team-a", "images2", "dev").in_cluster("cluster-a");
+        let other_body = desired(&other, &input()).body(&Resolved::default());
+        assert_eq!(
+            body_ownership(&me, &other_body),
+            Ownership::OtherStack("team-a/images2".into())
+        );
+        assert_eq!(
+            body_ownership(&me, &legacy_body("team-a/images2")),
+            Ownership::Foreign
+        );
+        // The legacy header of another environment is not ours either.
+        let mut prod = legacy_body("team-a/images");
+        prod["widgets"][0]["properties"]["markdown"] =
+            json!("## imagestack team-a/images (prod) · function `f`");
+        assert_eq!(body_ownership(&me, &prod), Ownership::Foreign);
+        // Hand made, not JSON, empty.
+        let hand = json!({"widgets": [{"type": "text", "x": 0, "y": 0, "width": 6, "height": 2,
+            "properties": {"markdown": "# my dashboard"}}]});
+        assert_eq!(body_ownership(&me, &hand), Ownership::Foreign);
+        assert_eq!(body_ownership(&me, &json!("not json")), Ownership::Foreign);
+        assert_eq!(body_ownership(&me, &json!({})), Ownership::Foreign);
+        // A malformed marker is no marker.
+        let mut broken = mine.clone();
+        broken["widgets"][0]["properties"]["markdown"] =
+            json!("# x\nmanaged by imagestack: imagestack.dev/stack=");
+        assert_eq!(body_ownership(&me, &broken), Ownership::Foreign);
     }
 }

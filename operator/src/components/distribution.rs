@@ -15,25 +15,31 @@
 //! (moto has no cache-policy API), so a second reconcile makes zero writes.
 //!
 //! Identity: the `CallerReference` is deterministic per stack
-//! ([`caller_reference`]). A crash after `CreateDistributionWithTags` and a
-//! retry gets `DistributionAlreadyExists` naming the existing distribution,
-//! which is adopted; without a known id the distribution is found by listing
-//! (prefiltered on comment/origin domains) and matching the `CallerReference`.
-//! Ownership is the stack's owner tag (`ListTagsForResource`).
+//! ([`caller_reference`]). The distribution is read by the id the stack's
+//! status last reported ([`DesiredDistribution::known_id`]); without one it is
+//! found by listing (prefiltered on comment/origin domains) and matching the
+//! `CallerReference`. A crash after `CreateDistributionWithTags` and a retry
+//! gets `DistributionAlreadyExists` naming the existing distribution, which
+//! is adopted. Ownership is the stack's owner and cluster tags
+//! (`ListTagsForResource`, read only for a distribution found).
 //!
 //! Updates: only when the normalized configuration of the managed fields
 //! differs ([`diff`]); the config and a fresh ETag are read
 //! (`GetDistributionConfig`) right before `UpdateDistribution`, the managed
 //! fields are replaced and every other field (aliases, certificate, logging,
 //! restrictions, WAF, …) is sent back unchanged; one retry on
-//! `PreconditionFailed`. A distribution that is `InProgress` is `Progressing`
-//! with reason [`DEPLOYING_REASON`]; `Ready` needs `Deployed`.
+//! `PreconditionFailed`. Tag drift is one more change (`tags`), repaired with
+//! `TagResource`/`UntagResource`. CloudFront accepts updates while a
+//! distribution is `InProgress`, so nothing waits for it; but the component is
+//! `Progressing` with reason [`DEPLOYING_REASON`] until it is `Deployed`.
 //!
-//! Deletion is a state machine over several passes ([`delete`]): disable →
-//! wait until the disabled configuration is `Deployed` → delete with the new
-//! ETag. The origin access control is deleted after that.
+//! Deletion is a state machine over several passes (the `delete` of
+//! [`DesiredDistribution`]'s [`Component`] implementation): disable → wait
+//! until the disabled configuration is `Deployed` → delete with the new ETag.
+//! The origin access control is deleted after that.
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 
 use aws_sdk_cloudfront::types::{
     AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, CookiePreference,
@@ -44,20 +50,17 @@ use aws_sdk_cloudfront::types::{
 };
 use imagestack_contract::Format;
 
-use super::origin_access::{stack_hash, truncate};
 use super::{
-    Change, Ctx, Deletion, Report, State, check_owner, code_of, describe, extra_tag_keys,
-    tag_change,
+    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Progress, Updated, code_of,
+    extra_tag_keys, missing_tags, owner_from_tags, tag_change,
 };
 use crate::aws::partition;
 use crate::error::{Error, ErrorClass, Result};
-use crate::naming::{NAME_PREFIX, StackId};
+use crate::naming::{NAME_PREFIX, Ownership, StackId, cut};
 
 /// The kind of resource, as errors and events name it.
 const KIND: &str = "CloudFront distribution";
 
-/// Component name on status.
-pub const COMPONENT: &str = "distribution";
 /// Condition/state reason while CloudFront deploys a change to its edge locations.
 pub const DEPLOYING_REASON: &str = "CloudFrontDeploying";
 /// `Status` of a distribution whose last change reached every edge location.
@@ -66,8 +69,11 @@ pub const DEPLOYED: &str = "Deployed";
 pub const MAX_COMMENT_LEN: usize = 128;
 /// Seed defaults (seconds): minimum, default and maximum TTL.
 pub const DEFAULT_TTLS: (i64, i64, i64) = (0, 30 * 24 * 3600, 30 * 24 * 3600);
+/// The field name of tag drift among the changes.
+const TAGS_FIELD: &str = "tags";
 
-/// What the distribution should look like (pure data, built by [`desired`]).
+/// What the distribution should look like (built by [`desired`]; the plan
+/// then sets [`DesiredDistribution::known_id`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredDistribution {
     /// Deterministic per stack: a retried create finds the existing distribution.
@@ -79,19 +85,29 @@ pub struct DesiredDistribution {
     pub origins: Vec<(Format, String, String)>,
     /// `PriceClass_100`, `PriceClass_200` or `PriceClass_All`.
     pub price_class: String,
+    /// Minimum TTL, seconds.
     pub min_ttl: i64,
+    /// Default TTL, seconds.
     pub default_ttl: i64,
+    /// Maximum TTL, seconds.
     pub max_ttl: i64,
     /// Resource tags, including the ownership tags.
     pub tags: BTreeMap<String, String>,
-    /// Serve traffic (false only while being deleted).
+    /// Serve traffic.
     pub enabled: bool,
+    /// The distribution id the stack's status last reported, read first
+    /// (`None`: found by caller reference).
+    pub known_id: Option<String>,
+    /// The id `DistributionAlreadyExists` named in this pass (adopted).
+    adopted_id: OnceLock<String>,
 }
 
-/// What the controller puts on status once the distribution exists.
+/// What dependants and status need once the distribution exists.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DistributionOutputs {
+    /// Distribution id (`E…`).
     pub id: String,
+    /// Distribution ARN (the output buckets' grants are conditioned on it).
     pub arn: String,
     /// `dxxxx.cloudfront.net`.
     pub domain: String,
@@ -103,13 +119,13 @@ pub fn caller_reference(id: &StackId) -> String {
     format!(
         "{NAME_PREFIX}-{}-{}",
         id.environment,
-        stack_hash(id, "distribution", 24)
+        id.hash("distribution", 24)
     )
 }
 
 /// Comment naming the stack: `imagestack <namespace>/<name> (<env>)`, cut to 128 characters.
 pub fn comment(id: &StackId) -> String {
-    truncate(
+    cut(
         &format!(
             "{NAME_PREFIX} {} ({})",
             id.owner_tag_value(),
@@ -117,6 +133,7 @@ pub fn comment(id: &StackId) -> String {
         ),
         MAX_COMMENT_LEN,
     )
+    .to_string()
 }
 
 /// Regional REST endpoint of a bucket, the origin domain CloudFront needs
@@ -137,6 +154,7 @@ pub fn origin_id(format: Format) -> String {
 
 /// The desired distribution of a stack. `buckets` lists the output bucket of
 /// each format (normally all three); `ttls` = (min, default, max) seconds.
+/// `known_id` is `None`: set it to the id on status.
 pub fn desired(
     id: &StackId,
     region: &str,
@@ -158,6 +176,8 @@ pub fn desired(
         max_ttl: ttls.2,
         tags,
         enabled: true,
+        known_id: None,
+        adopted_id: OnceLock::new(),
     }
 }
 
@@ -556,22 +576,27 @@ pub fn diff(desired: &DistributionConfig, observed: &DistributionConfig) -> Vec<
         .map(|k| Change::new(k.as_str(), show(have.get(k)), show(want.get(k))))
         .collect()
 }
-
 /// The distribution as read from AWS.
 #[derive(Debug, Clone)]
 pub struct ObservedDistribution {
+    /// Distribution id (`E…`).
     pub id: String,
+    /// Distribution ARN.
     pub arn: String,
+    /// `dxxxx.cloudfront.net`.
     pub domain: String,
     /// `InProgress` or `Deployed`.
     pub status: String,
     /// ETag of this read (for `IfMatch`).
     pub etag: String,
+    /// The configuration as read.
     pub config: DistributionConfig,
+    /// The distribution's tags (ownership and drift).
+    pub tags: BTreeMap<String, String>,
 }
 
 impl ObservedDistribution {
-    /// Id, ARN and domain for status.
+    /// Id, ARN and domain for dependants and status.
     pub fn outputs(&self) -> DistributionOutputs {
         DistributionOutputs {
             id: self.id.clone(),
@@ -590,10 +615,10 @@ fn missing(action: &str, what: &str) -> Error {
     }
 }
 
-/// `GetDistribution`; `None` when it does not exist.
-async fn get(ctx: &Ctx<'_>, id: &str) -> Result<Option<ObservedDistribution>> {
+/// `GetDistribution` (without tags); `None` when it does not exist.
+async fn get(cx: &Ctx<'_>, id: &str) -> Result<Option<ObservedDistribution>> {
     const ACTION: &str = "cloudfront:GetDistribution";
-    let out = match ctx.aws.cloudfront.get_distribution().id(id).send().await {
+    let out = match cx.aws.cloudfront.get_distribution().id(id).send().await {
         Ok(o) => o,
         Err(e) if code_of(&e) == Some("NoSuchDistribution") => return Ok(None),
         Err(e) => return Err(Error::aws(ACTION, e)),
@@ -612,13 +637,14 @@ async fn get(ctx: &Ctx<'_>, id: &str) -> Result<Option<ObservedDistribution>> {
         status: dist.status().to_string(),
         etag: out.e_tag().unwrap_or_default().to_string(),
         config,
+        tags: BTreeMap::new(),
     }))
 }
 
 /// `GetDistributionConfig`: the config and a fresh ETag; `None` when gone.
-async fn get_config(ctx: &Ctx<'_>, id: &str) -> Result<Option<(DistributionConfig, String)>> {
+async fn get_config(cx: &Ctx<'_>, id: &str) -> Result<Option<(DistributionConfig, String)>> {
     const ACTION: &str = "cloudfront:GetDistributionConfig";
-    match ctx
+    match cx
         .aws
         .cloudfront
         .get_distribution_config()
@@ -640,14 +666,11 @@ async fn get_config(ctx: &Ctx<'_>, id: &str) -> Result<Option<(DistributionConfi
 
 /// Find the stack's distribution without a known id: list (prefiltered on the
 /// comment or an origin domain of ours), then match the `CallerReference`.
-async fn find_by_caller_reference(
-    ctx: &Ctx<'_>,
-    d: &DesiredDistribution,
-) -> Result<Option<String>> {
+async fn find_by_caller_reference(cx: &Ctx<'_>, d: &DesiredDistribution) -> Result<Option<String>> {
     let domains: Vec<&str> = d.origins.iter().map(|(_, _, dom)| dom.as_str()).collect();
     let mut marker: Option<String> = None;
     loop {
-        let out = ctx
+        let out = cx
             .aws
             .cloudfront
             .list_distributions()
@@ -666,7 +689,7 @@ async fn find_by_caller_reference(
             if !candidate {
                 continue;
             }
-            if let Some((cfg, _)) = get_config(ctx, summary.id()).await?
+            if let Some((cfg, _)) = get_config(cx, summary.id()).await?
                 && cfg.caller_reference() == d.caller_reference
             {
                 return Ok(Some(summary.id().to_string()));
@@ -681,27 +704,36 @@ async fn find_by_caller_reference(
     }
 }
 
-/// Read the distribution: by `known_id` (from status) when it still exists,
-/// else by `CallerReference`. `None` when the stack has none.
-pub async fn observe(
-    ctx: &Ctx<'_>,
-    d: &DesiredDistribution,
-    known_id: Option<&str>,
-) -> Result<Option<ObservedDistribution>> {
-    if let Some(id) = known_id.filter(|i| !i.is_empty())
-        && let Some(o) = get(ctx, id).await?
+/// Read the distribution without its tags: by the known id (from status) or
+/// the id adopted in this pass when it still exists, else by
+/// `CallerReference`. `None` when the stack has none.
+async fn find(cx: &Ctx<'_>, d: &DesiredDistribution) -> Result<Option<ObservedDistribution>> {
+    let mut tried: Vec<&str> = Vec::new();
+    for id in [
+        d.known_id.as_deref(),
+        d.adopted_id.get().map(String::as_str),
+    ]
+    .into_iter()
+    .flatten()
+    .filter(|i| !i.is_empty())
     {
-        return Ok(Some(o));
+        if tried.contains(&id) {
+            continue;
+        }
+        tried.push(id);
+        if let Some(o) = get(cx, id).await? {
+            return Ok(Some(o));
+        }
     }
-    match find_by_caller_reference(ctx, d).await? {
-        Some(id) => get(ctx, &id).await,
+    match find_by_caller_reference(cx, d).await? {
+        Some(id) => get(cx, &id).await,
         None => Ok(None),
     }
 }
 
 /// The distribution's tags (`ListTagsForResource`).
-async fn tags_of(ctx: &Ctx<'_>, arn: &str) -> Result<BTreeMap<String, String>> {
-    let out = ctx
+async fn tags_of(cx: &Ctx<'_>, arn: &str) -> Result<BTreeMap<String, String>> {
+    let out = cx
         .aws
         .cloudfront
         .list_tags_for_resource()
@@ -737,13 +769,6 @@ fn cf_tags(tags: &BTreeMap<String, String>) -> Result<Tags> {
     Ok(Tags::builder().set_items(Some(items)).build())
 }
 
-fn deploying(message: String) -> State {
-    State::Progressing {
-        reason: DEPLOYING_REASON.into(),
-        message,
-    }
-}
-
 /// Parse the id out of `DistributionAlreadyExists`' message
 /// ("… associated with another distribution. Already exists: E2QWRUHEXAMPLE").
 pub fn existing_id_from_message(message: &str) -> Option<String> {
@@ -753,54 +778,6 @@ pub fn existing_id_from_message(message: &str) -> Option<String> {
         .take_while(|c| c.is_ascii_alphanumeric())
         .collect();
     (!id.is_empty()).then_some(id)
-}
-
-/// Outcome of `CreateDistributionWithTags`.
-enum Created {
-    New(Box<ObservedDistribution>),
-    /// The `CallerReference` is taken: the distribution an earlier pass made.
-    Exists(Option<String>),
-}
-
-async fn create(ctx: &Ctx<'_>, d: &DesiredDistribution, oac_id: &str) -> Result<Created> {
-    const ACTION: &str = "cloudfront:CreateDistributionWithTags";
-    let with_tags = DistributionConfigWithTags::builder()
-        .distribution_config(config(d, oac_id)?)
-        .tags(cf_tags(&d.tags)?)
-        .build();
-    match ctx
-        .aws
-        .cloudfront
-        .create_distribution_with_tags()
-        .distribution_config_with_tags(with_tags)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            let dist = out
-                .distribution()
-                .ok_or_else(|| missing(ACTION, "distribution"))?;
-            tracing::info!(id = %dist.id(), domain = %dist.domain_name(), "created CloudFront distribution");
-            Ok(Created::New(Box::new(ObservedDistribution {
-                id: dist.id().to_string(),
-                arn: dist.arn().to_string(),
-                domain: dist.domain_name().to_string(),
-                status: dist.status().to_string(),
-                etag: out.e_tag().unwrap_or_default().to_string(),
-                config: dist
-                    .distribution_config()
-                    .cloned()
-                    .unwrap_or(config(d, oac_id)?),
-            })))
-        }
-        Err(e) if code_of(&e) == Some("DistributionAlreadyExists") => {
-            let message = aws_smithy_types::error::metadata::ProvideErrorMetadata::message(&e)
-                .unwrap_or_default()
-                .to_string();
-            Ok(Created::Exists(existing_id_from_message(&message)))
-        }
-        Err(e) => Err(Error::aws(ACTION, e)),
-    }
 }
 
 fn precondition_failed(action: &str, id: &str) -> Error {
@@ -816,17 +793,13 @@ fn precondition_failed(action: &str, id: &str) -> Error {
 /// (`None`: nothing to change any more), send it with `IfMatch`; on
 /// `PreconditionFailed` read again and retry once. Returns the configuration
 /// that was replaced (the last fresh read), `None` when nothing was written.
-async fn read_modify_write<F>(
-    ctx: &Ctx<'_>,
-    id: &str,
-    edit: F,
-) -> Result<Option<DistributionConfig>>
+async fn read_modify_write<F>(cx: &Ctx<'_>, id: &str, edit: F) -> Result<Option<DistributionConfig>>
 where
     F: Fn(&DistributionConfig) -> Option<DistributionConfig>,
 {
     const ACTION: &str = "cloudfront:UpdateDistribution";
     for attempt in 0..2 {
-        let Some((current, etag)) = get_config(ctx, id).await? else {
+        let Some((current, etag)) = get_config(cx, id).await? else {
             return Err(Error::Aws {
                 action: ACTION.into(),
                 code: "NoSuchDistribution".into(),
@@ -837,7 +810,7 @@ where
         let Some(new) = edit(&current) else {
             return Ok(None);
         };
-        match ctx
+        match cx
             .aws
             .cloudfront
             .update_distribution()
@@ -864,14 +837,14 @@ where
 }
 
 async fn repair_tags(
-    ctx: &Ctx<'_>,
+    cx: &Ctx<'_>,
     arn: &str,
     desired: &BTreeMap<String, String>,
     observed: &BTreeMap<String, String>,
 ) -> Result<()> {
     let extra = extra_tag_keys(desired, observed);
     if !extra.is_empty() {
-        ctx.aws
+        cx.aws
             .cloudfront
             .untag_resource()
             .resource(arn)
@@ -880,13 +853,9 @@ async fn repair_tags(
             .await
             .map_err(|e| Error::aws("cloudfront:UntagResource", e))?;
     }
-    let missing: BTreeMap<String, String> = desired
-        .iter()
-        .filter(|(k, v)| observed.get(*k) != Some(v))
-        .map(|(k, v)| (k.clone(), v.clone()))
-        .collect();
+    let missing: BTreeMap<String, String> = missing_tags(desired, observed);
     if !missing.is_empty() {
-        ctx.aws
+        cx.aws
             .cloudfront
             .tag_resource()
             .resource(arn)
@@ -898,202 +867,220 @@ async fn repair_tags(
     Ok(())
 }
 
-/// Create the distribution when missing, otherwise repair what differs.
-/// `oac_id` is the stack's origin access control, `known_id` the id recorded
-/// on status (if any). Returns the report and, once the distribution exists,
-/// its outputs. While CloudFront deploys, the state is `Progressing` with
-/// reason [`DEPLOYING_REASON`] (never an error).
-pub async fn reconcile(
-    ctx: &Ctx<'_>,
-    d: &DesiredDistribution,
-    oac_id: &str,
-    known_id: Option<&str>,
-) -> Result<(Report, Option<DistributionOutputs>)> {
-    let mut report = Report::ready(COMPONENT, String::new());
-    let observed = match observe(ctx, d, known_id).await? {
-        Some(o) => o,
-        None if ctx.dry_run => {
-            report.state = State::Paused {
-                message: "distribution does not exist; creation paused".into(),
-            };
-            return Ok((report, None));
-        }
-        None => match create(ctx, d, oac_id).await? {
-            Created::New(o) => {
-                report.created = true;
-                report.id = o.arn.clone();
-                report.state = deploying(format!(
-                    "distribution {} created; CloudFront is deploying it ({})",
-                    o.id, o.status
-                ));
-                return Ok((report, Some(o.outputs())));
-            }
-            Created::Exists(id) => {
-                tracing::info!(caller_reference = %d.caller_reference, existing = ?id,
-                    "distribution already exists for this caller reference; adopting it");
-                let found = match id {
-                    Some(id) => get(ctx, &id).await?,
-                    None => None,
-                };
-                match found {
-                    Some(o) => o,
-                    None => match find_by_caller_reference(ctx, d).await? {
-                        Some(id) => get(ctx, &id).await?.ok_or_else(|| {
-                            missing("cloudfront:GetDistribution", "existing distribution")
-                        })?,
-                        None => {
-                            return Err(Error::Aws {
-                                action: "cloudfront:CreateDistributionWithTags".into(),
-                                code: "DistributionAlreadyExists".into(),
-                                message: format!(
-                                    "caller reference {} is taken but the distribution was not found",
-                                    d.caller_reference
-                                ),
-                                class: ErrorClass::Retryable,
-                            });
-                        }
-                    },
-                }
-            }
-        },
-    };
-    report.id = observed.arn.clone();
-    let outputs = observed.outputs();
-    let tags = tags_of(ctx, &observed.arn).await?;
-    check_owner(ctx, KIND, &observed.id, &tags)?;
-
-    let want = config(d, oac_id)?;
-    let mut changes = diff(&want, &observed.config);
-    let tag_drift = tag_change(&d.tags, &tags);
-    if changes.is_empty() && tag_drift.is_none() {
-        if observed.status != DEPLOYED {
-            report.state = deploying(format!(
-                "distribution {} is {}; waiting for Deployed",
-                observed.id, observed.status
-            ));
-        }
-        return Ok((report, Some(outputs)));
-    }
-    if ctx.dry_run {
-        let mut all = changes.clone();
-        all.extend(tag_drift);
-        report.state = State::Paused {
-            message: describe(&all),
-        };
-        return Ok((report, Some(outputs)));
-    }
-    let mut updated = false;
-    if !changes.is_empty() {
-        let replaced = read_modify_write(ctx, &observed.id, |current| {
-            (!diff(&want, current).is_empty()).then(|| merge(current.clone(), &want))
-        })
-        .await?;
-        // Report what the write actually changed (the last fresh read may
-        // differ from the first observation).
-        changes = replaced
-            .map(|previous| diff(&want, &previous))
-            .unwrap_or_default();
-        updated = !changes.is_empty();
-        if updated {
-            tracing::info!(id = %observed.id, changes = %describe(&changes), "updated CloudFront distribution");
-        }
-    }
-    if let Some(c) = tag_drift {
-        repair_tags(ctx, &observed.arn, &d.tags, &tags).await?;
-        changes.push(c);
-    }
-    report.changes = changes;
-    if updated {
-        report.state = deploying(format!(
-            "distribution {} updated; CloudFront is deploying the change",
-            observed.id
-        ));
-    } else if observed.status != DEPLOYED {
-        report.state = deploying(format!(
-            "distribution {} is {}; waiting for Deployed",
-            observed.id, observed.status
-        ));
-    }
-    Ok((report, Some(outputs)))
+fn deploying(seen: &ObservedDistribution) -> Progress {
+    Progress::new(
+        DEPLOYING_REASON,
+        format!(
+            "distribution {} is {}; waiting for {DEPLOYED}",
+            seen.id, seen.status
+        ),
+    )
 }
 
-/// Delete the distribution, one step per call (requeue until `Gone`):
-/// 1. enabled → update with `Enabled=false` (fresh ETag) → `InProgress`;
-/// 2. disabled but `InProgress` → `InProgress` (waiting for `Deployed`);
-/// 3. disabled and `Deployed` → `DeleteDistribution` with the current ETag → `Gone`.
-///
-/// The message of `InProgress` names the step. A distribution without this
-/// stack's owner tag is left alone (reported `Gone` for this stack).
-pub async fn delete(
-    ctx: &Ctx<'_>,
-    d: &DesiredDistribution,
-    known_id: Option<&str>,
-) -> Result<Deletion> {
-    const ACTION: &str = "cloudfront:DeleteDistribution";
-    let Some(mut o) = observe(ctx, d, known_id).await? else {
-        return Ok(Deletion::Gone);
-    };
-    let tags = tags_of(ctx, &o.arn).await?;
-    if check_owner(ctx, KIND, &o.id, &tags).is_err() {
-        tracing::warn!(id = %o.id, "not deleting a distribution without this stack's ownership tag");
-        return Ok(Deletion::Gone);
+impl Component for DesiredDistribution {
+    type Observed = ObservedDistribution;
+
+    fn name(&self) -> ComponentName {
+        ComponentName::Distribution
     }
-    for attempt in 0..2 {
-        if o.config.enabled() {
-            read_modify_write(ctx, &o.id, |current| {
-                current.enabled().then(|| {
-                    let mut c = current.clone();
-                    c.enabled = false;
-                    c
-                })
-            })
-            .await?;
-            tracing::info!(id = %o.id, "disabled CloudFront distribution before deleting it");
-            return Ok(Deletion::InProgress(format!(
-                "step 1/3: disabling distribution {}",
-                o.id
-            )));
-        }
-        if o.status != DEPLOYED {
-            return Ok(Deletion::InProgress(format!(
-                "step 2/3: waiting for the disabled distribution {} to deploy (status {})",
-                o.id, o.status
-            )));
-        }
-        match ctx
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+    /// The caller reference (the ARN once observed).
+    fn id(&self) -> String {
+        self.caller_reference.clone()
+    }
+    fn observed_id(&self, seen: &ObservedDistribution) -> Option<String> {
+        Some(seen.arn.clone())
+    }
+
+    /// The distribution and, when there is one, its tags.
+    async fn observe(&self, cx: &Ctx<'_>) -> Result<Option<ObservedDistribution>> {
+        let Some(mut seen) = find(cx, self).await? else {
+            return Ok(None);
+        };
+        seen.tags = tags_of(cx, &seen.arn).await?;
+        Ok(Some(seen))
+    }
+
+    fn ownership(&self, cx: &Ctx<'_>, seen: &ObservedDistribution) -> Ownership {
+        owner_from_tags(cx, &seen.tags)
+    }
+
+    /// The managed configuration fields (against the origin access control of
+    /// this pass) and the tags.
+    fn diff(&self, cx: &Ctx<'_>, seen: &ObservedDistribution) -> Result<Vec<Change>> {
+        let want = config(self, cx.inputs.require_oac_id()?)?;
+        let mut changes = diff(&want, &seen.config);
+        changes.extend(tag_change(&self.tags, &seen.tags));
+        Ok(changes)
+    }
+
+    /// `CreateDistributionWithTags`. A taken caller reference
+    /// (`DistributionAlreadyExists`: an earlier pass created it and crashed
+    /// before status was written) is adopted: the driver observes again,
+    /// reading the id the error names first.
+    async fn create(&self, cx: &Ctx<'_>) -> Result<Created> {
+        const ACTION: &str = "cloudfront:CreateDistributionWithTags";
+        let with_tags = DistributionConfigWithTags::builder()
+            .distribution_config(config(self, cx.inputs.require_oac_id()?)?)
+            .tags(cf_tags(&self.tags)?)
+            .build();
+        match cx
             .aws
             .cloudfront
-            .delete_distribution()
-            .id(&o.id)
-            .if_match(&o.etag)
+            .create_distribution_with_tags()
+            .distribution_config_with_tags(with_tags)
             .send()
             .await
         {
-            Ok(_) => {
-                tracing::info!(id = %o.id, "deleted CloudFront distribution");
-                return Ok(Deletion::Gone);
+            Ok(out) => {
+                let dist = out
+                    .distribution()
+                    .ok_or_else(|| missing(ACTION, "distribution"))?;
+                tracing::info!(id = %dist.id(), domain = %dist.domain_name(), "created CloudFront distribution");
+                Ok(Created::progressing(
+                    DEPLOYING_REASON,
+                    format!(
+                        "distribution {} created; CloudFront is deploying it ({})",
+                        dist.id(),
+                        dist.status()
+                    ),
+                ))
             }
-            Err(e) if code_of(&e) == Some("NoSuchDistribution") => return Ok(Deletion::Gone),
-            Err(e) if code_of(&e) == Some("DistributionNotDisabled") => {
+            Err(e) if code_of(&e) == Some("DistributionAlreadyExists") => {
+                let message = aws_smithy_types::error::metadata::ProvideErrorMetadata::message(&e)
+                    .unwrap_or_default()
+                    .to_string();
+                let existing = existing_id_from_message(&message);
+                tracing::info!(caller_reference = %self.caller_reference, ?existing,
+                    "distribution already exists for this caller reference; adopting it");
+                if let Some(id) = existing {
+                    // Set at most once per pass; a second value changes nothing.
+                    let _ = self.adopted_id.set(id);
+                }
+                Ok(Created::done())
+            }
+            Err(e) => Err(Error::aws(ACTION, e)),
+        }
+    }
+
+    /// Write the configuration changes (read-modify-write with a fresh ETag)
+    /// and repair the tags. Reports what the write actually changed: the
+    /// fresh read may differ from the observation.
+    async fn update(
+        &self,
+        cx: &Ctx<'_>,
+        seen: &ObservedDistribution,
+        changes: &[Change],
+    ) -> Result<Updated> {
+        let mut applied = Vec::new();
+        let mut written = false;
+        if changes.iter().any(|c| c.field != TAGS_FIELD) {
+            let want = config(self, cx.inputs.require_oac_id()?)?;
+            let replaced = read_modify_write(cx, &seen.id, |current| {
+                (!diff(&want, current).is_empty()).then(|| merge(current.clone(), &want))
+            })
+            .await?;
+            if let Some(previous) = replaced {
+                written = true;
+                applied = diff(&want, &previous);
+            }
+        }
+        if let Some(tags) = changes.iter().find(|c| c.field == TAGS_FIELD) {
+            repair_tags(cx, &seen.arn, &self.tags, &seen.tags).await?;
+            applied.push(tags.clone());
+        }
+        let updated = Updated {
+            changes: applied,
+            progress: None,
+        };
+        Ok(if written {
+            updated.progressing(
+                DEPLOYING_REASON,
+                format!(
+                    "distribution {} updated; CloudFront is deploying the change",
+                    seen.id
+                ),
+            )
+        } else {
+            updated
+        })
+    }
+
+    /// In sync but not live at every edge location yet.
+    fn settling(&self, seen: &ObservedDistribution) -> Option<Progress> {
+        (seen.status != DEPLOYED).then(|| deploying(seen))
+    }
+
+    fn outputs(&self, _cx: &Ctx<'_>, seen: &ObservedDistribution) -> Vec<Output> {
+        vec![Output::Distribution(seen.outputs())]
+    }
+
+    /// One step per call (requeue until `Gone`):
+    /// 1. enabled → update with `Enabled=false` (fresh ETag) → `InProgress`;
+    /// 2. disabled but `InProgress` → `InProgress` (waiting for `Deployed`);
+    /// 3. disabled and `Deployed` → `DeleteDistribution` with the current
+    ///    ETag → `Gone` (a stale ETag is read again once).
+    ///
+    /// The message of `InProgress` names the step.
+    async fn delete(&self, cx: &Ctx<'_>, seen: &ObservedDistribution) -> Result<Deletion> {
+        const ACTION: &str = "cloudfront:DeleteDistribution";
+        let mut o = seen.clone();
+        for attempt in 0..2 {
+            if o.config.enabled() {
+                read_modify_write(cx, &o.id, |current| {
+                    current.enabled().then(|| {
+                        let mut c = current.clone();
+                        c.enabled = false;
+                        c
+                    })
+                })
+                .await?;
+                tracing::info!(id = %o.id, "disabled CloudFront distribution before deleting it");
                 return Ok(Deletion::InProgress(format!(
-                    "step 2/3: waiting for the disabled distribution {} to deploy",
+                    "step 1/3: disabling distribution {}",
                     o.id
                 )));
             }
-            Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => {
-                // Changed since our read: read again (enabled/status/ETag) and retry once.
-                match get(ctx, &o.id).await? {
-                    Some(fresh) => o = fresh,
-                    None => return Ok(Deletion::Gone),
+            if o.status != DEPLOYED {
+                return Ok(Deletion::InProgress(format!(
+                    "step 2/3: waiting for the disabled distribution {} to deploy (status {})",
+                    o.id, o.status
+                )));
+            }
+            match cx
+                .aws
+                .cloudfront
+                .delete_distribution()
+                .id(&o.id)
+                .if_match(&o.etag)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Deletion::Gone),
+                Err(e) if code_of(&e) == Some("NoSuchDistribution") => return Ok(Deletion::Absent),
+                Err(e) if code_of(&e) == Some("DistributionNotDisabled") => {
+                    return Ok(Deletion::InProgress(format!(
+                        "step 2/3: waiting for the disabled distribution {} to deploy",
+                        o.id
+                    )));
                 }
+                Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => {
+                    // Changed since our read: read again (enabled/status/ETag) and retry once.
+                    match get(cx, &o.id).await? {
+                        Some(fresh) => o = fresh,
+                        None => return Ok(Deletion::Absent),
+                    }
+                }
+                Err(e) if code_of(&e) == Some("PreconditionFailed") => {
+                    return Err(precondition_failed(ACTION, &o.id));
+                }
+                Err(e) => return Err(Error::aws(ACTION, e)),
             }
-            Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                return Err(precondition_failed(ACTION, &o.id));
-            }
-            Err(e) => return Err(Error::aws(ACTION, e)),
         }
+        Err(precondition_failed(ACTION, &o.id))
     }
-    Err(precondition_failed(ACTION, &o.id))
 }
 
 #[cfg(test)]

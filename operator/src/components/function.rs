@@ -5,7 +5,14 @@
 //! (`LastUpdateStatus: InProgress`, `ResourceConflictException`), so one pass
 //! makes at most one code or configuration update and reports `Progressing`;
 //! the next pass continues once the function is `Successful` again — no
-//! sleeping in the worker.
+//! sleeping in the worker. While Lambda is busy (`Pending`, `InProgress`)
+//! nothing at all is written; a `ResourceConflictException` that still
+//! happens (someone else updating) is a retryable error.
+//!
+//! The role's ARN comes from the role component ([`Ctx::inputs`]); a role just
+//! created is not usable by Lambda for a few seconds (IAM propagation), which
+//! `CreateFunction` reports as an invalid parameter: that is a retryable
+//! `RoleNotAssumableYet` error, not a rejection.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -17,11 +24,16 @@ use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
+use aws_smithy_runtime_api::client::result::SdkError;
+use aws_smithy_runtime_api::http::Response as HttpResponse;
+use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+
 use super::{
-    Change, Ctx, Deletion, Report, State, check_owner, code_of, extra_tag_keys, is_ours,
-    missing_tags, tag_change,
+    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Progress, Updated, code_of,
+    extra_tag_keys, is_ours, missing_tags, owner_from_tags, tag_change,
 };
 use crate::error::{Error, ErrorClass, Result};
+use crate::naming::Ownership;
 
 /// The kind of resource, as errors and events name it.
 const KIND: &str = "Lambda function";
@@ -42,15 +54,23 @@ pub enum CodeSource {
 /// What the function should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredFunction {
+    /// Function name.
     pub name: String,
+    /// The ARN the function gets (its id before it is observed).
     pub arn: String,
-    pub role_arn: String,
+    /// `x86_64` or `arm64`.
     pub architecture: String,
+    /// Memory, MB.
     pub memory_mb: i32,
+    /// Timeout, seconds.
     pub timeout_seconds: i32,
+    /// Environment variables (bucket and table names …).
     pub environment: BTreeMap<String, String>,
+    /// Ownership and user tags (also put on the log group when it is created).
     pub tags: BTreeMap<String, String>,
+    /// Function description.
     pub description: String,
+    /// Where the code comes from.
     pub code: CodeSource,
     /// Log group retention in days.
     pub log_retention_days: i32,
@@ -60,27 +80,39 @@ pub struct DesiredFunction {
     pub max_event_age_seconds: i32,
 }
 
-/// Runtime and handler of every processor function.
+/// Runtime of every processor function.
 pub const RUNTIME: &str = "provided.al2023";
+/// Handler of every processor function.
 pub const HANDLER: &str = "bootstrap";
 
 /// What the function looks like on AWS.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedFunction {
+    /// Function ARN.
     pub arn: String,
+    /// Execution role ARN.
     pub role_arn: String,
+    /// Runtime identifier.
     pub runtime: String,
+    /// Handler.
     pub handler: String,
+    /// First (only) architecture.
     pub architecture: String,
+    /// Memory, MB.
     pub memory_mb: i32,
+    /// Timeout, seconds.
     pub timeout_seconds: i32,
+    /// Environment variables.
     pub environment: BTreeMap<String, String>,
+    /// Description.
     pub description: String,
+    /// `CodeSha256` of the deployed zip (base64).
     pub code_sha256: String,
     /// `Pending`, `Active`, `Failed`, …
     pub state: String,
     /// `InProgress`, `Successful`, `Failed`, or empty.
     pub last_update_status: String,
+    /// Tags.
     pub tags: BTreeMap<String, String>,
     /// (max retries, max event age) of the async invoke config, when set.
     pub invoke_config: Option<(Option<i32>, Option<i32>)>,
@@ -91,10 +123,15 @@ pub struct ObservedFunction {
 /// A field of the function that can differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
+    /// Ownership and user tags.
     Tags,
+    /// The log group (missing, or another retention).
     LogGroup,
+    /// Code or architecture (`UpdateFunctionCode`).
     Code,
+    /// Role, runtime, handler, memory, timeout, description, environment.
     Configuration,
+    /// The asynchronous invoke configuration.
     InvokeConfig,
 }
 
@@ -161,10 +198,10 @@ fn code_bytes(code: &CodeSource) -> Result<Option<Vec<u8>>> {
     }
 }
 
-fn config_differences(d: &DesiredFunction, o: &ObservedFunction) -> Vec<String> {
+fn config_differences(d: &DesiredFunction, role_arn: &str, o: &ObservedFunction) -> Vec<String> {
     let mut out = Vec::new();
-    if o.role_arn != d.role_arn {
-        out.push(format!("role: {} → {}", o.role_arn, d.role_arn));
+    if o.role_arn != role_arn {
+        out.push(format!("role: {} → {role_arn}", o.role_arn));
     }
     if o.runtime != RUNTIME {
         out.push(format!("runtime: {} → {RUNTIME}", o.runtime));
@@ -209,9 +246,11 @@ fn config_differences(d: &DesiredFunction, o: &ObservedFunction) -> Vec<String> 
     out
 }
 
-/// Every difference. `code_sha256` is the desired code hash when known.
+/// Every difference. `role_arn` is the role's (from the role component),
+/// `code_sha256` the desired code hash when known.
 pub fn diff(
     d: &DesiredFunction,
+    role_arn: &str,
     o: &ObservedFunction,
     code_sha256: Option<&str>,
 ) -> Vec<(Field, Change)> {
@@ -249,7 +288,7 @@ pub fn diff(
             ),
         ));
     }
-    let cfg = config_differences(d, o);
+    let cfg = config_differences(d, role_arn, o);
     if !cfg.is_empty() {
         out.push((
             Field::Configuration,
@@ -281,7 +320,8 @@ fn log_group(function: &str) -> String {
     format!("/aws/lambda/{function}")
 }
 
-/// Read the function; `None` when it does not exist.
+/// Read the function; `None` when it does not exist. Stops after the
+/// function itself when it is not this stack's.
 pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunction>> {
     let lambda = &ctx.aws.lambda;
     let out = match lambda.get_function().function_name(name).send().await {
@@ -363,13 +403,6 @@ async fn log_group_retention(ctx: &Ctx<'_>, group: &str) -> Result<Option<Option
         .map(|g| g.retention_in_days()))
 }
 
-fn progressing(reason: &str, message: impl Into<String>) -> State {
-    State::Progressing {
-        reason: reason.into(),
-        message: message.into(),
-    }
-}
-
 /// True for the error Lambda returns while a just-created role is not yet
 /// visible to it (IAM eventual consistency, ~10 s).
 pub fn is_role_not_ready(code: Option<&str>, message: &str) -> bool {
@@ -394,193 +427,265 @@ fn code_of_source(code: &CodeSource, bytes: Option<Vec<u8>>) -> FunctionCode {
     }
 }
 
-/// Create the function if missing; otherwise repair what differs, one Lambda update per pass.
-pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Report> {
-    let mut report = Report::ready("processor-function", d.arn.clone());
-    let expected_sha = expected_sha256(&d.code)?;
-    let Some(o) = observe(ctx, &d.name).await? else {
-        if ctx.dry_run {
-            report.state = State::Paused {
-                message: "function does not exist; creation paused".into(),
-            };
-            return Ok(report);
-        }
-        create(ctx, d, code_bytes(&d.code)?).await?;
-        report.created = true;
-        report.state = progressing(
-            "FunctionCreating",
-            format!("function {} is being created", d.name),
-        );
-        return Ok(report);
-    };
-    report.id = o.arn.clone();
-    check_owner(ctx, KIND, &d.name, &o.tags)?;
-    let changes = diff(d, &o, expected_sha.as_deref());
-    let busy = o.state == "Pending" || o.last_update_status == "InProgress";
-    if changes.is_empty() {
-        if busy {
-            report.state = progressing(
+/// The role's ARN, handed over by the role component in this pass.
+fn role_arn<'a>(cx: &'a Ctx<'_>) -> Result<&'a str> {
+    cx.inputs.role_arn.as_deref().ok_or_else(|| {
+        Error::Internal(
+            "the processor role's ARN is not known in this pass although the graph orders the role first"
+                .into(),
+        )
+    })
+}
+
+/// A code or configuration update refused because another one is still
+/// applying: retryable, and the message says so.
+fn update_error<E>(action: &str, name: &str, e: SdkError<E, HttpResponse>) -> Error
+where
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    let busy = code_of(&e) == Some("ResourceConflictException");
+    let err = Error::aws(action, e);
+    match err {
+        Error::Aws { code, message, .. } if busy => Error::Aws {
+            action: action.into(),
+            code,
+            message: format!("function {name} is busy with a previous update; retrying. {message}"),
+            class: ErrorClass::Retryable,
+        },
+        other => other,
+    }
+}
+
+fn environment(d: &DesiredFunction) -> Environment {
+    Environment::builder()
+        .set_variables(Some(d.environment.clone().into_iter().collect()))
+        .build()
+}
+
+impl Component for DesiredFunction {
+    type Observed = ObservedFunction;
+
+    fn name(&self) -> ComponentName {
+        ComponentName::ProcessorFunction
+    }
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+    fn id(&self) -> String {
+        self.arn.clone()
+    }
+    fn observed_id(&self, seen: &ObservedFunction) -> Option<String> {
+        (!seen.arn.is_empty()).then(|| seen.arn.clone())
+    }
+
+    async fn observe(&self, cx: &Ctx<'_>) -> Result<Option<ObservedFunction>> {
+        observe(cx, &self.name).await
+    }
+
+    fn ownership(&self, cx: &Ctx<'_>, seen: &ObservedFunction) -> Ownership {
+        owner_from_tags(cx, &seen.tags)
+    }
+
+    fn wait(&self, seen: &ObservedFunction) -> Option<Progress> {
+        (seen.state == "Pending" || seen.last_update_status == "InProgress").then(|| {
+            Progress::new(
                 "FunctionUpdating",
                 format!(
-                    "function {} is {} / {}",
-                    d.name, o.state, o.last_update_status
+                    "function {} is {} / {}; waiting for Lambda to finish before writing",
+                    self.name, seen.state, seen.last_update_status
                 ),
-            );
-        } else if o.state == "Failed" || o.last_update_status == "Failed" {
-            report.state = progressing(
+            )
+        })
+    }
+
+    fn diff(&self, cx: &Ctx<'_>, seen: &ObservedFunction) -> Result<Vec<Change>> {
+        let sha = expected_sha256(&self.code)?;
+        Ok(diff(self, role_arn(cx)?, seen, sha.as_deref())
+            .into_iter()
+            .map(|(_, c)| c)
+            .collect())
+    }
+
+    async fn create(&self, cx: &Ctx<'_>) -> Result<Created> {
+        let role = role_arn(cx)?;
+        let bytes = code_bytes(&self.code)?;
+        // Read first: the create path runs again after a crash between the log
+        // group and the function, and must not repeat writes already made.
+        let current = log_group_retention(cx, &log_group(&self.name)).await?;
+        ensure_log_group(cx, self, current).await?;
+        let res = cx
+            .aws
+            .lambda
+            .create_function()
+            .function_name(&self.name)
+            .runtime(Runtime::from(RUNTIME))
+            .handler(HANDLER)
+            .role(role)
+            .architectures(architecture(&self.architecture))
+            .memory_size(self.memory_mb)
+            .timeout(self.timeout_seconds)
+            .description(&self.description)
+            .environment(environment(self))
+            .code(code_of_source(&self.code, bytes))
+            .set_tags(Some(self.tags.clone().into_iter().collect()))
+            .send()
+            .await;
+        match res {
+            Ok(_) => {}
+            // Created by an interrupted earlier pass (or concurrently).
+            Err(e) if code_of(&e) == Some("ResourceConflictException") => {}
+            Err(e) => {
+                let code = code_of(&e).map(str::to_string);
+                let err = Error::aws("lambda:CreateFunction", e);
+                let message = match &err {
+                    Error::Aws { message, .. } => message.clone(),
+                    _ => String::new(),
+                };
+                if is_role_not_ready(code.as_deref(), &message) {
+                    return Err(Error::Aws {
+                        action: "lambda:CreateFunction".into(),
+                        code: "RoleNotAssumableYet".into(),
+                        message: format!(
+                            "the new IAM role is not yet usable by Lambda (IAM is eventually consistent); retrying. {message}"
+                        ),
+                        class: ErrorClass::Retryable,
+                    });
+                }
+                return Err(err);
+            }
+        }
+        Ok(Created::progressing(
+            "FunctionCreating",
+            format!("function {} is being created", self.name),
+        ))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx<'_>,
+        seen: &ObservedFunction,
+        changes: &[Change],
+    ) -> Result<Updated> {
+        let sha = expected_sha256(&self.code)?;
+        let role = role_arn(cx)?;
+        let lambda = &cx.aws.lambda;
+        let mut applied = Vec::new();
+        for (field, change) in diff(self, role, seen, sha.as_deref()) {
+            if !changes.contains(&change) {
+                continue;
+            }
+            match field {
+                Field::Tags => apply_tags(cx, self, seen).await?,
+                Field::LogGroup => ensure_log_group(cx, self, seen.log_retention).await?,
+                Field::InvokeConfig => {
+                    lambda
+                        .put_function_event_invoke_config()
+                        .function_name(&self.name)
+                        .maximum_retry_attempts(self.max_retry_attempts)
+                        .maximum_event_age_in_seconds(self.max_event_age_seconds)
+                        .send()
+                        .await
+                        .map_err(|e| Error::aws("lambda:PutFunctionEventInvokeConfig", e))?;
+                }
+                // One code or configuration update per pass: Lambda applies it
+                // (LastUpdateStatus InProgress) before it accepts another.
+                Field::Code => {
+                    let (bucket, key) = match &self.code {
+                        CodeSource::S3 { bucket, key, .. } => {
+                            (Some(bucket.clone()), Some(key.clone()))
+                        }
+                        CodeSource::Zip { .. } => (None, None),
+                    };
+                    lambda
+                        .update_function_code()
+                        .function_name(&self.name)
+                        .set_zip_file(code_bytes(&self.code)?.map(Blob::new))
+                        .set_s3_bucket(bucket)
+                        .set_s3_key(key)
+                        .architectures(architecture(&self.architecture))
+                        .send()
+                        .await
+                        .map_err(|e| update_error("lambda:UpdateFunctionCode", &self.name, e))?;
+                    applied.push(change);
+                    return Ok(Updated::all(&applied).progressing(
+                        "FunctionUpdating",
+                        format!("code of {} is updating", self.name),
+                    ));
+                }
+                Field::Configuration => {
+                    lambda
+                        .update_function_configuration()
+                        .function_name(&self.name)
+                        .role(role)
+                        .runtime(Runtime::from(RUNTIME))
+                        .handler(HANDLER)
+                        .memory_size(self.memory_mb)
+                        .timeout(self.timeout_seconds)
+                        .description(&self.description)
+                        .environment(environment(self))
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            update_error("lambda:UpdateFunctionConfiguration", &self.name, e)
+                        })?;
+                    applied.push(change);
+                    return Ok(Updated::all(&applied).progressing(
+                        "FunctionUpdating",
+                        format!("configuration of {} is updating", self.name),
+                    ));
+                }
+            }
+            applied.push(change);
+        }
+        Ok(Updated::all(&applied))
+    }
+
+    fn settling(&self, seen: &ObservedFunction) -> Option<Progress> {
+        (seen.state == "Failed" || seen.last_update_status == "Failed").then(|| {
+            Progress::new(
                 "FunctionFailed",
                 format!(
                     "function {} state {} last update {}",
-                    d.name, o.state, o.last_update_status
+                    self.name, seen.state, seen.last_update_status
                 ),
-            );
-        }
-        return Ok(report);
+            )
+        })
     }
-    if ctx.dry_run {
-        report.state = State::Paused {
-            message: super::describe(&changes.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()),
-        };
-        return Ok(report);
-    }
-    for (field, change) in changes {
-        match field {
-            Field::Code | Field::Configuration if busy => {
-                report.state = progressing(
-                    "FunctionUpdating",
-                    format!(
-                        "waiting for the previous update of {} to finish before {}",
-                        d.name, change.field
-                    ),
-                );
-                break;
-            }
-            Field::Code => {
-                ctx.aws
-                    .lambda
-                    .update_function_code()
-                    .function_name(&d.name)
-                    .set_zip_file(code_bytes(&d.code)?.map(Blob::new))
-                    .set_s3_bucket(match &d.code {
-                        CodeSource::S3 { bucket, .. } => Some(bucket.clone()),
-                        CodeSource::Zip { .. } => None,
-                    })
-                    .set_s3_key(match &d.code {
-                        CodeSource::S3 { key, .. } => Some(key.clone()),
-                        CodeSource::Zip { .. } => None,
-                    })
-                    .architectures(architecture(&d.architecture))
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("lambda:UpdateFunctionCode", e))?;
-                report.changes.push(change);
-                report.state = progressing(
-                    "FunctionUpdating",
-                    format!("code of {} is updating", d.name),
-                );
-                break;
-            }
-            Field::Configuration => {
-                ctx.aws
-                    .lambda
-                    .update_function_configuration()
-                    .function_name(&d.name)
-                    .role(&d.role_arn)
-                    .runtime(Runtime::from(RUNTIME))
-                    .handler(HANDLER)
-                    .memory_size(d.memory_mb)
-                    .timeout(d.timeout_seconds)
-                    .description(&d.description)
-                    .environment(
-                        Environment::builder()
-                            .set_variables(Some(d.environment.clone().into_iter().collect()))
-                            .build(),
-                    )
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("lambda:UpdateFunctionConfiguration", e))?;
-                report.changes.push(change);
-                report.state = progressing(
-                    "FunctionUpdating",
-                    format!("configuration of {} is updating", d.name),
-                );
-                break;
-            }
-            Field::Tags => {
-                apply_tags(ctx, d, &o).await?;
-                report.changes.push(change);
-            }
-            Field::LogGroup => {
-                ensure_log_group(ctx, d, o.log_retention).await?;
-                report.changes.push(change);
-            }
-            Field::InvokeConfig => {
-                ctx.aws
-                    .lambda
-                    .put_function_event_invoke_config()
-                    .function_name(&d.name)
-                    .maximum_retry_attempts(d.max_retry_attempts)
-                    .maximum_event_age_in_seconds(d.max_event_age_seconds)
-                    .send()
-                    .await
-                    .map_err(|e| Error::aws("lambda:PutFunctionEventInvokeConfig", e))?;
-                report.changes.push(change);
-            }
-        }
-    }
-    Ok(report)
-}
 
-async fn create(ctx: &Ctx<'_>, d: &DesiredFunction, bytes: Option<Vec<u8>>) -> Result<()> {
-    // Read first: the create path runs again after a crash between the log group
-    // and the function, and must not repeat writes already made.
-    let current = log_group_retention(ctx, &log_group(&d.name)).await?;
-    ensure_log_group(ctx, d, current).await?;
-    let res = ctx
-        .aws
-        .lambda
-        .create_function()
-        .function_name(&d.name)
-        .runtime(Runtime::from(RUNTIME))
-        .handler(HANDLER)
-        .role(&d.role_arn)
-        .architectures(architecture(&d.architecture))
-        .memory_size(d.memory_mb)
-        .timeout(d.timeout_seconds)
-        .description(&d.description)
-        .environment(
-            Environment::builder()
-                .set_variables(Some(d.environment.clone().into_iter().collect()))
-                .build(),
-        )
-        .code(code_of_source(&d.code, bytes))
-        .set_tags(Some(d.tags.clone().into_iter().collect()))
-        .send()
-        .await;
-    match res {
-        Ok(_) => {
-            tracing::info!(function = %d.name, "created Lambda function");
-            Ok(())
+    fn outputs(&self, _cx: &Ctx<'_>, seen: &ObservedFunction) -> Vec<Output> {
+        let arn = if seen.arn.is_empty() {
+            &self.arn
+        } else {
+            &seen.arn
+        };
+        vec![Output::FunctionArn(arn.clone())]
+    }
+
+    /// The function, then its log group.
+    async fn delete(&self, cx: &Ctx<'_>, _seen: &ObservedFunction) -> Result<Deletion> {
+        match cx
+            .aws
+            .lambda
+            .delete_function()
+            .function_name(&self.name)
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            Err(e) if code_of(&e) == Some("ResourceNotFoundException") => {}
+            Err(e) => return Err(Error::aws("lambda:DeleteFunction", e)),
         }
-        Err(e) if code_of(&e) == Some("ResourceConflictException") => Ok(()),
-        Err(e) => {
-            let code = code_of(&e).map(str::to_string);
-            let err = Error::aws("lambda:CreateFunction", e);
-            let message = match &err {
-                Error::Aws { message, .. } => message.clone(),
-                _ => String::new(),
-            };
-            if is_role_not_ready(code.as_deref(), &message) {
-                return Err(Error::Aws {
-                    action: "lambda:CreateFunction".into(),
-                    code: "RoleNotAssumableYet".into(),
-                    message: format!(
-                        "the new IAM role is not yet usable by Lambda (IAM is eventually consistent); retrying: {message}"
-                    ),
-                    class: ErrorClass::Retryable,
-                });
-            }
-            Err(err)
+        match cx
+            .aws
+            .logs
+            .delete_log_group()
+            .log_group_name(log_group(&self.name))
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e) if code_of(&e) == Some("ResourceNotFoundException") => Ok(Deletion::Gone),
+            Err(e) => Err(Error::aws("logs:DeleteLogGroup", e)),
         }
     }
 }
@@ -643,50 +748,16 @@ async fn apply_tags(ctx: &Ctx<'_>, d: &DesiredFunction, o: &ObservedFunction) ->
     Ok(())
 }
 
-/// Delete the function and its log group if ours.
-pub async fn delete(ctx: &Ctx<'_>, d: &DesiredFunction) -> Result<Deletion> {
-    let Some(o) = observe(ctx, &d.name).await? else {
-        return Ok(Deletion::Gone);
-    };
-    if check_owner(ctx, KIND, &d.name, &o.tags).is_err() {
-        tracing::warn!(function = %d.name, "not deleting function without this stack's ownership tag");
-        return Ok(Deletion::Gone);
-    }
-    match ctx
-        .aws
-        .lambda
-        .delete_function()
-        .function_name(&d.name)
-        .send()
-        .await
-    {
-        Ok(_) => {}
-        Err(e) if code_of(&e) == Some("ResourceNotFoundException") => {}
-        Err(e) => return Err(Error::aws("lambda:DeleteFunction", e)),
-    }
-    match ctx
-        .aws
-        .logs
-        .delete_log_group()
-        .log_group_name(log_group(&d.name))
-        .send()
-        .await
-    {
-        Ok(_) => Ok(Deletion::Gone),
-        Err(e) if code_of(&e) == Some("ResourceNotFoundException") => Ok(Deletion::Gone),
-        Err(e) => Err(Error::aws("logs:DeleteLogGroup", e)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const ROLE: &str = "arn:aws:iam::1:role/r";
 
     fn desired() -> DesiredFunction {
         DesiredFunction {
             name: "f".into(),
             arn: "arn:aws:lambda:us-east-1:1:function:f".into(),
-            role_arn: "arn:aws:iam::1:role/r".into(),
             architecture: "x86_64".into(),
             memory_mb: 1024,
             timeout_seconds: 300,
@@ -705,7 +776,7 @@ mod tests {
     fn in_sync(d: &DesiredFunction) -> ObservedFunction {
         ObservedFunction {
             arn: d.arn.clone(),
-            role_arn: d.role_arn.clone(),
+            role_arn: ROLE.into(),
             runtime: RUNTIME.into(),
             handler: HANDLER.into(),
             architecture: d.architecture.clone(),
@@ -725,9 +796,9 @@ mod tests {
     #[test]
     fn in_sync_no_diff() {
         let d = desired();
-        assert!(diff(&d, &in_sync(&d), Some("abc")).is_empty());
+        assert!(diff(&d, ROLE, &in_sync(&d), Some("abc")).is_empty());
         // Unknown desired hash (S3 code without sha256): code is not compared.
-        assert!(diff(&d, &in_sync(&d), None).is_empty());
+        assert!(diff(&d, ROLE, &in_sync(&d), None).is_empty());
     }
 
     #[test]
@@ -738,7 +809,7 @@ mod tests {
         o.environment.insert("A".into(), "2".into());
         o.code_sha256 = "old".into();
         o.log_retention = Some(None);
-        let ch = diff(&d, &o, Some("abc"));
+        let ch = diff(&d, ROLE, &o, Some("abc"));
         let fields: Vec<Field> = ch.iter().map(|(f, _)| *f).collect();
         assert_eq!(
             fields,
@@ -753,7 +824,7 @@ mod tests {
     fn architecture_change_is_a_code_update() {
         let mut d = desired();
         d.architecture = "arm64".into();
-        let ch = diff(&d, &in_sync(&desired()), Some("abc"));
+        let ch = diff(&d, ROLE, &in_sync(&desired()), Some("abc"));
         assert_eq!(ch[0].0, Field::Code);
     }
 
@@ -776,5 +847,30 @@ mod tests {
             Some("InvalidParameterValueException"),
             "Unsupported runtime"
         ));
+    }
+
+    #[test]
+    fn role_comes_from_the_role_component() {
+        let d = desired();
+        let ch = diff(&d, "arn:aws:iam::1:role/other", &in_sync(&d), Some("abc"));
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].0, Field::Configuration);
+        assert!(ch[0].1.from.contains("role: "), "{}", ch[0].1);
+    }
+
+    #[test]
+    fn busy_waits_and_failed_settles() {
+        let d = desired();
+        let mut o = in_sync(&d);
+        assert_eq!(d.wait(&o), None);
+        assert_eq!(d.settling(&o), None);
+        o.last_update_status = "InProgress".into();
+        assert_eq!(d.wait(&o).unwrap().reason, "FunctionUpdating");
+        o.last_update_status = "Successful".into();
+        o.state = "Pending".into();
+        assert_eq!(d.wait(&o).unwrap().reason, "FunctionUpdating");
+        o.state = "Failed".into();
+        assert_eq!(d.wait(&o), None);
+        assert_eq!(d.settling(&o).unwrap().reason, "FunctionFailed");
     }
 }

@@ -1,9 +1,27 @@
-//! AWS components of a stack. Each file holds one kind of resource with the
-//! same four verbs: `observe` (read the real thing, `None` when missing),
-//! `diff` (pure: name every differing field), `apply` (create when missing,
-//! update only what differs) and `delete` (idempotent; gone is success).
+//! AWS components of a stack, and the one interface they share.
+//!
+//! Each file holds one kind of resource and implements [`Component`]: the four
+//! verbs of Crossplane's external client — `observe` (read the real thing,
+//! `None` when missing), a pure `diff` (name every differing field as
+//! [`Change`] data), `create`, `update` (only what differs) — plus `delete`
+//! (idempotent; gone is success). Everything every component would otherwise
+//! repeat lives once in [`crate::driver`]: the paused/dry-run rule, the
+//! ownership check, gating on dependencies, the deletion preflight, reports.
+//!
+//! # Adding a component
+//!
+//! 1. A new file here with its desired-state struct and `impl Component`.
+//!    Service quirks stay inside it (ETags, busy states, multi-pass deletes).
+//! 2. A [`ComponentName`] variant in `api.rs` (it becomes part of the CRD).
+//! 3. One entry in [`crate::plan::plan`]: the node, what it depends on, and
+//!    (for a part of another resource, like a bucket's notification rules)
+//!    its host.
+//!
+//! If it hands something to its dependants (an id, an ARN), add an [`Output`]
+//! variant and read it back from [`Ctx::inputs`] in the dependant.
 
 pub mod bucket;
+pub mod cdn_grant;
 pub mod dashboard;
 pub mod distribution;
 pub mod function;
@@ -15,11 +33,14 @@ pub mod table;
 
 use std::collections::BTreeMap;
 use std::fmt;
+use std::future::Future;
 
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_runtime_api::http::Response as HttpResponse;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
+use serde_json::Value;
 
+pub use crate::api::ComponentName;
 use crate::aws::AwsClients;
 use crate::error::{Error, Result};
 use crate::naming::{Ownership, StackId, ownership};
@@ -57,6 +78,23 @@ pub fn describe(changes: &[Change]) -> String {
         .join("; ")
 }
 
+/// AWS is still working on a resource: why, and what it is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Progress {
+    /// PascalCase reason for the `Reconciling` condition (`TableCreating`, …).
+    pub reason: String,
+    pub message: String,
+}
+
+impl Progress {
+    pub fn new(reason: impl Into<String>, message: impl Into<String>) -> Self {
+        Self {
+            reason: reason.into(),
+            message: message.into(),
+        }
+    }
+}
+
 /// Where a component stands after one reconcile pass.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum State {
@@ -66,6 +104,15 @@ pub enum State {
     Progressing { reason: String, message: String },
     /// Differs from the spec but writes are paused.
     Paused { message: String },
+}
+
+impl From<Progress> for State {
+    fn from(p: Progress) -> Self {
+        State::Progressing {
+            reason: p.reason,
+            message: p.message,
+        }
+    }
 }
 
 /// Result of reconciling one component.
@@ -82,25 +129,121 @@ pub struct Report {
     pub changes: Vec<Change>,
 }
 
-impl Report {
-    pub fn ready(name: &str, id: impl Into<String>) -> Self {
+/// Result of deleting one component.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Deletion {
+    /// Deleted now.
+    Gone,
+    /// Was not there (nothing of this stack's to delete).
+    Absent,
+    /// Deleting takes more passes (emptying a bucket, waiting for AWS).
+    InProgress(String),
+}
+
+/// What `create` did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Created {
+    /// `None`: the resource is usable now; the driver observes it again and
+    /// applies whatever the create call could not set (same pass).
+    /// `Some`: AWS is still bringing it up (the component is `Creating`).
+    pub progress: Option<Progress>,
+}
+
+impl Created {
+    /// Usable right away.
+    pub fn done() -> Self {
+        Self::default()
+    }
+    /// AWS is still bringing it up.
+    pub fn progressing(reason: impl Into<String>, message: impl Into<String>) -> Self {
         Self {
-            name: name.to_string(),
-            id: id.into(),
-            state: State::Ready,
-            created: false,
-            changes: vec![],
+            progress: Some(Progress::new(reason, message)),
         }
     }
 }
 
-/// Result of deleting one component.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Deletion {
-    /// Gone (or never existed).
-    Gone,
-    /// Deleting takes more passes (emptying a bucket, waiting for AWS).
-    InProgress(String),
+/// What `update` did.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Updated {
+    /// The changes actually applied (a component may apply some per pass).
+    pub changes: Vec<Change>,
+    /// AWS is applying them (table updating, distribution deploying…).
+    pub progress: Option<Progress>,
+}
+
+impl Updated {
+    /// Every change applied, nothing left to wait for.
+    pub fn all(changes: &[Change]) -> Self {
+        Self {
+            changes: changes.to_vec(),
+            progress: None,
+        }
+    }
+    /// And AWS is still applying them.
+    pub fn progressing(mut self, reason: impl Into<String>, message: impl Into<String>) -> Self {
+        self.progress = Some(Progress::new(reason, message));
+        self
+    }
+}
+
+/// What a component hands to its dependants (typed, never re-derived by them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    /// The origin access control's id (→ distribution).
+    OriginAccessControlId(String),
+    /// The distribution's id, ARN and domain (→ CDN grants, dashboard, status).
+    Distribution(distribution::DistributionOutputs),
+    /// A bucket's policy document as it stands after this pass (→ the CDN
+    /// grant in the same document, which then needs no read of its own).
+    BucketPolicy { bucket: String, policy: Value },
+    /// The role's ARN (→ function).
+    RoleArn(String),
+    /// The function's ARN (→ permission, notifications).
+    FunctionArn(String),
+}
+
+/// The outputs of the components walked so far in this pass.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Resolved {
+    pub oac_id: Option<String>,
+    pub distribution: Option<distribution::DistributionOutputs>,
+    pub bucket_policies: BTreeMap<String, Value>,
+    pub role_arn: Option<String>,
+    pub function_arn: Option<String>,
+}
+
+impl Resolved {
+    pub fn put(&mut self, output: Output) {
+        match output {
+            Output::OriginAccessControlId(id) => self.oac_id = Some(id),
+            Output::Distribution(d) => self.distribution = Some(d),
+            Output::BucketPolicy { bucket, policy } => {
+                self.bucket_policies.insert(bucket, policy);
+            }
+            Output::RoleArn(a) => self.role_arn = Some(a),
+            Output::FunctionArn(a) => self.function_arn = Some(a),
+        }
+    }
+
+    /// The origin access control id (the graph orders the OAC first).
+    pub fn require_oac_id(&self) -> Result<&str> {
+        self.oac_id
+            .as_deref()
+            .ok_or_else(|| missing_input("origin access control id"))
+    }
+
+    /// The distribution's outputs (the graph orders the distribution first).
+    pub fn require_distribution(&self) -> Result<&distribution::DistributionOutputs> {
+        self.distribution
+            .as_ref()
+            .ok_or_else(|| missing_input("distribution"))
+    }
+}
+
+fn missing_input(what: &str) -> Error {
+    Error::Internal(format!(
+        "{what} is not known in this pass although the graph orders it first"
+    ))
 }
 
 /// What every component gets to work with.
@@ -109,11 +252,111 @@ pub struct Ctx<'a> {
     pub id: &'a StackId,
     /// Observe and diff only: the stack is paused.
     pub dry_run: bool,
+    /// Outputs of the components walked before this one in this pass.
+    pub inputs: &'a Resolved,
+}
+
+static NO_INPUTS: std::sync::LazyLock<Resolved> = std::sync::LazyLock::new(Resolved::default);
+
+impl<'a> Ctx<'a> {
+    /// A context with no upstream outputs (single-component use, tests).
+    pub fn new(aws: &'a AwsClients, id: &'a StackId, dry_run: bool) -> Self {
+        Self {
+            aws,
+            id,
+            dry_run,
+            inputs: &NO_INPUTS,
+        }
+    }
+
+    /// The same context with `inputs`.
+    pub fn with_inputs<'b>(&'b self, inputs: &'b Resolved) -> Ctx<'b> {
+        Ctx {
+            aws: self.aws,
+            id: self.id,
+            dry_run: self.dry_run,
+            inputs,
+        }
+    }
+}
+
+/// One AWS component of a stack. Per pass the driver ([`crate::driver`])
+/// calls `observe` → ownership (must be ours) → `wait` (AWS busy: write
+/// nothing) → `diff` → `create` or `update` with the diff → `settling` (in
+/// sync but not live yet) → `outputs`. On deletion: `observe` and
+/// `preflight_delete` for every component first, then `delete` in reverse
+/// dependency order.
+pub trait Component: Send + Sync {
+    /// What `observe` reads.
+    type Observed: Send + Sync;
+
+    /// The component's name on status.
+    fn name(&self) -> ComponentName;
+    /// The kind of resource, as messages name it (`S3 bucket`).
+    fn kind(&self) -> &'static str;
+    /// ARN or name of the resource before it is observed.
+    fn id(&self) -> String;
+    /// ARN or name as observed, when it says more than [`Component::id`].
+    fn observed_id(&self, _seen: &Self::Observed) -> Option<String> {
+        None
+    }
+
+    /// Read the real resource; `None` when it does not exist. Stops reading
+    /// once it is clear that the resource is not this stack's.
+    fn observe(&self, cx: &Ctx<'_>) -> impl Future<Output = Result<Option<Self::Observed>>> + Send;
+    /// Who owns what was observed. A part of another resource (a bucket's
+    /// notification rules) is ours by construction: the driver checks its host.
+    fn ownership(&self, cx: &Ctx<'_>, seen: &Self::Observed) -> Ownership;
+    /// AWS is still working on it (creating, updating): write nothing yet.
+    fn wait(&self, _seen: &Self::Observed) -> Option<Progress> {
+        None
+    }
+    /// Every field that differs from the spec (pure). `Err` when it cannot be
+    /// repaired in place (`Immutable`).
+    fn diff(&self, cx: &Ctx<'_>, seen: &Self::Observed) -> Result<Vec<Change>>;
+    /// Create the missing resource.
+    fn create(&self, cx: &Ctx<'_>) -> impl Future<Output = Result<Created>> + Send;
+    /// Repair the fields of `changes` (as [`Component::diff`] returned them).
+    fn update(
+        &self,
+        cx: &Ctx<'_>,
+        seen: &Self::Observed,
+        changes: &[Change],
+    ) -> impl Future<Output = Result<Updated>> + Send;
+    /// In sync, but not fully live yet (a distribution still deploying).
+    fn settling(&self, _seen: &Self::Observed) -> Option<Progress> {
+        None
+    }
+    /// What dependants need from it, as it stands after this pass.
+    fn outputs(&self, _cx: &Ctx<'_>, _seen: &Self::Observed) -> Vec<Output> {
+        Vec::new()
+    }
+    /// Before anything of the stack is deleted: `Err` when deleting this
+    /// component would stop half-way (a non-empty bucket that may not be
+    /// emptied, deletion protection). Called only for resources that are ours.
+    fn preflight_delete(
+        &self,
+        _cx: &Ctx<'_>,
+        _seen: &Self::Observed,
+    ) -> impl Future<Output = Result<()>> + Send {
+        async { Ok(()) }
+    }
+    /// Delete what was observed (ours). Idempotent; several passes allowed.
+    fn delete(
+        &self,
+        cx: &Ctx<'_>,
+        seen: &Self::Observed,
+    ) -> impl Future<Output = Result<Deletion>> + Send;
+}
+
+/// Ownership from a resource's tags.
+pub fn owner_from_tags(ctx: &Ctx<'_>, tags: &BTreeMap<String, String>) -> Ownership {
+    ownership(ctx.id, tags.iter().map(|(k, v)| (k.as_str(), v.as_str())))
 }
 
 /// Whether a resource with these tags belongs to this stack.
 pub fn is_ours(ctx: &Ctx<'_>, tags: &BTreeMap<String, String>) -> bool {
-    ownership(ctx.id, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) == Ownership::Ours
+    owner_from_tags(ctx, tags) == Ownership::Ours
 }
 
 /// `Ok` when the resource's tags say it belongs to this stack; otherwise a
@@ -124,16 +367,14 @@ pub fn check_owner(
     name: &str,
     tags: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let owner = match ownership(ctx.id, tags.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-        Ownership::Ours => return Ok(()),
-        Ownership::OtherStack(other) => format!("owned by stack {other}"),
-        Ownership::Foreign => "not tagged by imagestack".to_string(),
-    };
-    Err(Error::NameConflict {
-        kind,
-        name: name.to_string(),
-        owner,
-    })
+    match owner_from_tags(ctx, tags).owner() {
+        None => Ok(()),
+        Some(owner) => Err(Error::NameConflict {
+            kind,
+            name: name.to_string(),
+            owner,
+        }),
+    }
 }
 
 /// Compare tags: keys under `aws:` belong to AWS and are ignored. The desired

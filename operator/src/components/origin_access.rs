@@ -5,25 +5,29 @@
 //!
 //! OACs cannot be tagged. Ownership is therefore the deterministic name
 //! ([`oac_name`], a hash of the stack's identity) plus a description naming
-//! the stack ([`oac_description`]): a same-named OAC with another description
-//! is a `NameConflict` and is never touched.
+//! the stack and the installation ([`oac_description`]:
+//! `imagestack <namespace>/<name> cluster=<cluster id>`), judged by
+//! [`description_ownership`]. The description written by versions before
+//! installation ids (`imagestack <namespace>/<name>`) is adopted and rewritten
+//! with the cluster id; a same-named OAC describing another stack, another
+//! installation or nothing of ours is a `NameConflict` and is never touched.
 //!
 //! Updates and deletes need the current ETag (`IfMatch`): it is read with
 //! `GetOriginAccessControlConfig` right before the write, and a
 //! `PreconditionFailed` (someone else wrote in between) is retried once.
+//! While a distribution still uses the OAC, its deletion is `InProgress`.
 
 use aws_sdk_cloudfront::types::{
     OriginAccessControlConfig, OriginAccessControlOriginTypes, OriginAccessControlSigningBehaviors,
     OriginAccessControlSigningProtocols,
 };
-use sha2::{Digest, Sha256};
 
-use super::{Change, Ctx, Deletion, Report, State, code_of, describe};
+use super::{Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated, code_of};
 use crate::error::{Error, ErrorClass, Result};
-use crate::naming::{NAME_PREFIX, StackId};
+use crate::naming::{NAME_PREFIX, Ownership, StackId, cut, ownership_of};
 
-/// Component name on status.
-pub const COMPONENT: &str = "origin-access-control";
+/// The kind of resource, as errors and events name it.
+const KIND: &str = "CloudFront origin access control";
 /// Signing protocol of the OAC.
 pub const SIGNING_PROTOCOL: &str = "sigv4";
 /// Signing behaviour of the OAC: CloudFront signs every origin request.
@@ -32,69 +36,107 @@ pub const SIGNING_BEHAVIOR: &str = "always";
 pub const ORIGIN_TYPE: &str = "s3";
 /// Prefix of the description that marks an OAC as imagestack's.
 pub const DESCRIPTION_PREFIX: &str = "imagestack ";
+/// Separator of the installation's id in the description.
+pub const CLUSTER_MARKER: &str = " cluster=";
 /// AWS limit on OAC names.
 pub const MAX_NAME_LEN: usize = 64;
 /// AWS limit on OAC descriptions.
 pub const MAX_DESCRIPTION_LEN: usize = 256;
 
-/// Short, stable hex hash of a stack's identity and `salt` (`len` ≤ 64).
-///
-/// The same construction as [`StackId`]'s private name hash (NUL-separated
-/// parts), so names derived here never collide across namespaces, names and
-/// environments. Shared by the CloudFront and dashboard components.
-pub fn stack_hash(id: &StackId, salt: &str, len: usize) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        id.namespace.as_str(),
-        id.name.as_str(),
-        id.environment.as_str(),
-        salt,
-    ] {
-        h.update(part.as_bytes());
-        h.update([0u8]);
-    }
-    let digest = hex::encode(h.finalize());
-    digest[..len.min(digest.len())].to_string()
-}
-
-/// Cut `s` to at most `max` bytes on a character boundary.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    if s.len() <= max {
-        return s.to_string();
-    }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    s[..end].to_string()
-}
-
 /// Deterministic OAC name: `imagestack-<env>-oac-<hash16>` (at most
 /// 11 + 20 + 5 + 16 = 52 characters; cut to the 64-character limit anyway).
 pub fn oac_name(id: &StackId) -> String {
-    truncate(
+    cut(
         &format!(
             "{NAME_PREFIX}-{}-oac-{}",
             id.environment,
-            stack_hash(id, "origin-access-control", 16)
+            id.hash("origin-access-control", 16)
         ),
         MAX_NAME_LEN,
     )
+    .to_string()
 }
 
-/// Description naming the owning stack: `imagestack <namespace>/<name>`
-/// (cut to AWS's 256-character limit; still deterministic).
-pub fn oac_description(id: &StackId) -> String {
-    truncate(
+/// How the description names the stack when it names an installation whose
+/// id is `cluster_len` bytes long: `<namespace>/<name>`, or — when that would
+/// not fit in 256 characters — its start, `~` and a hash of the identity
+/// (still deterministic, still distinct per stack).
+fn owner_label(id: &StackId, cluster_len: usize) -> String {
+    let owner = id.owner_tag_value();
+    let budget = MAX_DESCRIPTION_LEN
+        .saturating_sub(DESCRIPTION_PREFIX.len() + CLUSTER_MARKER.len())
+        .saturating_sub(cluster_len);
+    if owner.len() <= budget {
+        return owner;
+    }
+    let hash = id.hash("origin-access-control-owner", 16);
+    format!(
+        "{}~{hash}",
+        cut(&owner, budget.saturating_sub(hash.len() + 1))
+    )
+}
+
+/// The description written before installation ids existed:
+/// `imagestack <namespace>/<name>` (cut to 256 characters). Still adopted.
+pub fn legacy_description(id: &StackId) -> String {
+    cut(
         &format!("{DESCRIPTION_PREFIX}{}", id.owner_tag_value()),
         MAX_DESCRIPTION_LEN,
     )
+    .to_string()
+}
+
+/// Description naming the owning stack and installation:
+/// `imagestack <namespace>/<name> cluster=<cluster id>` (at most 256
+/// characters; deterministic). Without a cluster id (unit tests) it is the
+/// legacy form `imagestack <namespace>/<name>`.
+pub fn oac_description(id: &StackId) -> String {
+    if id.cluster.is_empty() {
+        return legacy_description(id);
+    }
+    cut(
+        &format!(
+            "{DESCRIPTION_PREFIX}{}{CLUSTER_MARKER}{}",
+            owner_label(id, id.cluster.len()),
+            id.cluster
+        ),
+        MAX_DESCRIPTION_LEN,
+    )
+    .to_string()
+}
+
+/// Who owns an OAC with this description, from the point of view of stack
+/// `id`: this stack's current or legacy description → `Ours`;
+/// `imagestack <this stack> cluster=<other>` → `OtherCluster`;
+/// `imagestack <other stack>[ cluster=…]` → `OtherStack`; anything else →
+/// `Foreign`.
+pub fn description_ownership(id: &StackId, description: &str) -> Ownership {
+    if description == oac_description(id) || description == legacy_description(id) {
+        return Ownership::Ours;
+    }
+    let Some(rest) = description.strip_prefix(DESCRIPTION_PREFIX) else {
+        return Ownership::Foreign;
+    };
+    // `<namespace>/<name>` contains no space: the first marker is the separator.
+    let (owner, cluster) = match rest.split_once(CLUSTER_MARKER) {
+        Some((owner, cluster)) => (owner, Some(cluster)),
+        None => (rest, None),
+    };
+    if owner.is_empty() || owner.contains(' ') {
+        return Ownership::Foreign;
+    }
+    let ours = id.owner_tag_value();
+    let same_stack =
+        owner == ours || owner == owner_label(id, cluster.map(str::len).unwrap_or_default());
+    ownership_of(id, Some(if same_stack { &ours } else { owner }), cluster)
 }
 
 /// What the OAC should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredOriginAccess {
+    /// Deterministic name ([`oac_name`]).
     pub name: String,
+    /// Names the stack and installation ([`oac_description`]).
     pub description: String,
 }
 
@@ -109,18 +151,32 @@ pub fn desired(id: &StackId) -> DesiredOriginAccess {
 /// What the OAC looks like on AWS (from `ListOriginAccessControls`).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedOriginAccess {
+    /// The OAC's id (what origins reference).
     pub id: String,
+    /// Its name.
     pub name: String,
+    /// Its description (ownership: [`description_ownership`]).
     pub description: String,
+    /// `sigv4`.
     pub signing_protocol: String,
+    /// `always`, `never` or `no-override`.
     pub signing_behavior: String,
+    /// `s3`, `mediastore`, ….
     pub origin_type: String,
 }
 
-/// Every differing setting. Name and description are identity (they decide
-/// ownership) and never show up here.
-pub fn diff(observed: &ObservedOriginAccess) -> Vec<Change> {
+/// Every differing setting. The name is identity and never differs; the
+/// description differs only when it is a legacy one of this stack (ownership
+/// is judged before), and is then rewritten with the installation's id.
+pub fn diff(d: &DesiredOriginAccess, observed: &ObservedOriginAccess) -> Vec<Change> {
     let mut out = Vec::new();
+    if observed.description != d.description {
+        out.push(Change::new(
+            "description",
+            or_unset(&observed.description),
+            &d.description,
+        ));
+    }
     for (field, have, want) in [
         (
             "signingProtocol",
@@ -149,25 +205,9 @@ fn or_unset(s: &str) -> &str {
     if s.is_empty() { "unset" } else { s }
 }
 
-/// `Ok` when the observed OAC is this stack's; `NameConflict` otherwise.
-pub fn check_owner(d: &DesiredOriginAccess, o: &ObservedOriginAccess) -> Result<()> {
-    if o.description == d.description {
-        return Ok(());
-    }
-    let owner = match o.description.strip_prefix(DESCRIPTION_PREFIX) {
-        Some(other) if !other.is_empty() => format!("owned by stack {other}"),
-        _ => format!("description {:?} does not name this stack", o.description),
-    };
-    Err(Error::NameConflict {
-        kind: "CloudFront origin access control",
-        name: o.name.clone(),
-        owner,
-    })
-}
-
 /// Find the OAC named `name`; `None` when there is none.
-pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedOriginAccess>> {
-    let cf = &ctx.aws.cloudfront;
+pub async fn observe(cx: &Ctx<'_>, name: &str) -> Result<Option<ObservedOriginAccess>> {
+    let cf = &cx.aws.cloudfront;
     let mut marker: Option<String> = None;
     loop {
         let out = cf
@@ -210,8 +250,8 @@ fn oac_config(d: &DesiredOriginAccess) -> Result<OriginAccessControlConfig> {
 }
 
 /// `GetOriginAccessControlConfig`: the current description and ETag, `None` when gone.
-async fn config_and_etag(ctx: &Ctx<'_>, oac_id: &str) -> Result<Option<(String, String)>> {
-    match ctx
+async fn config_and_etag(cx: &Ctx<'_>, oac_id: &str) -> Result<Option<(String, String)>> {
+    match cx
         .aws
         .cloudfront
         .get_origin_access_control_config()
@@ -242,174 +282,149 @@ fn precondition_failed(action: &str, what: &str) -> Error {
     }
 }
 
-/// Create the OAC when missing, repair its signing settings when they differ.
-/// Returns the report (`id` = the OAC id) and the OAC id for the distribution
-/// (`None` only when it does not exist and the stack is paused).
-pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredOriginAccess) -> Result<(Report, Option<String>)> {
-    let mut report = Report::ready(COMPONENT, d.name.clone());
-    let observed = match observe(ctx, &d.name).await? {
-        Some(o) => o,
-        None if ctx.dry_run => {
-            report.state = State::Paused {
-                message: "origin access control does not exist; creation paused".into(),
-            };
-            return Ok((report, None));
-        }
-        None => match create(ctx, d).await? {
-            Some(id) => {
-                report.created = true;
-                report.id = id.clone();
-                return Ok((report, Some(id)));
-            }
-            // Created concurrently or by an interrupted earlier pass: adopt it.
-            None => observe(ctx, &d.name).await?.ok_or_else(|| Error::Aws {
-                action: "cloudfront:ListOriginAccessControls".into(),
-                code: "NotFoundAfterCreate".into(),
-                message: format!(
-                    "origin access control {} exists but is not listed yet",
-                    d.name
-                ),
-                class: ErrorClass::Retryable,
-            })?,
-        },
-    };
-    check_owner(d, &observed)?;
-    report.id = observed.id.clone();
-    let changes = diff(&observed);
-    if changes.is_empty() {
-        return Ok((report, Some(observed.id)));
-    }
-    if ctx.dry_run {
-        report.state = State::Paused {
-            message: describe(&changes),
-        };
-        return Ok((report, Some(observed.id)));
-    }
-    update(ctx, d, &observed.id).await?;
-    report.changes = changes;
-    Ok((report, Some(observed.id)))
-}
+impl Component for DesiredOriginAccess {
+    type Observed = ObservedOriginAccess;
 
-/// `CreateOriginAccessControl`; `Ok(None)` when the name is already taken
-/// (the caller observes again and judges ownership).
-async fn create(ctx: &Ctx<'_>, d: &DesiredOriginAccess) -> Result<Option<String>> {
-    match ctx
-        .aws
-        .cloudfront
-        .create_origin_access_control()
-        .origin_access_control_config(oac_config(d)?)
-        .send()
-        .await
-    {
-        Ok(out) => {
-            let id = out
-                .origin_access_control()
-                .map(|o| o.id().to_string())
-                .ok_or_else(|| Error::Aws {
-                    action: "cloudfront:CreateOriginAccessControl".into(),
-                    code: "MissingId".into(),
-                    message: "the response carries no origin access control id".into(),
+    fn name(&self) -> ComponentName {
+        ComponentName::OriginAccessControl
+    }
+    fn kind(&self) -> &'static str {
+        KIND
+    }
+    /// The OAC's name.
+    fn id(&self) -> String {
+        self.name.clone()
+    }
+    /// The OAC's id.
+    fn observed_id(&self, seen: &ObservedOriginAccess) -> Option<String> {
+        Some(seen.id.clone())
+    }
+
+    async fn observe(&self, cx: &Ctx<'_>) -> Result<Option<ObservedOriginAccess>> {
+        observe(cx, &self.name).await
+    }
+
+    /// OACs cannot be tagged: the description names the owner.
+    fn ownership(&self, cx: &Ctx<'_>, seen: &ObservedOriginAccess) -> Ownership {
+        description_ownership(cx.id, &seen.description)
+    }
+
+    fn diff(&self, _cx: &Ctx<'_>, seen: &ObservedOriginAccess) -> Result<Vec<Change>> {
+        Ok(diff(self, seen))
+    }
+
+    /// `CreateOriginAccessControl`. A taken name (created concurrently or by
+    /// an interrupted earlier pass) is no error: the driver observes again
+    /// and judges ownership by the description.
+    async fn create(&self, cx: &Ctx<'_>) -> Result<Created> {
+        match cx
+            .aws
+            .cloudfront
+            .create_origin_access_control()
+            .origin_access_control_config(oac_config(self)?)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(Created::done()),
+            Err(e) if code_of(&e) == Some("OriginAccessControlAlreadyExists") => {
+                tracing::info!(name = %self.name, "origin access control already exists; observing it");
+                Ok(Created::done())
+            }
+            Err(e) => Err(Error::aws("cloudfront:CreateOriginAccessControl", e)),
+        }
+    }
+
+    /// Write the whole configuration with a fresh ETag; one retry on
+    /// `PreconditionFailed`. Ownership is re-checked on the fresh read: never
+    /// overwrite an OAC that stopped being this stack's in between.
+    async fn update(
+        &self,
+        cx: &Ctx<'_>,
+        seen: &ObservedOriginAccess,
+        changes: &[Change],
+    ) -> Result<Updated> {
+        const ACTION: &str = "cloudfront:UpdateOriginAccessControl";
+        for attempt in 0..2 {
+            let Some((description, etag)) = config_and_etag(cx, &seen.id).await? else {
+                return Err(Error::Aws {
+                    action: ACTION.into(),
+                    code: "NoSuchOriginAccessControl".into(),
+                    message: format!(
+                        "origin access control {} disappeared during the update",
+                        seen.id
+                    ),
                     class: ErrorClass::Retryable,
-                })?;
-            tracing::info!(name = %d.name, id = %id, "created CloudFront origin access control");
-            Ok(Some(id))
+                });
+            };
+            if let Some(owner) = description_ownership(cx.id, &description).owner() {
+                return Err(Error::NameConflict {
+                    kind: KIND,
+                    name: self.name.clone(),
+                    owner: format!("{owner}; description changed to {description:?}"),
+                });
+            }
+            match cx
+                .aws
+                .cloudfront
+                .update_origin_access_control()
+                .id(&seen.id)
+                .if_match(etag)
+                .origin_access_control_config(oac_config(self)?)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Updated::all(changes)),
+                Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
+                Err(e) if code_of(&e) == Some("PreconditionFailed") => {
+                    return Err(precondition_failed(ACTION, "the origin access control"));
+                }
+                Err(e) => return Err(Error::aws(ACTION, e)),
+            }
         }
-        Err(e) if code_of(&e) == Some("OriginAccessControlAlreadyExists") => Ok(None),
-        Err(e) => Err(Error::aws("cloudfront:CreateOriginAccessControl", e)),
+        Err(precondition_failed(ACTION, "the origin access control"))
     }
-}
 
-/// Update with a fresh ETag; one retry on `PreconditionFailed`.
-async fn update(ctx: &Ctx<'_>, d: &DesiredOriginAccess, oac_id: &str) -> Result<()> {
-    const ACTION: &str = "cloudfront:UpdateOriginAccessControl";
-    for attempt in 0..2 {
-        let Some((description, etag)) = config_and_etag(ctx, oac_id).await? else {
-            return Err(Error::Aws {
-                action: ACTION.into(),
-                code: "NoSuchOriginAccessControl".into(),
-                message: format!("origin access control {oac_id} disappeared during the update"),
-                class: ErrorClass::Retryable,
-            });
-        };
-        // Ownership is re-checked on the fresh read: never overwrite someone else's OAC.
-        if description != d.description {
-            return Err(Error::NameConflict {
-                kind: "CloudFront origin access control",
-                name: d.name.clone(),
-                owner: format!("description changed to {description:?}"),
-            });
-        }
-        match ctx
-            .aws
-            .cloudfront
-            .update_origin_access_control()
-            .id(oac_id)
-            .if_match(etag)
-            .origin_access_control_config(oac_config(d)?)
-            .send()
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(name = %d.name, id = %oac_id, "updated CloudFront origin access control");
-                return Ok(());
-            }
-            Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
-            Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                return Err(precondition_failed(ACTION, "the origin access control"));
-            }
-            Err(e) => return Err(Error::aws(ACTION, e)),
-        }
+    fn outputs(&self, _cx: &Ctx<'_>, seen: &ObservedOriginAccess) -> Vec<Output> {
+        vec![Output::OriginAccessControlId(seen.id.clone())]
     }
-    Err(precondition_failed(ACTION, "the origin access control"))
-}
 
-/// Delete the OAC if it is this stack's. While a distribution still uses it
-/// (`OriginAccessControlInUse`) the deletion is `InProgress`: the distribution
-/// is deleted first, over several passes.
-pub async fn delete(ctx: &Ctx<'_>, d: &DesiredOriginAccess) -> Result<Deletion> {
-    const ACTION: &str = "cloudfront:DeleteOriginAccessControl";
-    let Some(observed) = observe(ctx, &d.name).await? else {
-        return Ok(Deletion::Gone);
-    };
-    if check_owner(d, &observed).is_err() {
-        tracing::warn!(name = %d.name, description = %observed.description,
-            "not deleting an origin access control that does not name this stack");
-        return Ok(Deletion::Gone);
-    }
-    for attempt in 0..2 {
-        let Some((_, etag)) = config_and_etag(ctx, &observed.id).await? else {
-            return Ok(Deletion::Gone);
-        };
-        match ctx
-            .aws
-            .cloudfront
-            .delete_origin_access_control()
-            .id(&observed.id)
-            .if_match(etag)
-            .send()
-            .await
-        {
-            Ok(_) => {
-                tracing::info!(name = %d.name, id = %observed.id, "deleted CloudFront origin access control");
-                return Ok(Deletion::Gone);
+    /// Delete with a fresh ETag (one retry on `PreconditionFailed`). While a
+    /// distribution still uses it (`OriginAccessControlInUse`) the deletion is
+    /// `InProgress`: the distribution goes first, over several passes.
+    async fn delete(&self, cx: &Ctx<'_>, seen: &ObservedOriginAccess) -> Result<Deletion> {
+        const ACTION: &str = "cloudfront:DeleteOriginAccessControl";
+        for attempt in 0..2 {
+            let Some((_, etag)) = config_and_etag(cx, &seen.id).await? else {
+                return Ok(Deletion::Absent);
+            };
+            match cx
+                .aws
+                .cloudfront
+                .delete_origin_access_control()
+                .id(&seen.id)
+                .if_match(etag)
+                .send()
+                .await
+            {
+                Ok(_) => return Ok(Deletion::Gone),
+                Err(e) if code_of(&e) == Some("NoSuchOriginAccessControl") => {
+                    return Ok(Deletion::Absent);
+                }
+                Err(e) if code_of(&e) == Some("OriginAccessControlInUse") => {
+                    return Ok(Deletion::InProgress(format!(
+                        "origin access control {} is still used by a distribution; waiting for the distribution to be deleted",
+                        seen.id
+                    )));
+                }
+                Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
+                Err(e) if code_of(&e) == Some("PreconditionFailed") => {
+                    return Err(precondition_failed(ACTION, "the origin access control"));
+                }
+                Err(e) => return Err(Error::aws(ACTION, e)),
             }
-            Err(e) if code_of(&e) == Some("NoSuchOriginAccessControl") => {
-                return Ok(Deletion::Gone);
-            }
-            Err(e) if code_of(&e) == Some("OriginAccessControlInUse") => {
-                return Ok(Deletion::InProgress(format!(
-                    "origin access control {} is still used by a distribution; waiting for the distribution to be deleted",
-                    observed.id
-                )));
-            }
-            Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
-            Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                return Err(precondition_failed(ACTION, "the origin access control"));
-            }
-            Err(e) => return Err(Error::aws(ACTION, e)),
         }
+        Err(precondition_failed(ACTION, "the origin access control"))
     }
-    Err(precondition_failed(ACTION, "the origin access control"))
 }
 
 #[cfg(test)]
@@ -417,7 +432,7 @@ mod tests {
     use super::*;
 
     fn id() -> StackId {
-        StackId::new("team-a", "images", "dev")
+        StackId::new("team-a", "images", "dev").in_cluster("cluster-a")
     }
 
     fn in_sync() -> ObservedOriginAccess {
@@ -440,19 +455,38 @@ mod tests {
             oac_name(&StackId::new("a-b", "c", "dev")),
             oac_name(&StackId::new("a", "b-c", "dev"))
         );
-        let long = StackId::new("n".repeat(63), "x".repeat(253), "e".repeat(20));
+        // The installation is part of ownership, not of the name.
+        assert_eq!(
+            oac_name(&id()),
+            oac_name(&StackId::new("team-a", "images", "dev"))
+        );
+        let long = StackId::new("n".repeat(63), "x".repeat(253), "e".repeat(20))
+            .in_cluster("0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0");
         assert!(oac_name(&long).len() <= MAX_NAME_LEN);
         assert!(oac_description(&long).len() <= MAX_DESCRIPTION_LEN);
-        assert_eq!(oac_description(&id()), "imagestack team-a/images");
+        assert!(
+            oac_description(&long).ends_with(" cluster=0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"),
+            "{}",
+            oac_description(&long)
+        );
+        assert_eq!(
+            oac_description(&id()),
+            "imagestack team-a/images cluster=cluster-a"
+        );
+        assert_eq!(
+            oac_description(&StackId::new("team-a", "images", "dev")),
+            "imagestack team-a/images"
+        );
     }
 
     #[test]
     fn in_sync_has_no_diff_and_drift_is_named() {
-        assert!(diff(&in_sync()).is_empty());
+        let d = desired(&id());
+        assert!(diff(&d, &in_sync()).is_empty());
         let mut o = in_sync();
         o.signing_behavior = "no-override".into();
         o.signing_protocol = String::new();
-        let text: Vec<String> = diff(&o).iter().map(ToString::to_string).collect();
+        let text: Vec<String> = diff(&d, &o).iter().map(ToString::to_string).collect();
         assert_eq!(
             text,
             [
@@ -463,23 +497,84 @@ mod tests {
     }
 
     #[test]
-    fn ownership_by_description() {
-        let d = desired(&id());
-        assert!(check_owner(&d, &in_sync()).is_ok());
+    fn ownership_ours_legacy_other_cluster_other_stack_foreign() {
+        let me = id();
+        assert_eq!(
+            description_ownership(&me, &in_sync().description),
+            Ownership::Ours
+        );
+        // Written by the version before installation ids: ours, and the
+        // description is rewritten with the cluster id.
+        let legacy = "imagestack team-a/images";
+        assert_eq!(description_ownership(&me, legacy), Ownership::Ours);
         let mut o = in_sync();
-        o.description = "imagestack other/stack".into();
-        let e = check_owner(&d, &o).unwrap_err();
-        assert_eq!(e.reason(), "NameConflict");
-        assert!(e.to_string().contains("owned by stack other/stack"), "{e}");
-        o.description = "hand made".into();
-        let e = check_owner(&d, &o).unwrap_err();
-        assert!(e.to_string().contains("hand made"), "{e}");
+        o.description = legacy.into();
+        let text: Vec<String> = diff(&desired(&me), &o)
+            .iter()
+            .map(ToString::to_string)
+            .collect();
+        assert_eq!(
+            text,
+            ["description: imagestack team-a/images → imagestack team-a/images cluster=cluster-a"]
+        );
+        assert_eq!(
+            description_ownership(&me, "imagestack team-a/images cluster=cluster-b"),
+            Ownership::OtherCluster("cluster-b".into())
+        );
+        assert_eq!(
+            description_ownership(&me, "imagestack other/stack"),
+            Ownership::OtherStack("other/stack".into())
+        );
+        assert_eq!(
+            description_ownership(&me, "imagestack other/stack cluster=cluster-a"),
+            Ownership::OtherStack("other/stack".into())
+        );
+        // A prefix of our name is another stack, not ours.
+        assert_eq!(
+            description_ownership(&me, "imagestack team-a/images2 cluster=cluster-a"),
+            Ownership::OtherStack("team-a/images2".into())
+        );
+        for foreign in ["hand made", "", "imagestack ", "imagestack made by hand"] {
+            assert_eq!(
+                description_ownership(&me, foreign),
+                Ownership::Foreign,
+                "{foreign:?}"
+            );
+        }
+        let owner = description_ownership(&me, "imagestack other/stack")
+            .owner()
+            .unwrap_or_default();
+        assert!(owner.contains("other/stack"), "{owner}");
+    }
+
+    #[test]
+    fn long_identities_keep_ownership_distinct() {
+        let a = StackId::new("n".repeat(63), "x".repeat(253), "dev").in_cluster("cluster-a");
+        let b = a.clone().in_cluster("cluster-b");
+        let other =
+            StackId::new("n".repeat(63), "x".repeat(252) + "y", "dev").in_cluster("cluster-a");
+        assert_eq!(
+            description_ownership(&a, &oac_description(&a)),
+            Ownership::Ours
+        );
+        assert_eq!(
+            description_ownership(&a, &oac_description(&b)),
+            Ownership::OtherCluster("cluster-b".into())
+        );
+        assert_ne!(
+            description_ownership(&a, &oac_description(&other)),
+            Ownership::Ours
+        );
+        assert_eq!(
+            description_ownership(&a, &legacy_description(&a)),
+            Ownership::Ours
+        );
     }
 
     #[test]
     fn truncation_respects_char_boundaries() {
-        assert_eq!(truncate("abcdef", 3), "abc");
-        assert_eq!(truncate("aé", 2), "a");
-        assert_eq!(truncate("ab", 5), "ab");
+        assert_eq!(cut("abcdef", 3), "abc");
+        assert_eq!(cut("aé", 2), "a");
+        assert_eq!(cut("ab", 5), "ab");
     }
 }

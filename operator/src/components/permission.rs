@@ -4,11 +4,16 @@
 //! missing or different; never added twice (an existing statement id is
 //! removed before it is re-added — our code never relies on AWS rejecting a
 //! duplicate).
+//!
+//! The statement lives inside the function's resource policy: it is ours by
+//! construction, and the graph makes it a part of the function (its host), so
+//! it is never read or written unless the function is this stack's.
 
 use serde_json::Value;
 
-use super::{Change, Ctx, Deletion, Report, State, code_of};
+use super::{Change, Component, ComponentName, Created, Ctx, Deletion, Updated, code_of};
 use crate::error::{Error, Result};
+use crate::naming::Ownership;
 
 /// Statement id of the permission.
 pub const STATEMENT_ID: &str = "imagestack-s3-invoke";
@@ -16,18 +21,26 @@ pub const STATEMENT_ID: &str = "imagestack-s3-invoke";
 /// What the permission should be.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredPermission {
+    /// Name of the function whose resource policy holds the statement.
     pub function_name: String,
+    /// The function's ARN (the component's id on status).
     pub function_arn: String,
+    /// The upload bucket's ARN (`AWS:SourceArn`).
     pub source_bucket_arn: String,
+    /// This account (`AWS:SourceAccount`).
     pub source_account: String,
 }
 
 /// The statement as observed (principal, action, source ARN, source account).
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedPermission {
+    /// Service principal.
     pub principal: Option<String>,
+    /// Allowed action.
     pub action: Option<String>,
+    /// `AWS:SourceArn` condition.
     pub source_arn: Option<String>,
+    /// `AWS:SourceAccount` condition.
     pub source_account: Option<String>,
 }
 
@@ -82,7 +95,8 @@ pub fn diff(d: &DesiredPermission, o: &ObservedPermission) -> Option<Change> {
     })
 }
 
-/// Read our statement; `None` when the function has no policy or no such statement.
+/// Read our statement; `None` when the function (or its policy) does not
+/// exist or has no such statement.
 pub async fn observe(ctx: &Ctx<'_>, d: &DesiredPermission) -> Result<Option<ObservedPermission>> {
     match ctx
         .aws
@@ -130,46 +144,53 @@ async fn remove(ctx: &Ctx<'_>, d: &DesiredPermission) -> Result<()> {
     }
 }
 
-/// Add the statement when missing, replace it when different.
-pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredPermission) -> Result<Report> {
-    let mut report = Report::ready(
-        "s3-invoke-permission",
-        format!("{}#{STATEMENT_ID}", d.function_arn),
-    );
-    let observed = observe(ctx, d).await?;
-    let change = match &observed {
-        None => None,
-        Some(o) => diff(d, o),
-    };
-    if observed.is_some() && change.is_none() {
-        return Ok(report);
-    }
-    if ctx.dry_run {
-        report.state = State::Paused {
-            message: change.map_or_else(|| "permission missing".to_string(), |c| c.to_string()),
-        };
-        return Ok(report);
-    }
-    match change {
-        None => {
-            add(ctx, d).await?;
-            report.created = true;
-        }
-        Some(c) => {
-            remove(ctx, d).await?;
-            add(ctx, d).await?;
-            report.changes.push(c);
-        }
-    }
-    Ok(report)
-}
+impl Component for DesiredPermission {
+    type Observed = ObservedPermission;
 
-/// Remove the statement (gone when the function or statement is gone).
-pub async fn delete(ctx: &Ctx<'_>, d: &DesiredPermission) -> Result<Deletion> {
-    if observe(ctx, d).await?.is_some() {
-        remove(ctx, d).await?;
+    fn name(&self) -> ComponentName {
+        ComponentName::S3InvokePermission
     }
-    Ok(Deletion::Gone)
+    fn kind(&self) -> &'static str {
+        "Lambda permission"
+    }
+    fn id(&self) -> String {
+        format!("{}#{STATEMENT_ID}", self.function_arn)
+    }
+
+    async fn observe(&self, cx: &Ctx<'_>) -> Result<Option<ObservedPermission>> {
+        observe(cx, self).await
+    }
+
+    /// A statement of the function's policy: ours by construction (the driver
+    /// checks the function).
+    fn ownership(&self, _cx: &Ctx<'_>, _seen: &ObservedPermission) -> Ownership {
+        Ownership::Ours
+    }
+
+    fn diff(&self, _cx: &Ctx<'_>, seen: &ObservedPermission) -> Result<Vec<Change>> {
+        Ok(diff(self, seen).into_iter().collect())
+    }
+
+    async fn create(&self, cx: &Ctx<'_>) -> Result<Created> {
+        add(cx, self).await?;
+        Ok(Created::done())
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx<'_>,
+        _seen: &ObservedPermission,
+        changes: &[Change],
+    ) -> Result<Updated> {
+        remove(cx, self).await?;
+        add(cx, self).await?;
+        Ok(Updated::all(changes))
+    }
+
+    async fn delete(&self, cx: &Ctx<'_>, _seen: &ObservedPermission) -> Result<Deletion> {
+        remove(cx, self).await?;
+        Ok(Deletion::Gone)
+    }
 }
 
 #[cfg(test)]

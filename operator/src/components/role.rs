@@ -1,5 +1,9 @@
 //! The processor's IAM role: trust for Lambda limited to this account, one
 //! least-privilege inline policy, nothing attached, ownership tags.
+//!
+//! `CreateRole` sets the trust policy and the tags; the inline policy is put by
+//! the update that follows in the same pass (the driver observes the new role
+//! again). The role hands its ARN to the function ([`Output::RoleArn`]).
 
 use std::collections::BTreeMap;
 
@@ -7,10 +11,11 @@ use aws_sdk_iam::types::Tag;
 use serde_json::Value;
 
 use super::{
-    Change, Ctx, Deletion, Report, State, check_owner, code_of, extra_tag_keys, is_ours,
-    missing_tags, tag_change,
+    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated, code_of,
+    extra_tag_keys, is_ours, missing_tags, owner_from_tags, tag_change,
 };
 use crate::error::{Error, Result};
+use crate::naming::Ownership;
 use crate::policy;
 
 /// The kind of resource, as errors and events name it.
@@ -19,20 +24,30 @@ const KIND: &str = "IAM role";
 /// What the role should look like.
 #[derive(Debug, Clone, PartialEq)]
 pub struct DesiredRole {
+    /// Role name.
     pub name: String,
+    /// The ARN the role gets (`arn:<partition>:iam::<account>:role/<name>`).
     pub arn: String,
+    /// Who may assume it (Lambda, this account).
     pub trust_policy: Value,
+    /// Name of the one inline policy.
     pub policy_name: String,
+    /// The inline policy (least privilege over the stack's own resources).
     pub policy: Value,
+    /// Ownership and user tags.
     pub tags: BTreeMap<String, String>,
+    /// Role description.
     pub description: String,
 }
 
 /// What the role looks like on IAM.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ObservedRole {
+    /// Role ARN.
     pub arn: String,
+    /// The trust policy (decoded).
     pub trust_policy: Option<Value>,
+    /// Tags.
     pub tags: BTreeMap<String, String>,
     /// Inline policies by name (documents decoded).
     pub inline: BTreeMap<String, Option<Value>>,
@@ -43,8 +58,11 @@ pub struct ObservedRole {
 /// A field of the role that can differ.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Field {
+    /// Ownership and user tags.
     Tags,
+    /// The assume-role policy.
     TrustPolicy,
+    /// Our inline policy.
     InlinePolicy,
     /// Inline policy not ours: removed (least privilege).
     ExtraInline(String),
@@ -106,7 +124,8 @@ pub fn diff(d: &DesiredRole, o: &ObservedRole) -> Vec<(Field, Change)> {
     out
 }
 
-/// Read the role; `None` when it does not exist.
+/// Read the role; `None` when it does not exist. Stops after the role itself
+/// when it is not this stack's.
 pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedRole>> {
     let iam = &ctx.aws.iam;
     let out = match iam.get_role().role_name(name).send().await {
@@ -178,64 +197,92 @@ fn iam_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
         .collect()
 }
 
-/// Create the role if missing, then repair what differs.
-pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredRole) -> Result<Report> {
-    let mut report = Report::ready("processor-role", d.arn.clone());
-    let o = match observe(ctx, &d.name).await? {
-        Some(o) => o,
-        None if ctx.dry_run => {
-            report.state = State::Paused {
-                message: "role does not exist; creation paused".into(),
-            };
-            return Ok(report);
-        }
-        None => {
-            match ctx
-                .aws
-                .iam
-                .create_role()
-                .role_name(&d.name)
-                .assume_role_policy_document(d.trust_policy.to_string())
-                .description(&d.description)
-                .set_tags(Some(iam_tags(&d.tags)?))
-                .send()
-                .await
-            {
-                Ok(_) => tracing::info!(role = %d.name, "created IAM role"),
-                Err(e) if code_of(&e) == Some("EntityAlreadyExists") => {}
-                Err(e) => return Err(Error::aws("iam:CreateRole", e)),
-            }
-            report.created = true;
-            // The new role has no inline policy yet: that is the only difference.
-            ObservedRole {
-                arn: d.arn.clone(),
-                trust_policy: Some(d.trust_policy.clone()),
-                tags: d.tags.clone(),
-                ..Default::default()
-            }
-        }
-    };
-    if !o.arn.is_empty() {
-        report.id = o.arn.clone();
+impl Component for DesiredRole {
+    type Observed = ObservedRole;
+
+    fn name(&self) -> ComponentName {
+        ComponentName::ProcessorRole
     }
-    check_owner(ctx, KIND, &d.name, &o.tags)?;
-    let changes = diff(d, &o);
-    if changes.is_empty() {
-        return Ok(report);
+    fn kind(&self) -> &'static str {
+        KIND
     }
-    if ctx.dry_run {
-        report.state = State::Paused {
-            message: super::describe(&changes.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()),
+    fn id(&self) -> String {
+        self.arn.clone()
+    }
+    fn observed_id(&self, seen: &ObservedRole) -> Option<String> {
+        (!seen.arn.is_empty()).then(|| seen.arn.clone())
+    }
+
+    async fn observe(&self, cx: &Ctx<'_>) -> Result<Option<ObservedRole>> {
+        observe(cx, &self.name).await
+    }
+
+    fn ownership(&self, cx: &Ctx<'_>, seen: &ObservedRole) -> Ownership {
+        owner_from_tags(cx, &seen.tags)
+    }
+
+    fn diff(&self, _cx: &Ctx<'_>, seen: &ObservedRole) -> Result<Vec<Change>> {
+        Ok(diff(self, seen).into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn create(&self, cx: &Ctx<'_>) -> Result<Created> {
+        match cx
+            .aws
+            .iam
+            .create_role()
+            .role_name(&self.name)
+            .assume_role_policy_document(self.trust_policy.to_string())
+            .description(&self.description)
+            .set_tags(Some(iam_tags(&self.tags)?))
+            .send()
+            .await
+        {
+            Ok(_) => {}
+            // Created by an interrupted earlier pass (or concurrently).
+            Err(e) if code_of(&e) == Some("EntityAlreadyExists") => {}
+            Err(e) => return Err(Error::aws("iam:CreateRole", e)),
+        }
+        Ok(Created::done())
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx<'_>,
+        seen: &ObservedRole,
+        changes: &[Change],
+    ) -> Result<Updated> {
+        let mut applied = Vec::new();
+        for (field, change) in diff(self, seen) {
+            if changes.contains(&change) {
+                apply_field(cx, self, seen, &field).await?;
+                applied.push(change);
+            }
+        }
+        Ok(Updated::all(&applied))
+    }
+
+    fn outputs(&self, _cx: &Ctx<'_>, seen: &ObservedRole) -> Vec<Output> {
+        let arn = if seen.arn.is_empty() {
+            &self.arn
+        } else {
+            &seen.arn
         };
-        return Ok(report);
+        vec![Output::RoleArn(arn.clone())]
     }
-    for (field, change) in changes {
-        apply_field(ctx, d, &o, &field).await?;
-        if !report.created || field != Field::InlinePolicy {
-            report.changes.push(change);
+
+    async fn delete(&self, cx: &Ctx<'_>, seen: &ObservedRole) -> Result<Deletion> {
+        for name in seen.inline.keys() {
+            delete_inline(cx, &self.name, name).await?;
+        }
+        for arn in &seen.attached {
+            apply_field(cx, self, seen, &Field::Attached(arn.clone())).await?;
+        }
+        match cx.aws.iam.delete_role().role_name(&self.name).send().await {
+            Ok(_) => Ok(Deletion::Gone),
+            Err(e) if code_of(&e) == Some("NoSuchEntity") => Ok(Deletion::Gone),
+            Err(e) => Err(Error::aws("iam:DeleteRole", e)),
         }
     }
-    Ok(report)
 }
 
 async fn apply_field(ctx: &Ctx<'_>, d: &DesiredRole, o: &ObservedRole, f: &Field) -> Result<()> {
@@ -306,28 +353,6 @@ async fn delete_inline(ctx: &Ctx<'_>, role: &str, name: &str) -> Result<()> {
         Ok(_) => Ok(()),
         Err(e) if code_of(&e) == Some("NoSuchEntity") => Ok(()),
         Err(e) => Err(Error::aws("iam:DeleteRolePolicy", e)),
-    }
-}
-
-/// Delete the role (inline policies and attachments first) if it is ours.
-pub async fn delete(ctx: &Ctx<'_>, d: &DesiredRole) -> Result<Deletion> {
-    let Some(o) = observe(ctx, &d.name).await? else {
-        return Ok(Deletion::Gone);
-    };
-    if check_owner(ctx, KIND, &d.name, &o.tags).is_err() {
-        tracing::warn!(role = %d.name, "not deleting role without this stack's ownership tag");
-        return Ok(Deletion::Gone);
-    }
-    for name in o.inline.keys() {
-        delete_inline(ctx, &d.name, name).await?;
-    }
-    for arn in &o.attached {
-        apply_field(ctx, d, &o, &Field::Attached(arn.clone())).await?;
-    }
-    match ctx.aws.iam.delete_role().role_name(&d.name).send().await {
-        Ok(_) => Ok(Deletion::Gone),
-        Err(e) if code_of(&e) == Some("NoSuchEntity") => Ok(Deletion::Gone),
-        Err(e) => Err(Error::aws("iam:DeleteRole", e)),
     }
 }
 

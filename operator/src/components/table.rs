@@ -1,6 +1,12 @@
 //! The DynamoDB metadata table: on-demand, hash key `image_id` (S), the
 //! `timestamp-index` GSI on `upload_timestamp` (N, projection ALL) as in the
 //! reference, KMS encryption at rest, point-in-time recovery per spec, tags.
+//!
+//! DynamoDB applies one `UpdateTable` at a time (the table is `UPDATING`
+//! until it finishes), so a pass makes at most one and reports `Progressing`;
+//! nothing is written while the table or its index is not `ACTIVE`. A table
+//! with deletion protection blocks the stack's deletion before anything is
+//! deleted (the driver's preflight).
 
 use std::collections::BTreeMap;
 
@@ -12,10 +18,11 @@ use aws_sdk_dynamodb::types::{
 use imagestack_contract::table::{HASH_KEY, TIMESTAMP_ATTR, TIMESTAMP_INDEX};
 
 use super::{
-    Change, Ctx, Deletion, Report, State, check_owner, code_of, extra_tag_keys, is_ours,
-    missing_tags, tag_change,
+    Change, Component, ComponentName, Created, Ctx, Deletion, Progress, Updated, code_of,
+    extra_tag_keys, is_ours, missing_tags, owner_from_tags, tag_change,
 };
 use crate::error::{Error, ErrorClass, Result};
+use crate::naming::Ownership;
 
 /// The kind of resource, as errors and events name it.
 const KIND: &str = "DynamoDB table";
@@ -23,33 +30,49 @@ const KIND: &str = "DynamoDB table";
 /// What the table should look like.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DesiredTable {
+    /// Table name (generated, or `spec.table.name`).
     pub name: String,
+    /// Ownership and user tags.
     pub tags: BTreeMap<String, String>,
+    /// `spec.table.pointInTimeRecovery`.
     pub point_in_time_recovery: bool,
 }
 
 /// What the table looks like on AWS.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct ObservedTable {
+    /// Table ARN.
     pub arn: String,
     /// `CREATING`, `ACTIVE`, `UPDATING`, `DELETING`, …
     pub status: String,
+    /// Attribute name of the table's hash key.
     pub hash_key: Option<String>,
+    /// `PAY_PER_REQUEST` or `PROVISIONED` (`None`: never set, provisioned).
     pub billing_mode: Option<String>,
     /// Index name → (status, hash key, projection type).
     pub indexes: BTreeMap<String, (String, Option<String>, Option<String>)>,
+    /// Encrypted with a KMS key (not the AWS owned one).
     pub sse_enabled: bool,
+    /// Tags (empty when the table was gone before they could be read).
     pub tags: BTreeMap<String, String>,
+    /// Read only for an `ACTIVE` table of this stack.
     pub point_in_time_recovery: Option<bool>,
+    /// `DeletionProtectionEnabled`: deleting the table would fail.
+    pub deletion_protection: bool,
 }
 
 /// A field of the table that can differ.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Field {
+    /// Ownership and user tags.
     Tags,
+    /// On-demand capacity.
     BillingMode,
+    /// The `timestamp-index` GSI (missing).
     TimestampIndex,
+    /// KMS encryption at rest.
     Encryption,
+    /// Point-in-time recovery.
     PointInTimeRecovery,
 }
 
@@ -115,7 +138,8 @@ pub fn diff(d: &DesiredTable, o: &ObservedTable) -> Result<Vec<(Field, Change)>>
     Ok(out)
 }
 
-/// Read the table; `None` when it does not exist.
+/// Read the table; `None` when it does not exist. Stops after the tags when
+/// the table is not this stack's.
 pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedTable>> {
     let ddb = &ctx.aws.dynamodb;
     let out = match ddb.describe_table().table_name(name).send().await {
@@ -150,6 +174,7 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedTable>>
                     SseStatus::Enabled | SseStatus::Enabling | SseStatus::Updating
                 )
             }),
+        deletion_protection: t.deletion_protection_enabled().unwrap_or(false),
         ..Default::default()
     };
     for g in t.global_secondary_indexes() {
@@ -169,37 +194,56 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedTable>>
             .map(|p| p.as_str().to_string());
         o.indexes.insert(name, (status, key, proj));
     }
-    if o.status == TableStatus::Deleting.as_str() || o.arn.is_empty() {
+    if o.arn.is_empty() {
         return Ok(Some(o));
     }
-    let tags = ddb
+    let tags = match ddb
         .list_tags_of_resource()
         .resource_arn(&o.arn)
         .send()
         .await
-        .map_err(|e| Error::aws("dynamodb:ListTagsOfResource", e))?;
+    {
+        Ok(t) => t,
+        // Deleted between the two reads (a DELETING table finishing).
+        Err(e)
+            if o.status == TableStatus::Deleting.as_str()
+                && code_of(&e) == Some("ResourceNotFoundException") =>
+        {
+            return Ok(None);
+        }
+        Err(e) => return Err(Error::aws("dynamodb:ListTagsOfResource", e)),
+    };
     o.tags = tags
         .tags()
         .iter()
         .map(|t| (t.key().to_string(), t.value().to_string()))
         .collect();
-    if !is_ours(ctx, &o.tags) {
+    if !is_ours(ctx, &o.tags) || o.status != TableStatus::Active.as_str() {
         return Ok(Some(o));
     }
-    if o.status == TableStatus::Active.as_str() {
-        let cb = ddb
-            .describe_continuous_backups()
-            .table_name(name)
-            .send()
-            .await
-            .map_err(|e| Error::aws("dynamodb:DescribeContinuousBackups", e))?;
-        o.point_in_time_recovery = cb
-            .continuous_backups_description()
-            .and_then(|c| c.point_in_time_recovery_description())
-            .and_then(|p| p.point_in_time_recovery_status())
-            .map(|s| s.as_str() == "ENABLED");
-    }
+    let cb = ddb
+        .describe_continuous_backups()
+        .table_name(name)
+        .send()
+        .await
+        .map_err(|e| Error::aws("dynamodb:DescribeContinuousBackups", e))?;
+    o.point_in_time_recovery = cb
+        .continuous_backups_description()
+        .and_then(|c| c.point_in_time_recovery_description())
+        .and_then(|p| p.point_in_time_recovery_status())
+        .map(|s| s.as_str() == "ENABLED");
     Ok(Some(o))
+}
+
+/// Why deleting the table would fail, if it would (pure; the preflight).
+pub fn deletion_blocker(d: &DesiredTable, o: &ObservedTable) -> Option<Error> {
+    o.deletion_protection.then(|| Error::DeletionBlocked {
+        kind: KIND,
+        name: d.name.clone(),
+        why: "deletion protection is enabled: disable it (aws dynamodb update-table \
+              --no-deletion-protection-enabled) or set deletionPolicy Retain"
+            .into(),
+    })
 }
 
 fn ddb_tags(tags: &BTreeMap<String, String>) -> Result<Vec<Tag>> {
@@ -236,102 +280,138 @@ fn all_projection() -> Projection {
         .build()
 }
 
-fn progressing(reason: &str, message: String) -> State {
-    State::Progressing {
-        reason: reason.into(),
-        message,
-    }
-}
+impl Component for DesiredTable {
+    type Observed = ObservedTable;
 
-/// Create the table if missing; otherwise repair what differs once it is ACTIVE.
-pub async fn reconcile(ctx: &Ctx<'_>, d: &DesiredTable) -> Result<Report> {
-    let mut report = Report::ready("metadata-table", d.name.clone());
-    let Some(o) = observe(ctx, &d.name).await? else {
-        if ctx.dry_run {
-            report.state = State::Paused {
-                message: "table does not exist; creation paused".into(),
-            };
-            return Ok(report);
-        }
-        let out = create(ctx, d).await?;
-        report.created = true;
-        if let Some(arn) = out {
-            report.id = arn;
-        }
-        report.state = progressing("TableCreating", format!("table {} is CREATING", d.name));
-        return Ok(report);
-    };
-    report.id = o.arn.clone();
-    check_owner(ctx, KIND, &d.name, &o.tags)?;
-    if o.status != TableStatus::Active.as_str() {
-        report.state = progressing(
-            "TableNotActive",
-            format!("table {} is {}", d.name, o.status),
-        );
-        return Ok(report);
+    fn name(&self) -> ComponentName {
+        ComponentName::MetadataTable
     }
-    if let Some((name, (status, _, _))) = o.indexes.iter().find(|(_, (s, _, _))| s != "ACTIVE") {
-        report.state = progressing("IndexNotActive", format!("index {name} is {status}"));
-        return Ok(report);
+    fn kind(&self) -> &'static str {
+        KIND
     }
-    let changes = diff(d, &o)?;
-    if changes.is_empty() {
-        return Ok(report);
+    fn id(&self) -> String {
+        self.name.clone()
     }
-    if ctx.dry_run {
-        report.state = State::Paused {
-            message: super::describe(&changes.iter().map(|(_, c)| c.clone()).collect::<Vec<_>>()),
-        };
-        return Ok(report);
+    fn observed_id(&self, seen: &ObservedTable) -> Option<String> {
+        (!seen.arn.is_empty()).then(|| seen.arn.clone())
     }
-    for (field, change) in changes {
-        let table_update = matches!(
-            field,
-            Field::BillingMode | Field::TimestampIndex | Field::Encryption
-        );
-        apply_field(ctx, d, &o, field).await?;
-        report.changes.push(change);
-        // One UpdateTable at a time: the table is UPDATING until it finishes.
-        if table_update {
-            report.state = progressing("TableUpdating", format!("table {} is UPDATING", d.name));
-            break;
-        }
-    }
-    Ok(report)
-}
 
-async fn create(ctx: &Ctx<'_>, d: &DesiredTable) -> Result<Option<String>> {
-    let gsi = GlobalSecondaryIndex::builder()
-        .index_name(TIMESTAMP_INDEX)
-        .key_schema(key(TIMESTAMP_ATTR, KeyType::Hash)?)
-        .projection(all_projection())
-        .build()
-        .map_err(|e| Error::InvalidSpec(format!("index: {e}")))?;
-    let res = ctx
-        .aws
-        .dynamodb
-        .create_table()
-        .table_name(&d.name)
-        .billing_mode(BillingMode::PayPerRequest)
-        .attribute_definitions(attr(HASH_KEY, ScalarAttributeType::S)?)
-        .attribute_definitions(attr(TIMESTAMP_ATTR, ScalarAttributeType::N)?)
-        .key_schema(key(HASH_KEY, KeyType::Hash)?)
-        .global_secondary_indexes(gsi)
-        .sse_specification(SseSpecification::builder().enabled(true).build())
-        .set_tags(Some(ddb_tags(&d.tags)?))
-        .send()
-        .await;
-    match res {
-        Ok(out) => {
-            tracing::info!(table = %d.name, "created DynamoDB table");
-            Ok(out
-                .table_description()
-                .and_then(|t| t.table_arn())
-                .map(str::to_string))
+    async fn observe(&self, cx: &Ctx<'_>) -> Result<Option<ObservedTable>> {
+        observe(cx, &self.name).await
+    }
+
+    fn ownership(&self, cx: &Ctx<'_>, seen: &ObservedTable) -> Ownership {
+        owner_from_tags(cx, &seen.tags)
+    }
+
+    fn wait(&self, seen: &ObservedTable) -> Option<Progress> {
+        if seen.status != TableStatus::Active.as_str() {
+            return Some(Progress::new(
+                "TableNotActive",
+                format!("table {} is {}", self.name, seen.status),
+            ));
         }
-        // Created by an interrupted earlier pass (or concurrently): observe next time.
-        Err(e) if code_of(&e) == Some("ResourceInUseException") => Ok(None),
-        Err(e) => Err(Error::aws("dynamodb:CreateTable", e)),
+        seen.indexes
+            .iter()
+            .find(|(_, (s, _, _))| s != "ACTIVE")
+            .map(|(index, (status, _, _))| {
+                Progress::new("IndexNotActive", format!("index {index} is {status}"))
+            })
+    }
+
+    fn diff(&self, _cx: &Ctx<'_>, seen: &ObservedTable) -> Result<Vec<Change>> {
+        Ok(diff(self, seen)?.into_iter().map(|(_, c)| c).collect())
+    }
+
+    async fn create(&self, cx: &Ctx<'_>) -> Result<Created> {
+        let gsi = GlobalSecondaryIndex::builder()
+            .index_name(TIMESTAMP_INDEX)
+            .key_schema(key(TIMESTAMP_ATTR, KeyType::Hash)?)
+            .projection(all_projection())
+            .build()
+            .map_err(|e| Error::InvalidSpec(format!("index: {e}")))?;
+        let res = cx
+            .aws
+            .dynamodb
+            .create_table()
+            .table_name(&self.name)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr(HASH_KEY, ScalarAttributeType::S)?)
+            .attribute_definitions(attr(TIMESTAMP_ATTR, ScalarAttributeType::N)?)
+            .key_schema(key(HASH_KEY, KeyType::Hash)?)
+            .global_secondary_indexes(gsi)
+            .sse_specification(SseSpecification::builder().enabled(true).build())
+            .set_tags(Some(ddb_tags(&self.tags)?))
+            .send()
+            .await;
+        match res {
+            Ok(_) => {}
+            // Created by an interrupted earlier pass (or concurrently): observed next time.
+            Err(e) if code_of(&e) == Some("ResourceInUseException") => {}
+            Err(e) => return Err(Error::aws("dynamodb:CreateTable", e)),
+        }
+        Ok(Created::progressing(
+            "TableCreating",
+            format!("table {} is CREATING", self.name),
+        ))
+    }
+
+    async fn update(
+        &self,
+        cx: &Ctx<'_>,
+        seen: &ObservedTable,
+        changes: &[Change],
+    ) -> Result<Updated> {
+        let mut applied = Vec::new();
+        for (field, change) in diff(self, seen)? {
+            if !changes.contains(&change) {
+                continue;
+            }
+            apply_field(cx, self, seen, field).await?;
+            applied.push(change);
+            // One UpdateTable at a time: the table is UPDATING until it finishes.
+            if matches!(
+                field,
+                Field::BillingMode | Field::TimestampIndex | Field::Encryption
+            ) {
+                return Ok(Updated::all(&applied)
+                    .progressing("TableUpdating", format!("table {} is UPDATING", self.name)));
+            }
+        }
+        Ok(Updated::all(&applied))
+    }
+
+    async fn preflight_delete(&self, _cx: &Ctx<'_>, seen: &ObservedTable) -> Result<()> {
+        deletion_blocker(self, seen).map_or(Ok(()), Err)
+    }
+
+    async fn delete(&self, cx: &Ctx<'_>, seen: &ObservedTable) -> Result<Deletion> {
+        let deleting = || Deletion::InProgress(format!("table {} is DELETING", self.name));
+        if seen.status == TableStatus::Deleting.as_str() {
+            return Ok(deleting());
+        }
+        if let Some(blocked) = deletion_blocker(self, seen) {
+            return Err(blocked);
+        }
+        match cx
+            .aws
+            .dynamodb
+            .delete_table()
+            .table_name(&self.name)
+            .send()
+            .await
+        {
+            Ok(_) => Ok(deleting()),
+            Err(e) if code_of(&e) == Some("ResourceNotFoundException") => Ok(Deletion::Gone),
+            // CREATING/UPDATING tables cannot be deleted yet.
+            Err(e) if code_of(&e) == Some("ResourceInUseException") => Err(Error::Aws {
+                action: "dynamodb:DeleteTable".into(),
+                code: "ResourceInUseException".into(),
+                message: format!("table {} is busy; retrying", self.name),
+                class: ErrorClass::Retryable,
+            }),
+            Err(e) => Err(Error::aws("dynamodb:DeleteTable", e)),
+        }
     }
 }
 
@@ -408,45 +488,6 @@ async fn apply_field(ctx: &Ctx<'_>, d: &DesiredTable, o: &ObservedTable, f: Fiel
     Ok(())
 }
 
-/// Delete the table if it is ours.
-pub async fn delete(ctx: &Ctx<'_>, d: &DesiredTable) -> Result<Deletion> {
-    let Some(o) = observe(ctx, &d.name).await? else {
-        return Ok(Deletion::Gone);
-    };
-    if o.status == TableStatus::Deleting.as_str() {
-        return Ok(Deletion::InProgress(format!(
-            "table {} is DELETING",
-            d.name
-        )));
-    }
-    if check_owner(ctx, KIND, &d.name, &o.tags).is_err() {
-        tracing::warn!(table = %d.name, "not deleting table without this stack's ownership tag");
-        return Ok(Deletion::Gone);
-    }
-    match ctx
-        .aws
-        .dynamodb
-        .delete_table()
-        .table_name(&d.name)
-        .send()
-        .await
-    {
-        Ok(_) => Ok(Deletion::InProgress(format!(
-            "table {} is DELETING",
-            d.name
-        ))),
-        Err(e) if code_of(&e) == Some("ResourceNotFoundException") => Ok(Deletion::Gone),
-        // CREATING/UPDATING tables cannot be deleted yet.
-        Err(e) if code_of(&e) == Some("ResourceInUseException") => Err(Error::Aws {
-            action: "dynamodb:DeleteTable".into(),
-            code: "ResourceInUseException".into(),
-            message: format!("table {} is busy; retrying", d.name),
-            class: ErrorClass::Retryable,
-        }),
-        Err(e) => Err(Error::aws("dynamodb:DeleteTable", e)),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -476,6 +517,7 @@ mod tests {
             sse_enabled: true,
             tags: BTreeMap::from([("a".to_string(), "b".to_string())]),
             point_in_time_recovery: Some(false),
+            deletion_protection: false,
         }
     }
 
@@ -510,5 +552,32 @@ mod tests {
         let mut o = in_sync();
         o.hash_key = Some("id".into());
         assert!(matches!(diff(&desired(), &o), Err(Error::Immutable(_))));
+    }
+
+    #[test]
+    fn deletion_protection_blocks_deletion() {
+        let mut o = in_sync();
+        assert!(deletion_blocker(&desired(), &o).is_none());
+        o.deletion_protection = true;
+        let e = deletion_blocker(&desired(), &o).unwrap();
+        assert_eq!(e.reason(), "DeletionBlocked");
+        let m = e.to_string();
+        assert!(m.contains("DynamoDB table t"), "{m}");
+        assert!(m.contains("deletion protection is enabled"), "{m}");
+        assert!(m.contains("deletionPolicy Retain"), "{m}");
+    }
+
+    #[test]
+    fn nothing_is_written_until_table_and_index_are_active() {
+        let d = desired();
+        let mut o = in_sync();
+        assert_eq!(d.wait(&o), None);
+        o.status = "UPDATING".into();
+        assert_eq!(d.wait(&o).unwrap().reason, "TableNotActive");
+        o.status = "ACTIVE".into();
+        if let Some(index) = o.indexes.get_mut(TIMESTAMP_INDEX) {
+            index.0 = "CREATING".into();
+        }
+        assert_eq!(d.wait(&o).unwrap().reason, "IndexNotActive");
     }
 }

@@ -10,7 +10,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use imagestack_operator::api::{ImageOptimizationStack, ImageOptimizationStackSpec};
 use imagestack_operator::aws::{AwsClients, AwsFactory, CallStats};
-use imagestack_operator::components::Ctx;
+use imagestack_operator::components::{Ctx, Resolved};
 use imagestack_operator::naming::StackId;
 use imagestack_operator::plan::{self, AwsEnv, DesiredStack};
 
@@ -19,6 +19,8 @@ pub struct Harness {
     pub stats: Arc<CallStats>,
     pub aws: AwsClients,
     pub desired: DesiredStack,
+    /// What upstream components hand on in a full pass (the role's ARN).
+    pub inputs: Resolved,
 }
 
 /// A name no other test (or earlier run against the same emulator) uses.
@@ -53,11 +55,16 @@ pub async fn harness(spec_yaml: &str) -> Harness {
         region: factory.default_region(),
     };
     let desired = plan::plan(&stack, &env).expect("plan");
+    let inputs = Resolved {
+        role_arn: Some(desired.role.arn.clone()),
+        ..Default::default()
+    };
     Harness {
         factory,
         stats,
         aws,
         desired,
+        inputs,
     }
 }
 
@@ -70,6 +77,7 @@ impl Harness {
             aws: &self.aws,
             id,
             dry_run: false,
+            inputs: &self.inputs,
         }
     }
     /// Mutating AWS calls made so far.

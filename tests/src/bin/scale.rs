@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
 use clap::Parser;
-use imagestack_operator::api::ImageOptimizationStack;
+use imagestack_operator::api::{ComponentState, ImageOptimizationStack};
 use kube::api::{Api, DeleteParams, ListParams};
 use tests::*;
 
@@ -165,6 +165,6 @@ fn storage_ready(s: &ImageOptimizationStack) -> bool {
         status
             .components
             .iter()
-            .any(|c| c.name == *name && c.state == "Ready")
+            .any(|c| c.name.as_str() == *name && c.state == ComponentState::Ready)
     })
 }
