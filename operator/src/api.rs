@@ -101,6 +101,17 @@ pub const PAUSED_ANNOTATION: &str = "imagestack.dev/paused";
     )
 )]
 #[serde(rename_all = "camelCase")]
+// Immutable optional fields: a transition rule on an optional field itself does not
+// run when the field is added or removed, so these rules sit on the spec, which
+// always exists on update (one rule per field, so the message names it).
+#[x_kube(
+    validation = immutable_field("region", " (create a new stack in the new region)"),
+    validation = immutable_field("buckets.upload.name", " (create a new stack to use another bucket)"),
+    validation = immutable_field("buckets.outputs.webp", " (create a new stack to use another bucket)"),
+    validation = immutable_field("buckets.outputs.jpeg", " (create a new stack to use another bucket)"),
+    validation = immutable_field("buckets.outputs.png", " (create a new stack to use another bucket)"),
+    validation = immutable_field("table.name", " (create a new stack to use another table)")
+)]
 pub struct ImageOptimizationStackSpec {
     /// Environment name, e.g. `dev`, `staging` or `prod`: a lowercase DNS label of
     /// 1–20 characters. It is part of every AWS resource name, so it cannot be
@@ -113,10 +124,10 @@ pub struct ImageOptimizationStackSpec {
     pub environment: String,
 
     /// AWS region for every regional resource (e.g. `eu-west-1`). Defaults to the
-    /// operator's region. Cannot be changed after creation.
+    /// operator's region. Immutable: cannot be added, removed or changed after
+    /// creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z]{2}(-gov|-iso[a-z]*)?-[a-z]+-[0-9]+$"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.region is immutable: create a new stack in the new region"))]
     pub region: Option<String>,
 
     /// Tags applied to every AWS resource of the stack, in addition to the
@@ -157,6 +168,34 @@ pub struct ImageOptimizationStackSpec {
     pub dashboard: DashboardSpec,
 }
 
+/// Transition rule for the spec that keeps the optional field at `path`
+/// (relative to the spec, e.g. `buckets.upload.name`) as it was at creation:
+/// present in both the old and the new spec or in neither, and equal when present.
+/// `has()` is checked at every level, so missing intermediate objects count as
+/// the field being absent. `hint` ends the message (e.g. what to do instead).
+fn immutable_field(path: &str, hint: &str) -> kube::core::Rule {
+    let segments: Vec<&str> = path.split('.').collect();
+    let present = |root: &str| {
+        let chain = (1..=segments.len())
+            .map(|i| format!("has({root}.{})", segments[..i].join(".")))
+            .collect::<Vec<_>>()
+            .join(" && ");
+        if segments.len() > 1 {
+            format!("({chain})")
+        } else {
+            chain
+        }
+    };
+    let (now, before) = (present("self"), present("oldSelf"));
+    kube::core::Rule::new(format!(
+        "{now} == {before} && (!{now} || self.{path} == oldSelf.{path})"
+    ))
+    .message(kube::core::Message::Message(format!(
+        "spec.{path} is immutable: it cannot be added, removed or changed after creation{hint}"
+    )))
+    .field_path(format!(".{path}"))
+}
+
 /// What happens to AWS resources when the stack is deleted.
 #[derive(
     Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq, Default, schemars::JsonSchema,
@@ -193,10 +232,10 @@ pub struct BucketsSpec {
 pub struct UploadBucketSpec {
     /// Bucket name override (3–63 lowercase letters, digits and hyphens; no dots,
     /// since transfer acceleration forbids them). Default: derived from the
-    /// stack's namespace, name, environment and AWS account. Immutable.
+    /// stack's namespace, name, environment and AWS account. Immutable: cannot be
+    /// added, removed or changed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.buckets.upload.name is immutable"))]
     pub name: Option<String>,
     /// Keep every version of every upload (default true).
     #[serde(default = "default_true")]
@@ -288,20 +327,20 @@ impl CorsMethod {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct OutputBucketsSpec {
-    /// Name of the WebP bucket. Default: derived like the upload bucket's. Immutable.
+    /// Name of the WebP bucket. Default: derived like the upload bucket's.
+    /// Immutable: cannot be added, removed or changed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.buckets.outputs.webp is immutable"))]
     pub webp: Option<String>,
-    /// Name of the JPEG bucket. Default: derived like the upload bucket's. Immutable.
+    /// Name of the JPEG bucket. Default: derived like the upload bucket's.
+    /// Immutable: cannot be added, removed or changed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.buckets.outputs.jpeg is immutable"))]
     pub jpeg: Option<String>,
-    /// Name of the PNG bucket. Default: derived like the upload bucket's. Immutable.
+    /// Name of the PNG bucket. Default: derived like the upload bucket's.
+    /// Immutable: cannot be added, removed or changed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.buckets.outputs.png is immutable"))]
     pub png: Option<String>,
 }
 
@@ -310,10 +349,10 @@ pub struct OutputBucketsSpec {
 #[serde(rename_all = "camelCase")]
 pub struct TableSpec {
     /// Table name override (3–255 of `a-z A-Z 0-9 _ - .`). Default: derived from
-    /// the stack's namespace, name and environment. Immutable.
+    /// the stack's namespace, name and environment. Immutable: cannot be added,
+    /// removed or changed after creation.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-zA-Z0-9_.-]{3,255}$"))]
-    #[x_kube(validation = Rule::new("self == oldSelf").message("spec.table.name is immutable"))]
     pub name: Option<String>,
     /// Enable point-in-time recovery (continuous backups) on the table (default false).
     #[serde(default)]

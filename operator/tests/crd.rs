@@ -132,18 +132,97 @@ fn environment_is_immutable() {
     assert!(err.contains("spec.environment is immutable"), "{err}");
 }
 
-#[test]
-fn bucket_name_override_is_immutable() {
-    let old = full(json!({"buckets": {"upload": {"name": "up-a"}}}));
-    let err = check(
-        full(json!({"buckets": {"upload": {"name": "up-b"}}})),
-        Some(old),
-    )
-    .unwrap_err();
+/// The optional immutable fields (path under `spec`) with two valid values each.
+const IMMUTABLE: [(&str, &str, &str); 6] = [
+    ("region", "eu-west-1", "us-east-1"),
+    ("buckets.upload.name", "up-a", "up-b"),
+    ("buckets.outputs.webp", "webp-a", "webp-b"),
+    ("buckets.outputs.jpeg", "jpeg-a", "jpeg-b"),
+    ("buckets.outputs.png", "png-a", "png-b"),
+    ("table.name", "table-a", "table-b"),
+];
+
+/// `{"a": {"b": value}}` for the path `a.b`.
+fn at(path: &str, value: Value) -> Value {
+    path.rsplit('.')
+        .fold(value, |inner, key| json!({ key: inner }))
+}
+
+fn immutable_message(path: &str) -> String {
+    format!("spec.{path} is immutable: it cannot be added, removed or changed after creation")
+}
+
+/// The update is rejected by the rule of `path` and by no other immutability rule.
+fn assert_rejected_for(path: &str, what: &str, result: Result<(), String>) {
+    let err = result.expect_err(&format!("{what} {path} was admitted"));
     assert!(
-        err.contains("spec.buckets.upload.name is immutable"),
-        "{err}"
+        err.contains(&immutable_message(path)),
+        "{what} {path}: {err}"
     );
+    assert_eq!(
+        err.matches("is immutable").count(),
+        1,
+        "{what} {path}: only its own rule fails: {err}"
+    );
+}
+
+#[test]
+fn optional_immutable_fields_cannot_be_added_removed_or_changed() {
+    for (path, a, b) in IMMUTABLE {
+        let with_a = full(at(path, json!(a)));
+        let with_b = full(at(path, json!(b)));
+        let without = full(json!({}));
+        assert_rejected_for(path, "adding", check(with_a.clone(), Some(without.clone())));
+        assert_rejected_for(
+            path,
+            "removing",
+            check(without.clone(), Some(with_a.clone())),
+        );
+        assert_rejected_for(path, "changing", check(with_b, Some(with_a.clone())));
+        // The intermediate objects (buckets, upload, outputs, table) may be absent.
+        let bare = json!({"environment": "dev"});
+        assert_rejected_for(
+            path,
+            "adding (no parent object before)",
+            check(with_a.clone(), Some(bare.clone())),
+        );
+        assert_rejected_for(
+            path,
+            "removing (no parent object after)",
+            check(bare, Some(with_a)),
+        );
+    }
+}
+
+#[test]
+fn optional_immutable_fields_unchanged_are_admitted() {
+    let memory = json!({"processor": {"memoryMb": 2048}});
+    for (path, a, _) in IMMUTABLE {
+        let with_a = full(at(path, json!(a)));
+        check(with_a.clone(), Some(with_a.clone()))
+            .unwrap_or_else(|e| panic!("unchanged {path}: {e}"));
+        // An unrelated change, with the field set and with it absent.
+        let mut changed = with_a.clone();
+        merge(&mut changed, memory.clone());
+        check(changed, Some(with_a)).unwrap_or_else(|e| panic!("memoryMb change with {path}: {e}"));
+    }
+    let mut changed = full(json!({}));
+    merge(&mut changed, memory.clone());
+    check(changed, Some(full(json!({})))).unwrap();
+    // Every parent object absent before and after: the has() chains do not fail.
+    check(
+        json!({"environment": "dev", "processor": {"memoryMb": 2048}}),
+        Some(json!({"environment": "dev"})),
+    )
+    .unwrap();
+    // All six set at once and kept.
+    let mut all = full(json!({}));
+    for (path, a, _) in IMMUTABLE {
+        merge(&mut all, at(path, json!(a)));
+    }
+    let mut changed = all.clone();
+    merge(&mut changed, memory);
+    check(changed, Some(all)).unwrap();
 }
 
 #[test]

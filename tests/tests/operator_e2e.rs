@@ -344,6 +344,170 @@ async fn invalid_specs_are_rejected_naming_the_field() {
     assert!(err.contains("spec.environment is immutable"), "{err}");
 }
 
+/// The API server only (no emulator, no operator): a client from KUBECONFIG,
+/// the CRD installed, a fresh namespace.
+async fn setup_api_only() -> (kube::Client, String) {
+    assert!(
+        std::env::var("KUBECONFIG").is_ok(),
+        "KUBECONFIG is not set: this test needs a Kubernetes API server: `export KUBECONFIG=$(../shared/envtest/start.sh)`"
+    );
+    let client = kube_client().await.unwrap();
+    install_crd(&client).await.unwrap();
+    let ns = unique("e2e-imm");
+    ensure_namespace(&client, &ns).await.unwrap();
+    (client, ns)
+}
+
+/// `{"a": {"b": value}}` for the path `a.b`.
+fn at(path: &str, value: serde_json::Value) -> serde_json::Value {
+    path.rsplit('.')
+        .fold(value, |inner, key| serde_json::json!({ key: inner }))
+}
+
+/// Set (`Some`) or remove (`None`) the field at `path` under `spec` of a stack's JSON.
+fn set_spec_field(obj: &mut serde_json::Value, path: &str, value: Option<&str>) {
+    let mut keys: Vec<&str> = path.split('.').collect();
+    let last = keys.pop().unwrap();
+    let mut cur = &mut obj["spec"];
+    for key in keys {
+        cur = cur
+            .as_object_mut()
+            .unwrap()
+            .entry(key)
+            .or_insert_with(|| serde_json::json!({}));
+    }
+    let map = cur.as_object_mut().unwrap();
+    match value {
+        Some(v) => map.insert(last.to_string(), v.into()),
+        None => map.remove(last),
+    };
+}
+
+fn spec_field(obj: &ImageOptimizationStack, path: &str) -> Option<String> {
+    let value = serde_json::to_value(&obj.spec).unwrap();
+    path.split('.')
+        .try_fold(&value, |v, key| v.get(key))
+        .and_then(|v| v.as_str().map(str::to_string))
+}
+
+/// The write was rejected (422) by the immutability rule of `path`.
+fn assert_immutable<T: std::fmt::Debug>(path: &str, what: &str, result: kube::Result<T>) {
+    let want =
+        format!("spec.{path} is immutable: it cannot be added, removed or changed after creation");
+    match result {
+        Err(kube::Error::Api(s)) => {
+            assert_eq!(s.code, 422, "{what} {path}: {s:?}");
+            assert!(s.message.contains(&want), "{what} {path}: {}", s.message);
+        }
+        other => panic!("{what} {path} was admitted: {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn optional_immutable_fields_cannot_be_added_removed_or_changed() {
+    let (client, ns) = setup_api_only().await;
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
+    let pp = PatchParams::default();
+    let fields = [
+        ("region", "eu-west-1", "us-east-1"),
+        ("buckets.upload.name", "imm-up-a", "imm-up-b"),
+        ("buckets.outputs.webp", "imm-webp-a", "imm-webp-b"),
+        ("buckets.outputs.jpeg", "imm-jpeg-a", "imm-jpeg-b"),
+        ("buckets.outputs.png", "imm-png-a", "imm-png-b"),
+        ("table.name", "imm-table-a", "imm-table-b"),
+    ];
+    let memory =
+        |mb: i32| Patch::Merge(serde_json::json!({"spec": {"processor": {"memoryMb": mb}}}));
+    for (i, (path, a, b)) in fields.into_iter().enumerate() {
+        // A stack created with the field set.
+        let set = format!("imm{i}-set");
+        let mut obj = serde_json::json!({
+            "apiVersion": "imagestack.dev/v1alpha1",
+            "kind": "ImageOptimizationStack",
+            "metadata": {"name": set, "namespace": ns},
+            "spec": {"environment": "dev"},
+        });
+        set_spec_field(&mut obj, path, Some(a));
+        let stack: ImageOptimizationStack = serde_json::from_value(obj).unwrap();
+        api.create(&Default::default(), &stack).await.unwrap();
+
+        let change = Patch::Merge(serde_json::json!({"spec": at(path, b.into())}));
+        assert_immutable(
+            path,
+            "changing (merge patch)",
+            api.patch(&set, &pp, &change).await,
+        );
+        let remove = Patch::Merge(serde_json::json!({"spec": at(path, serde_json::Value::Null)}));
+        assert_immutable(
+            path,
+            "removing (merge patch)",
+            api.patch(&set, &pp, &remove).await,
+        );
+        let current = serde_json::to_value(api.get(&set).await.unwrap()).unwrap();
+        let mut changed = current.clone();
+        set_spec_field(&mut changed, path, Some(b));
+        let changed: ImageOptimizationStack = serde_json::from_value(changed).unwrap();
+        assert_immutable(
+            path,
+            "changing (replace)",
+            api.replace(&set, &Default::default(), &changed).await,
+        );
+        let mut removed = current;
+        set_spec_field(&mut removed, path, None);
+        let removed: ImageOptimizationStack = serde_json::from_value(removed).unwrap();
+        assert_immutable(
+            path,
+            "removing (replace)",
+            api.replace(&set, &Default::default(), &removed).await,
+        );
+        // An unrelated change is admitted, and the field kept its value throughout.
+        let kept = api
+            .patch(&set, &pp, &memory(2048))
+            .await
+            .unwrap_or_else(|e| panic!("memoryMb change with {path} set: {e}"));
+        assert_eq!(kept.spec.processor.memory_mb, 2048);
+        assert_eq!(spec_field(&kept, path).as_deref(), Some(a), "{path}");
+        let mut again = kept.clone();
+        again.spec.processor.memory_mb = 3008;
+        api.replace(&set, &Default::default(), &again)
+            .await
+            .unwrap_or_else(|e| panic!("memoryMb replace with {path} set: {e}"));
+
+        // A stack created without the field.
+        let unset = format!("imm{i}-unset");
+        let stack: ImageOptimizationStack = serde_json::from_value(serde_json::json!({
+            "apiVersion": "imagestack.dev/v1alpha1",
+            "kind": "ImageOptimizationStack",
+            "metadata": {"name": unset, "namespace": ns},
+            "spec": {"environment": "dev"},
+        }))
+        .unwrap();
+        api.create(&Default::default(), &stack).await.unwrap();
+        let add = Patch::Merge(serde_json::json!({"spec": at(path, a.into())}));
+        assert_immutable(
+            path,
+            "adding (merge patch)",
+            api.patch(&unset, &pp, &add).await,
+        );
+        let mut added = serde_json::to_value(api.get(&unset).await.unwrap()).unwrap();
+        set_spec_field(&mut added, path, Some(a));
+        let added: ImageOptimizationStack = serde_json::from_value(added).unwrap();
+        assert_immutable(
+            path,
+            "adding (replace)",
+            api.replace(&unset, &Default::default(), &added).await,
+        );
+        let kept = api
+            .patch(&unset, &pp, &memory(2048))
+            .await
+            .unwrap_or_else(|e| panic!("memoryMb change with {path} unset: {e}"));
+        assert_eq!(spec_field(&kept, path), None, "{path}");
+    }
+    api.delete_collection(&DeleteParams::default(), &Default::default())
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn delete_policy_delete_blocks_on_objects_then_empties() {
     let (client, ns) = setup().await;
