@@ -648,12 +648,28 @@ pub struct StackOutputs {
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ComponentStatus {
-    /// The component (one node of the stack's graph).
+    /// The component: `upload-bucket`, `webp-bucket`, `jpeg-bucket`,
+    /// `png-bucket` (S3 buckets); `metadata-table` (DynamoDB);
+    /// `processor-role`, `processor-function` (IAM, Lambda);
+    /// `s3-invoke-permission` (lets S3 invoke the function);
+    /// `upload-notifications` (the stack's event rules on the upload bucket);
+    /// `origin-access-control`, `distribution` (CloudFront); `webp-cdn-grant`,
+    /// `jpeg-cdn-grant`, `png-cdn-grant` (the statement in each output bucket's
+    /// policy that lets the distribution read it); `dashboard` (CloudWatch).
     pub name: ComponentName,
     /// AWS identifier: ARN or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub id: Option<String>,
-    /// Where the component stands after the last pass.
+    /// Where the component stands after the last pass. `Ready`: exists, is
+    /// this stack's and matches the spec. `Creating`: created in this pass,
+    /// AWS is still bringing it up. `Progressing`: AWS is applying a change
+    /// (table or function updating, distribution deploying). `Pending`: not
+    /// written because a component it depends on is not ready (the message
+    /// names it). `Paused`: differs from the spec but the stack is paused.
+    /// `Conflict`: a resource with this name exists and is not this stack's.
+    /// `Error`: the last AWS call failed (the message says which and why).
+    /// `Disabled`: switched off in the spec and removed. `Deleting`,
+    /// `Deleted`: while the stack (or a switched-off component) is deleted.
     pub state: ComponentState,
     /// Details: the last change, what it waits for, or the error.
     #[serde(default, skip_serializing_if = "Option::is_none")]
