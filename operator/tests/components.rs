@@ -17,7 +17,7 @@ use imagestack_operator::naming::{OWNER_TAG, StackId};
 use imagestack_operator::policy;
 
 mod common;
-use common::{harness, unique};
+use common::{harness, harness_in, unique};
 
 async fn bucket_tags(aws: &AwsClients, b: &str) -> BTreeMap<String, String> {
     aws.s3
@@ -860,6 +860,79 @@ async fn function_permission_notification_lifecycle() {
         "expected exactly one invocation (the .JPG), saw {seen}"
     );
 
+    // S4: the stack owns only its own rules. Somebody else's SQS rule and
+    // Lambda rule survive a repair of ours and our deletion. (The emulator
+    // drops EventBridge configuration and does not check that a queue
+    // exists; neither matters for what is tested here: our merge.)
+    let queue = aws_sdk_s3::types::QueueConfiguration::builder()
+        .id("to-sqs")
+        .queue_arn("arn:aws:sqs:us-east-1:123456789012:uploads-audit")
+        .events(aws_sdk_s3::types::Event::from("s3:ObjectRemoved:*"))
+        .build()
+        .unwrap();
+    let theirs = aws_sdk_s3::types::LambdaFunctionConfiguration::builder()
+        .id("audit-tif")
+        .lambda_function_arn(&n.function_arn)
+        .events(aws_sdk_s3::types::Event::from("s3:ObjectCreated:*"))
+        .filter(
+            aws_sdk_s3::types::NotificationConfigurationFilter::builder()
+                .key(
+                    aws_sdk_s3::types::S3KeyFilter::builder()
+                        .filter_rules(
+                            aws_sdk_s3::types::FilterRule::builder()
+                                .name(aws_sdk_s3::types::FilterRuleName::Suffix)
+                                .value(".tif")
+                                .build(),
+                        )
+                        .build(),
+                )
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let current = s3
+        .get_bucket_notification_configuration()
+        .bucket(&n.bucket)
+        .send()
+        .await
+        .unwrap();
+    // Theirs added, one of ours dropped (drift).
+    let mut lambdas: Vec<_> = current
+        .lambda_function_configurations()
+        .iter()
+        .filter(|c| c.id() != Some("imagestack-png"))
+        .cloned()
+        .collect();
+    lambdas.push(theirs.clone());
+    s3.put_bucket_notification_configuration()
+        .bucket(&n.bucket)
+        .notification_configuration(
+            aws_sdk_s3::types::NotificationConfiguration::builder()
+                .set_lambda_function_configurations(Some(lambdas))
+                .queue_configurations(queue.clone())
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&ctx, &n).await.unwrap();
+    assert_eq!(r.changes.len(), 1, "our rule repaired: {r:?}");
+    let after = s3
+        .get_bucket_notification_configuration()
+        .bucket(&n.bucket)
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = after
+        .lambda_function_configurations()
+        .iter()
+        .filter_map(|c| c.id())
+        .collect();
+    assert!(ids.contains(&"imagestack-png"), "{ids:?}");
+    assert!(ids.contains(&"audit-tif"), "theirs kept: {ids:?}");
+    assert_eq!(ids.len(), 9, "{ids:?}");
+    assert_eq!(after.queue_configurations(), std::slice::from_ref(&queue));
+
     // Delete in order: notifications → permission → function.
     assert_eq!(driver::delete_one(&ctx, &n).await.unwrap(), Deletion::Gone);
     assert!(
@@ -869,6 +942,14 @@ async fn function_permission_notification_lifecycle() {
             .ours
             .is_empty()
     );
+    let left = s3
+        .get_bucket_notification_configuration()
+        .bucket(&n.bucket)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(left.lambda_function_configurations(), &[theirs]);
+    assert_eq!(left.queue_configurations(), &[queue]);
     assert_eq!(driver::delete_one(&ctx, &p).await.unwrap(), Deletion::Gone);
     assert_eq!(driver::delete_one(&ctx, &d).await.unwrap(), Deletion::Gone);
     assert!(
@@ -878,5 +959,142 @@ async fn function_permission_notification_lifecycle() {
             .send()
             .await
             .is_err()
+    );
+}
+
+/// S4 for bucket policies: the stack manages only its statement ids; a user's
+/// own statement survives the repair of ours.
+#[tokio::test]
+async fn a_users_bucket_policy_statement_survives_repairs() {
+    let h = harness("environment: dev").await;
+    let d = h.desired.bucket(ComponentName::JpegBucket).unwrap().clone();
+    driver::reconcile_one(&h.ctx(), &d).await.unwrap();
+    let s3 = &h.aws.s3;
+    let theirs = serde_json::json!({
+        "Sid": "AuditorsMayList",
+        "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": "s3:ListBucket",
+        "Resource": format!("arn:aws:s3:::{}", d.name)
+    });
+    // Ours removed, theirs added.
+    s3.put_bucket_policy()
+        .bucket(&d.name)
+        .policy(policy::bucket_policy(vec![theirs.clone()]).to_string())
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
+    assert_eq!(r.changes.len(), 1, "{r:?}");
+    let doc = policy::parse(
+        s3.get_bucket_policy()
+            .bucket(&d.name)
+            .send()
+            .await
+            .unwrap()
+            .policy()
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(policy::statement(&doc, policy::TLS_ONLY_SID).is_some());
+    let kept = policy::statement(&doc, "AuditorsMayList").expect("their statement kept");
+    assert!(policy::same_statement(&kept, &theirs));
+    // And a second pass leaves both alone.
+    let before = h.writes();
+    driver::reconcile_one(&h.ctx(), &d).await.unwrap();
+    assert_eq!(h.writes(), before);
+}
+
+/// S7: the same namespace/name/environment in another installation (cluster id)
+/// is somebody else's stack: a NameConflict on every resource, no write, and
+/// its deletion deletes nothing. Resources tagged before installation ids
+/// existed are adopted and get the cluster tag.
+#[tokio::test]
+async fn another_installation_never_touches_a_stacks_resources() {
+    let a = harness_in("environment: dev", "cluster-a").await;
+    let bucket = a
+        .desired
+        .bucket(ComponentName::UploadBucket)
+        .unwrap()
+        .clone();
+    let role = a.desired.role.clone();
+    driver::reconcile_one(&a.ctx(), &bucket).await.unwrap();
+    driver::reconcile_one(&a.ctx(), &role).await.unwrap();
+    let tags = bucket_tags(&a.aws, &bucket.name).await;
+    assert_eq!(
+        tags.get(imagestack_operator::naming::CLUSTER_TAG)
+            .map(String::as_str),
+        Some("cluster-a")
+    );
+    let other = a.desired.id.clone().in_cluster("cluster-b");
+    let b = Ctx {
+        aws: &a.aws,
+        id: &other,
+        dry_run: false,
+        inputs: &a.inputs,
+    };
+    let before = a.writes();
+    for err in [
+        driver::reconcile_one(&b, &bucket).await.unwrap_err(),
+        driver::reconcile_one(&b, &role).await.unwrap_err(),
+    ] {
+        assert_eq!(err.reason(), "NameConflict", "{err}");
+        assert!(err.to_string().contains("cluster-a"), "{err}");
+    }
+    assert_eq!(
+        driver::delete_one(&b, &with_empty(&bucket, true))
+            .await
+            .unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(
+        driver::delete_one(&b, &role).await.unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(a.writes(), before, "cluster-b wrote nothing");
+    assert!(
+        a.aws
+            .s3
+            .head_bucket()
+            .bucket(&bucket.name)
+            .send()
+            .await
+            .is_ok()
+    );
+
+    // Migration: tags written before cluster ids (no cluster tag) are adopted.
+    let legacy: Vec<aws_sdk_s3::types::Tag> = tags
+        .iter()
+        .filter(|(k, _)| k.as_str() != imagestack_operator::naming::CLUSTER_TAG)
+        .map(|(k, v)| {
+            aws_sdk_s3::types::Tag::builder()
+                .key(k)
+                .value(v)
+                .build()
+                .unwrap()
+        })
+        .collect();
+    a.aws
+        .s3
+        .put_bucket_tagging()
+        .bucket(&bucket.name)
+        .tagging(
+            aws_sdk_s3::types::Tagging::builder()
+                .set_tag_set(Some(legacy))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&a.ctx(), &bucket).await.unwrap();
+    assert_eq!(r.state, State::Ready);
+    assert_eq!(r.changes.len(), 1, "the cluster tag is added: {r:?}");
+    assert_eq!(
+        bucket_tags(&a.aws, &bucket.name)
+            .await
+            .get(imagestack_operator::naming::CLUSTER_TAG)
+            .map(String::as_str),
+        Some("cluster-a")
     );
 }

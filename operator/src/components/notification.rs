@@ -307,7 +307,7 @@ mod tests {
             cfg.lambda_function_configurations()
                 .contains(&foreign_lambda)
         );
-        assert_eq!(cfg.queue_configurations(), &[queue.clone()]);
+        assert_eq!(cfg.queue_configurations(), std::slice::from_ref(&queue));
         // Deletion keeps theirs.
         let cfg = configuration(&seen.others, &BTreeSet::new()).unwrap();
         assert_eq!(cfg.lambda_function_configurations(), &[foreign_lambda]);

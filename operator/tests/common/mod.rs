@@ -36,6 +36,11 @@ pub fn unique(prefix: &str) -> String {
 
 /// Clients for the emulator and the plan of a stack with this spec.
 pub async fn harness(spec_yaml: &str) -> Harness {
+    harness_in(spec_yaml, "").await
+}
+
+/// The same, for the installation (cluster id) `cluster`.
+pub async fn harness_in(spec_yaml: &str, cluster: &str) -> Harness {
     assert!(
         std::env::var("AWS_ENDPOINT_URL").is_ok(),
         "AWS_ENDPOINT_URL is not set: these tests need the AWS emulator. Run ./scripts/test, or \
@@ -54,7 +59,11 @@ pub async fn harness(spec_yaml: &str) -> Harness {
         account_id: factory.account_id().await.expect("account"),
         region: factory.default_region(),
     };
-    let desired = plan::plan(&stack, &env).expect("plan");
+    let opts = plan::PlanOptions {
+        cluster_id: cluster.to_string(),
+        ..Default::default()
+    };
+    let desired = plan::plan_with(&stack, &env, &opts).expect("plan");
     let inputs = Resolved {
         role_arn: Some(desired.role.arn.clone()),
         ..Default::default()
