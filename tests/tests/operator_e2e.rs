@@ -769,7 +769,12 @@ async fn killed_after_every_write_converges_without_duplicates() {
         .map(|l| l.items())
         .unwrap_or_default()
         .iter()
-        .filter(|o| o.description() == description)
+        .filter(|o| {
+            o.description() == description
+                || o
+                    .description()
+                    .starts_with(&format!("{description} cluster="))
+        })
         .count();
     assert_eq!(n_oac, 1, "origin access controls");
     let lambda = aws_sdk_lambda::Client::new(&cfg);
