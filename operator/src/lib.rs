@@ -17,6 +17,7 @@ pub mod error;
 pub mod leader;
 pub mod metrics;
 pub mod naming;
+pub mod outputs;
 pub mod plan;
 pub mod policy;
 pub mod status;

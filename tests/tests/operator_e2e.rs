@@ -771,8 +771,7 @@ async fn killed_after_every_write_converges_without_duplicates() {
         .iter()
         .filter(|o| {
             o.description() == description
-                || o
-                    .description()
+                || o.description()
                     .starts_with(&format!("{description} cluster="))
         })
         .count();
@@ -1049,5 +1048,145 @@ async fn s3_deletion_preflight_deletes_nothing_while_a_bucket_is_not_empty() {
             .send()
             .await
             .is_err()
+    );
+}
+
+/// Whether the API server serves the core API (ConfigMaps, Events): the full
+/// kube-apiserver does (the default of ./scripts/test), the CRD-only one not.
+async fn has_core_api(client: &kube::Client) -> bool {
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "default");
+    cms.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .is_ok()
+}
+
+/// `spec.writeOutputsTo`: the outputs land in a ConfigMap owned by the stack,
+/// kept in sync, moved when the name changes, deleted with the stack; a
+/// ConfigMap of that name that is not the stack's is never overwritten.
+#[tokio::test]
+async fn outputs_are_published_to_a_config_map_the_stack_owns() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let (client, ns) = setup().await;
+    if !has_core_api(&client).await {
+        assert_eq!(
+            std::env::var("IMAGESTACK_API_SERVER").as_deref(),
+            Ok("crd"),
+            "this test needs the full API server (ConfigMaps); ./scripts/test starts it"
+        );
+        eprintln!("SKIPPED: the CRD-only API server has no ConfigMaps (IMAGESTACK_API_SERVER=crd)");
+        return;
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    // Somebody else's ConfigMap of the name the stack asks for.
+    let theirs: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "taken"}, "data": {"owner": "someone else"}
+    }))
+    .unwrap();
+    cms.create(&Default::default(), &theirs).await.unwrap();
+    let op = Operator::start(&ns, "2s", &[]).unwrap();
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(
+            &ns,
+            "out",
+            "environment: dev\nwriteOutputsTo: {configMapName: taken}",
+        )),
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    let msg = poll(Duration::from_secs(90), || async {
+        let s = api.get("out").await.ok()?;
+        let c = condition(&s, "Stalled")?;
+        (c.status == "True" && c.reason == "NameConflict").then(|| c.message.clone())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    assert!(msg.contains("ConfigMap taken"), "{msg}");
+    assert_eq!(
+        cms.get("taken").await.unwrap().data.unwrap()["owner"],
+        "someone else",
+        "never overwritten"
+    );
+
+    // Another name: written, owned by the stack, equal to status.outputs.
+    api.patch(
+        "out",
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"spec": {"writeOutputsTo": {"configMapName": "images-outputs"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let s = poll(Duration::from_secs(90), || async {
+        let s = api.get("out").await.ok()?;
+        let ready = condition(&s, "Ready")?.status == "True";
+        let current = s.status.as_ref()?.observed_generation == s.metadata.generation;
+        (ready && current).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let out = s.status.clone().unwrap().outputs.unwrap();
+    assert_eq!(out.config_map.as_deref(), Some("images-outputs"));
+    let cm = cms.get("images-outputs").await.unwrap();
+    let owner = &cm.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(owner.kind, "ImageOptimizationStack");
+    assert_eq!(Some(&owner.uid), s.metadata.uid.as_ref());
+    assert_eq!(owner.controller, Some(true));
+    let data = cm.data.clone().unwrap();
+    assert_eq!(
+        data["IMAGESTACK_CDN_URL"],
+        format!("https://{}", out.cdn_domain.clone().unwrap())
+    );
+    assert_eq!(
+        data["IMAGESTACK_UPLOAD_BUCKET"],
+        out.upload_bucket.clone().unwrap()
+    );
+    assert_eq!(
+        data["IMAGESTACK_TABLE_NAME"],
+        out.table_name.clone().unwrap()
+    );
+    assert_eq!(data["IMAGESTACK_REGION"], out.region.clone().unwrap());
+    // The event says so, with a verb as its action.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let published = poll(Duration::from_secs(30), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("OutputsPublished"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(published.action.as_deref(), Some("Reconcile"));
+
+    // Tampered with: repaired at the next resync.
+    let mut tampered = cm.clone();
+    tampered
+        .data
+        .get_or_insert_default()
+        .insert("IMAGESTACK_CDN_URL".into(), "https://evil.example".into());
+    cms.replace("images-outputs", &Default::default(), &tampered)
+        .await
+        .unwrap();
+    poll(Duration::from_secs(30), || async {
+        let cm = cms.get("images-outputs").await.ok()?;
+        (cm.data?["IMAGESTACK_CDN_URL"] == data["IMAGESTACK_CDN_URL"]).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("not repaired: {e}\n{}", op.log_text()));
+
+    // Deleting the stack deletes it (the operator does; no garbage collector here).
+    api.delete("out", &DeleteParams::default()).await.unwrap();
+    poll(Duration::from_secs(60), || async {
+        api.get_opt("out").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    assert!(cms.get_opt("images-outputs").await.unwrap().is_none());
+    assert!(
+        cms.get_opt("taken").await.unwrap().is_some(),
+        "theirs stays"
     );
 }
