@@ -1190,3 +1190,168 @@ async fn outputs_are_published_to_a_config_map_the_stack_owns() {
         "theirs stays"
     );
 }
+
+/// A second, private API server (another "cluster") for the duration of a test.
+struct SecondCluster {
+    data: std::path::PathBuf,
+    kubeconfig: String,
+}
+
+impl SecondCluster {
+    fn start() -> Self {
+        let data = std::env::temp_dir().join(unique("cluster-b"));
+        let port = |base: u16| (base + (std::process::id() % 500) as u16).to_string();
+        let out = std::process::Command::new(repo_root().join("../shared/envtest/start.sh"))
+            .env("DATA", &data)
+            .env("API_PORT", port(21000))
+            .env("ETCD_PORT", port(22000))
+            .env("ETCD_PEER_PORT", port(23000))
+            .env_remove("FULL")
+            .output()
+            .expect("start a second API server");
+        assert!(
+            out.status.success(),
+            "second API server: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kubeconfig = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Self { data, kubeconfig }
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+impl Drop for SecondCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(repo_root().join("../shared/envtest/stop.sh"))
+            .env("DATA", &self.data)
+            .output();
+    }
+}
+
+/// S7 across installations: the same namespace/name/environment in two clusters
+/// sharing one AWS account. Each operator discovers its own cluster id; the
+/// second cluster's stack is `Stalled`/`NameConflict` on everything, writes
+/// nothing, and deleting it (policy Delete) deletes nothing of the first's.
+#[tokio::test]
+async fn two_clusters_never_touch_each_others_stacks() {
+    let (client, ns) = setup().await;
+    let b = SecondCluster::start();
+    let (ok, out) = b.kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            repo_root().join("crds").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let spec = "environment: dev\ndeletionPolicy: Delete\nbuckets: {emptyOnDelete: true}";
+    let op_a = Operator::start(&ns, "2s", &[]).unwrap();
+    let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, "twin", spec))).unwrap();
+    assert!(ok, "{err}");
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
+    let a = wait_ready(&api, "twin", READY_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op_a.log_text()));
+    let out_a = a.status.unwrap().outputs.unwrap();
+    let writes_a = op_a.aws_writes().await.unwrap();
+
+    // The same stack in cluster B.
+    let op_b = Operator::start(&ns, "2s", &[("KUBECONFIG", &b.kubeconfig)]).unwrap();
+    let (ok, out) = b.kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, "twin", spec)));
+    assert!(ok, "{out}");
+    let b_client = {
+        let cfg = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&b.kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    };
+    let api_b: Api<ImageOptimizationStack> = Api::namespaced(b_client, &ns);
+    let msg = poll(Duration::from_secs(60), || async {
+        let s = api_b.get("twin").await.ok()?;
+        let c = condition(&s, "Stalled")?;
+        (c.status == "True" && c.reason == "NameConflict").then(|| c.message.clone())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op_b.log_text()));
+    assert!(msg.contains("another cluster"), "{msg}");
+    assert_eq!(
+        op_b.aws_writes().await.unwrap(),
+        0.0,
+        "cluster B wrote nothing"
+    );
+
+    // Deleting B's stack deletes nothing of A's.
+    api_b
+        .delete("twin", &DeleteParams::default())
+        .await
+        .unwrap();
+    poll(Duration::from_secs(60), || async {
+        api_b.get_opt("twin").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("B's stack not released: {e}\n{}", op_b.log_text()));
+    assert_eq!(op_b.aws_writes().await.unwrap(), 0.0);
+    let (s3, ddb, _) = aws().await;
+    for bucket in [&out_a.upload_bucket, &out_a.webp_bucket] {
+        s3.head_bucket()
+            .bucket(bucket.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    ddb.describe_table()
+        .table_name(out_a.table_name.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    // A stays Ready and in sync: its next passes write nothing.
+    let before = op_a
+        .metric_sum("imagestack_reconciles_total", &[])
+        .await
+        .unwrap();
+    poll(Duration::from_secs(30), || async {
+        let now = op_a
+            .metric_sum("imagestack_reconciles_total", &[])
+            .await
+            .ok()?;
+        (now >= before + 2.0).then_some(())
+    })
+    .await
+    .unwrap();
+    assert_eq!(op_a.aws_writes().await.unwrap(), writes_a);
+    let a = api.get("twin").await.unwrap();
+    assert_eq!(condition(&a, "Ready").unwrap().status, "True");
+}
