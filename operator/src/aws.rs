@@ -155,6 +155,28 @@ pub struct AwsClients {
     pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
+impl AwsClients {
+    /// Clients of every service from one configuration, without call
+    /// counting: for tools and tests that swap one client for a mock (the
+    /// operator itself uses [`AwsFactory::clients`]).
+    pub fn from_sdk_config(cfg: &SdkConfig) -> Self {
+        Self {
+            region: cfg
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "us-east-1".into()),
+            s3: aws_sdk_s3::Client::new(cfg),
+            dynamodb: aws_sdk_dynamodb::Client::new(cfg),
+            iam: aws_sdk_iam::Client::new(cfg),
+            sts: aws_sdk_sts::Client::new(cfg),
+            lambda: aws_sdk_lambda::Client::new(cfg),
+            cloudfront: aws_sdk_cloudfront::Client::new(cfg),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(cfg),
+            logs: aws_sdk_cloudwatchlogs::Client::new(cfg),
+        }
+    }
+}
+
 /// Loads SDK configuration once and hands out per-region clients.
 pub struct AwsFactory {
     base: SdkConfig,

@@ -211,6 +211,19 @@ impl Operator {
         })
     }
 
+    /// Wait until the operator has finished `n` more reconciles than now.
+    pub async fn wait_reconciles(&self, n: f64, timeout: Duration) -> Result<()> {
+        let before = self.metric_sum("imagestack_reconciles_total", &[]).await?;
+        poll(timeout, || async {
+            let now = self
+                .metric_sum("imagestack_reconciles_total", &[])
+                .await
+                .ok()?;
+            (now >= before + n).then_some(())
+        })
+        .await
+    }
+
     /// Wait until the process exits by itself (e.g. the crash hook), bounded.
     pub async fn wait_exit(&mut self, timeout: Duration) -> Result<std::process::ExitStatus> {
         let child = &mut self.child;
@@ -400,6 +413,22 @@ pub async fn wait_ready(
             last.lock().ok().and_then(|l| l.clone())
         )
     })
+}
+
+/// Wait until the stack is `Stalled` with `reason`; returns the condition's message.
+pub async fn wait_stalled(
+    api: &Api<ImageOptimizationStack>,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Result<String> {
+    poll(timeout, || async {
+        let s = api.get(name).await.ok()?;
+        let c = condition(&s, "Stalled")?;
+        (c.status == "True" && c.reason == reason).then(|| c.message.clone())
+    })
+    .await
+    .map_err(|e| anyhow!("{name} never Stalled/{reason}: {e}"))
 }
 
 /// AWS clients from the environment (the emulator in tests).

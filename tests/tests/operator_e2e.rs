@@ -247,19 +247,9 @@ async fn drift_is_repaired_and_pause_stops_writes() {
     .unwrap();
     assert!(paused.contains("cors"), "{paused}");
     let writes = op.aws_writes().await.unwrap();
-    let reconciles = op
-        .metric_sum("imagestack_reconciles_total", &[])
+    op.wait_reconciles(2.0, Duration::from_secs(90))
         .await
         .unwrap();
-    poll(Duration::from_secs(90), || async {
-        let n = op
-            .metric_sum("imagestack_reconciles_total", &[])
-            .await
-            .ok()?;
-        (n >= reconciles + 2.0).then_some(())
-    })
-    .await
-    .unwrap();
     assert_eq!(
         op.aws_writes().await.unwrap(),
         writes,
@@ -536,13 +526,9 @@ async fn delete_policy_delete_blocks_on_objects_then_empties() {
         .unwrap();
 
     api.delete("del", &DeleteParams::default()).await.unwrap();
-    let msg = poll(Duration::from_secs(90), || async {
-        let s = api.get("del").await.ok()?;
-        let c = condition(&s, "Stalled")?;
-        (c.status == "True" && c.reason == "BucketNotEmpty").then(|| c.message.clone())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let msg = wait_stalled(&api, "del", "BucketNotEmpty", Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
     assert!(msg.contains(&upload) && msg.contains("1 object"), "{msg}");
     // Still there, finalizer kept.
     let s = api.get("del").await.unwrap();
@@ -956,28 +942,14 @@ async fn s3_deletion_preflight_deletes_nothing_while_a_bucket_is_not_empty() {
     let writes_before = op.aws_writes().await.unwrap();
 
     api.delete("pre", &DeleteParams::default()).await.unwrap();
-    let msg = poll(Duration::from_secs(60), || async {
-        let s = api.get("pre").await.ok()?;
-        let c = condition(&s, "Stalled")?;
-        (c.status == "True" && c.reason == "BucketNotEmpty").then(|| c.message.clone())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let msg = wait_stalled(&api, "pre", "BucketNotEmpty", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
     assert!(msg.contains(&webp) && msg.contains("1 object"), "{msg}");
     // Let a few more passes run: still nothing deleted.
-    let before = op
-        .metric_sum("imagestack_reconciles_total", &[])
+    op.wait_reconciles(2.0, Duration::from_secs(30))
         .await
         .unwrap();
-    poll(Duration::from_secs(30), || async {
-        let now = op
-            .metric_sum("imagestack_reconciles_total", &[])
-            .await
-            .ok()?;
-        (now >= before + 2.0).then_some(())
-    })
-    .await
-    .unwrap();
     assert_eq!(
         op.aws_writes().await.unwrap(),
         writes_before,
@@ -1096,13 +1068,9 @@ async fn outputs_are_published_to_a_config_map_the_stack_owns() {
     )
     .unwrap();
     assert!(ok, "{err}");
-    let msg = poll(Duration::from_secs(90), || async {
-        let s = api.get("out").await.ok()?;
-        let c = condition(&s, "Stalled")?;
-        (c.status == "True" && c.reason == "NameConflict").then(|| c.message.clone())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let msg = wait_stalled(&api, "out", "NameConflict", Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
     assert!(msg.contains("ConfigMap taken"), "{msg}");
     assert_eq!(
         cms.get("taken").await.unwrap().data.unwrap()["owner"],
@@ -1299,13 +1267,9 @@ async fn two_clusters_never_touch_each_others_stacks() {
         kube::Client::try_from(cfg).unwrap()
     };
     let api_b: Api<ImageOptimizationStack> = Api::namespaced(b_client, &ns);
-    let msg = poll(Duration::from_secs(60), || async {
-        let s = api_b.get("twin").await.ok()?;
-        let c = condition(&s, "Stalled")?;
-        (c.status == "True" && c.reason == "NameConflict").then(|| c.message.clone())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", op_b.log_text()));
+    let msg = wait_stalled(&api_b, "twin", "NameConflict", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op_b.log_text()));
     assert!(msg.contains("another cluster"), "{msg}");
     assert_eq!(
         op_b.aws_writes().await.unwrap(),
@@ -1338,19 +1302,9 @@ async fn two_clusters_never_touch_each_others_stacks() {
         .await
         .unwrap();
     // A stays Ready and in sync: its next passes write nothing.
-    let before = op_a
-        .metric_sum("imagestack_reconciles_total", &[])
+    op_a.wait_reconciles(2.0, Duration::from_secs(30))
         .await
         .unwrap();
-    poll(Duration::from_secs(30), || async {
-        let now = op_a
-            .metric_sum("imagestack_reconciles_total", &[])
-            .await
-            .ok()?;
-        (now >= before + 2.0).then_some(())
-    })
-    .await
-    .unwrap();
     assert_eq!(op_a.aws_writes().await.unwrap(), writes_a);
     let a = api.get("twin").await.unwrap();
     assert_eq!(condition(&a, "Ready").unwrap().status, "True");
