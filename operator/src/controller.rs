@@ -595,7 +595,7 @@ mod tests {
     #[test]
     fn status_writes_do_not_change_the_hash() {
         let spec: crate::api::ImageOptimizationStackSpec =
-            serde_yaml::from_str("environment: dev").unwrap();
+            serde_norway::from_str("environment: dev").unwrap();
         let mut s = ImageOptimizationStack::new("a", spec);
         s.metadata.generation = Some(1);
         let h1 = change_hash(&s);

@@ -61,7 +61,7 @@ pub async fn kube_client() -> Result<Client> {
 pub async fn install_crd(client: &Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let text = std::fs::read_to_string(repo_root().join("crds/imagestack.dev_imagestacks.yaml"))?;
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&text)?;
+    let crd: CustomResourceDefinition = serde_norway::from_str(&text)?;
     let name = crd.name_any();
     api.patch(
         &name,

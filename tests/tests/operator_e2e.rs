@@ -647,7 +647,14 @@ async fn killed_after_every_write_converges_without_duplicates() {
     let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
     let mut crashes = 0;
     loop {
-        let mut op = Operator::start(&ns, "2s", &[("IMAGESTACK_CRASH_AFTER_WRITES", "1")]).unwrap();
+        // The constant exists only with the operator's `crash-hook` feature (tests/Cargo.toml
+        // enables it; the operator binary under test must be a workspace build).
+        let mut op = Operator::start(
+            &ns,
+            "2s",
+            &[(imagestack_operator::aws::CRASH_AFTER_WRITES_ENV, "1")],
+        )
+        .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let step = loop {
             if op.try_exit().is_some() {
@@ -681,7 +688,11 @@ async fn killed_after_every_write_converges_without_duplicates() {
         }
     }
     // Every component of the creation made at least one write, most several.
-    assert!(crashes >= 12, "only {crashes} writes before Ready");
+    assert!(
+        crashes >= 12,
+        "only {crashes} writes before Ready (0: is the operator binary a build without the \
+         `crash-hook` feature? `cargo build --workspace --bins` enables it)"
+    );
     println!("creation survived a crash after each of its {crashes} AWS writes");
     let _op = Operator::start(&ns, "2s", &[]).unwrap();
     let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
