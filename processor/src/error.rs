@@ -23,7 +23,7 @@ pub enum FailureReason {
     CorruptImage,
     /// The per-image time budget ran out.
     Timeout,
-    /// An encoder refused the decoded image.
+    /// An encoder (or the resampler) refused the decoded image.
     EncodeFailed,
     /// The object named by the event no longer exists.
     SourceMissing,
@@ -75,8 +75,12 @@ pub enum Error {
         format: imagestack_contract::Format,
         message: String,
     },
+    #[error("resampling to width {width} failed: {message}")]
+    ResizeFailed { width: u32, message: String },
     #[error("source object s3://{bucket}/{key} does not exist")]
     SourceMissing { bucket: String, key: String },
+    #[error("internal error: {0}")]
+    Internal(String),
 
     #[error("configuration: {var}: {message}")]
     Config { var: &'static str, message: String },
@@ -111,6 +115,7 @@ impl Error {
             Error::CorruptImage(_) => FailureReason::CorruptImage,
             Error::Timeout { .. } => FailureReason::Timeout,
             Error::EncodeFailed { .. } => FailureReason::EncodeFailed,
+            Error::ResizeFailed { .. } | Error::Internal(_) => FailureReason::EncodeFailed,
             Error::SourceMissing { .. } => FailureReason::SourceMissing,
             Error::Config { .. }
             | Error::Event(_)
