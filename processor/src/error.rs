@@ -1,9 +1,11 @@
 //! The crate's single error type.
 //!
 //! Errors split into two families that the Lambda treats differently:
-//! *permanent* ones (the image itself is bad: [`Error::failure_reason`] is
-//! `Some`) end in a failed metadata record and a successful invocation, and
-//! *transient* ones (S3/DynamoDB trouble) fail the invocation so Lambda retries.
+//! *permanent* ones (the image itself is bad, the event is not ours, or S3
+//! refused a request for good: [`Error::failure_reason`] is `Some`) end in a
+//! failed metadata record and a successful invocation, and *transient* ones
+//! (throttling, 5xx, network, DynamoDB trouble) fail the invocation so Lambda
+//! retries.
 
 use std::fmt;
 
@@ -25,8 +27,14 @@ pub enum FailureReason {
     Timeout,
     /// An encoder (or the resampler) refused the decoded image.
     EncodeFailed,
-    /// The object named by the event no longer exists.
+    /// The object (or the object version) named by the event no longer exists.
     SourceMissing,
+    /// The event names a bucket other than the configured upload bucket.
+    WrongBucket,
+    /// S3 refused a request for good (a 4xx answer other than throttling or
+    /// a timeout: a key too long, access denied, no such bucket, ...): retrying
+    /// the same request cannot succeed.
+    StorageRejected,
 }
 
 impl FailureReason {
@@ -40,6 +48,8 @@ impl FailureReason {
             FailureReason::Timeout => "Timeout",
             FailureReason::EncodeFailed => "EncodeFailed",
             FailureReason::SourceMissing => "SourceMissing",
+            FailureReason::WrongBucket => "WrongBucket",
+            FailureReason::StorageRejected => "StorageRejected",
         }
     }
 }
@@ -77,8 +87,25 @@ pub enum Error {
     },
     #[error("resampling to width {width} failed: {message}")]
     ResizeFailed { width: u32, message: String },
-    #[error("source object s3://{bucket}/{key} does not exist")]
-    SourceMissing { bucket: String, key: String },
+    #[error("source object s3://{bucket}/{key}{} does not exist", version_id.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default())]
+    SourceMissing {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    },
+    #[error(
+        "event for bucket {bucket:?} refused: this function processes uploads to {expected:?} only"
+    )]
+    WrongBucket { bucket: String, expected: String },
+    #[error("S3 {operation} s3://{bucket}/{key} refused (HTTP {status}, {code}): {message}")]
+    S3Rejected {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
     #[error("internal error: {0}")]
     Internal(String),
 
@@ -117,6 +144,8 @@ impl Error {
             Error::EncodeFailed { .. } => FailureReason::EncodeFailed,
             Error::ResizeFailed { .. } | Error::Internal(_) => FailureReason::EncodeFailed,
             Error::SourceMissing { .. } => FailureReason::SourceMissing,
+            Error::WrongBucket { .. } => FailureReason::WrongBucket,
+            Error::S3Rejected { .. } => FailureReason::StorageRejected,
             Error::Config { .. }
             | Error::Event(_)
             | Error::S3 { .. }

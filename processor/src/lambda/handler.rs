@@ -1,12 +1,14 @@
 //! One invocation: every record of the S3 event, in order.
 //!
-//! Per record: download (size checked first), run the pipeline on a blocking
+//! Per record: refuse a bucket other than the upload bucket, download (size
+//! checked first, and again while streaming), run the pipeline on a blocking
 //! thread within the time budget (every width variant included), upload
 //! every rendition once all are encoded, and write the metadata item last —
 //! so an item marked `completed` always points at renditions that exist. A
-//! bad image ends in a `failed` item, an error metric and a successful
-//! invocation; an AWS failure fails the invocation so Lambda retries it (the
-//! deterministic id makes the retry overwrite).
+//! bad image (or an event that is not ours, or an S3 request refused for
+//! good) ends in a `failed` item, an error metric and a successful
+//! invocation; a transient AWS failure fails the invocation so Lambda retries
+//! it (the deterministic id makes the retry overwrite).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -152,6 +154,14 @@ impl Processor {
         budget: Duration,
         started: Instant,
     ) -> Result<RecordOutcome> {
+        if source.bucket != self.config.upload_bucket {
+            // Only the upload bucket's notification may invoke the function;
+            // anything else is refused before a byte is read.
+            return Err(Error::WrongBucket {
+                bucket: source.bucket.clone(),
+                expected: self.config.upload_bucket.clone(),
+            });
+        }
         let limits = self.config.settings.limits;
         if let Some(size) = source.size {
             limits.check_bytes(size)?;
