@@ -495,7 +495,10 @@ mod tests {
     fn reserves_cover_every_format() {
         for f in Format::ALL {
             assert!(f.key_prefix().len() <= KEY_PREFIX_RESERVE, "{f}");
-            assert!(format!(".{}", f.extension()).len() <= KEY_EXTENSION_RESERVE, "{f}");
+            assert!(
+                format!(".{}", f.extension()).len() <= KEY_EXTENSION_RESERVE,
+                "{f}"
+            );
         }
         assert_eq!(KEY_WIDTH_RESERVE, "-w8192".len());
         assert_eq!(max_stem_bytes(32), 969);
