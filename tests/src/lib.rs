@@ -164,6 +164,21 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// Whether the API server of `KUBECONFIG` serves the coordination.k8s.io Lease
+/// API (the full kube-apiserver, kind, a real cluster) or not (the CRD-only
+/// envtest server). `IMAGESTACK_API_SERVER=full` or `=crd` says so without
+/// asking; otherwise discovery is asked once per test process.
+pub fn api_server_has_leases() -> bool {
+    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *HAS.get_or_init(|| match std::env::var("IMAGESTACK_API_SERVER").as_deref() {
+        Ok("full") => true,
+        Ok("crd") => false,
+        _ => kubectl(&["get", "--raw", "/apis/coordination.k8s.io/v1"], None)
+            .map(|(ok, out, _)| ok && out.contains("\"leases\""))
+            .unwrap_or(false),
+    })
+}
+
 /// The operator running as a child process (killed on drop).
 pub struct Operator {
     child: Child,
@@ -172,9 +187,25 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Start `operator run` watching `namespace`, leader election off (the
-    /// envtest API server has no Lease API), with extra env vars.
+    /// Start `operator run` watching `namespace`, with extra env vars. Leader
+    /// election is on, as in a cluster, when the API server has the Lease API
+    /// ([`api_server_has_leases`]): with a Lease of its own in `namespace`, so
+    /// that a test which restarts the operator (or crashes it on purpose) never
+    /// waits for a dead process's Lease to expire. It is off on the CRD-only
+    /// envtest server, which has no Lease API.
     pub fn start(namespace: &str, resync: &str, env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_with(namespace, resync, env, &[])
+    }
+
+    /// [`Operator::start`] with extra arguments for `operator run`. When they
+    /// contain any `--leader-election…` flag, the caller decides leader
+    /// election entirely (e.g. two replicas sharing one Lease).
+    pub fn start_with(
+        namespace: &str,
+        resync: &str,
+        env: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let port = free_port()?;
         let log_dir = repo_root().join(".run/test-logs");
         std::fs::create_dir_all(&log_dir)?;
@@ -187,7 +218,6 @@ impl Operator {
             "run",
             "--namespace",
             namespace,
-            "--leader-election=false",
             "--resync-interval",
             resync,
             "--metrics-addr",
@@ -196,10 +226,27 @@ impl Operator {
             "json",
             "--processor-artifact-dir",
         ])
-        .arg(artifact_dir())
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file);
+        .arg(artifact_dir());
+        if !extra_args
+            .iter()
+            .any(|a| a.starts_with("--leader-election"))
+        {
+            if api_server_has_leases() {
+                cmd.args([
+                    "--leader-election=true",
+                    "--leader-election-namespace",
+                    namespace,
+                    "--leader-election-id",
+                    &format!("imagestack-{}-{run}", std::process::id()),
+                ]);
+            } else {
+                cmd.arg("--leader-election=false");
+            }
+        }
+        cmd.args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -209,6 +256,18 @@ impl Operator {
             metrics_port: port,
             log,
         })
+    }
+
+    /// Send SIGTERM (graceful shutdown), without waiting.
+    pub fn terminate(&self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("run kill")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed: {status}", self.child.id());
+        }
+        Ok(())
     }
 
     /// Wait until the process exits by itself (e.g. the crash hook), bounded.
