@@ -771,8 +771,7 @@ async fn killed_after_every_write_converges_without_duplicates() {
         .iter()
         .filter(|o| {
             o.description() == description
-                || o
-                    .description()
+                || o.description()
                     .starts_with(&format!("{description} cluster="))
         })
         .count();
