@@ -6,7 +6,7 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
@@ -38,19 +38,26 @@ pub struct CallKey {
     pub outcome: &'static str,
 }
 
-/// Closed when this process may no longer change anything on AWS: it lost
-/// (or is giving up) the leader-election Lease, and another replica may be
-/// about to write. Once closed it stays closed; every mutating call made
-/// through the SDK clients then fails locally, before it is transmitted, with
-/// a [`FencedWrite`] error. Reads still pass.
+/// Stops this process's AWS writes when it may no longer change anything on
+/// AWS because it does not hold the leader-election Lease: every mutating call
+/// made through the SDK clients then fails locally, before it is transmitted,
+/// with a [`FencedWrite`] error. Reads still pass.
+///
+/// Two ways to shut it: [`WriteFence::close`] (for good: leadership lost or
+/// given up), and a deadline ([`WriteFence::open_until`]) that the leader
+/// moves forward with every successful renewal of its Lease. The deadline is
+/// checked by the interceptor itself at every transmission, so writes stop at
+/// the renew deadline even if the task that renews the Lease is starved.
+/// Without either (leader election off) it is open.
 #[derive(Debug, Default)]
 pub struct WriteFence {
     closed: AtomicBool,
     reason: Mutex<Option<String>>,
+    until: Mutex<Option<(Instant, String)>>,
 }
 
 impl WriteFence {
-    /// Close the fence (the first reason given is kept).
+    /// Close the fence for good (the first reason given is kept).
     pub fn close(&self, reason: &str) {
         if let Ok(mut r) = self.reason.lock()
             && r.is_none()
@@ -60,18 +67,30 @@ impl WriteFence {
         self.closed.store(true, Ordering::SeqCst);
     }
 
-    /// Why the fence is closed, if it is.
-    pub fn closed(&self) -> Option<String> {
-        if !self.closed.load(Ordering::SeqCst) {
-            return None;
+    /// Let writes through until `deadline` only; after it they are refused
+    /// with `reason_after`.
+    pub fn open_until(&self, deadline: Instant, reason_after: &str) {
+        if let Ok(mut u) = self.until.lock() {
+            *u = Some((deadline, reason_after.to_string()));
         }
-        Some(
-            self.reason
-                .lock()
-                .ok()
-                .and_then(|r| r.clone())
-                .unwrap_or_else(|| "fenced".into()),
-        )
+    }
+
+    /// Why writes are refused now, if they are.
+    pub fn closed(&self) -> Option<String> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Some(
+                self.reason
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.clone())
+                    .unwrap_or_else(|| "fenced".into()),
+            );
+        }
+        let until = self.until.lock().ok()?;
+        match &*until {
+            Some((deadline, reason)) if Instant::now() >= *deadline => Some(reason.clone()),
+            _ => None,
+        }
     }
 }
 
@@ -547,6 +566,22 @@ mod tests {
         // Reads still go out.
         let _ = s3.get_bucket_tagging().bucket("b").send().await;
         assert_eq!(sent.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_fence_shuts_itself_at_the_deadline() {
+        let fence = WriteFence::default();
+        assert_eq!(fence.closed(), None, "open without a deadline");
+        fence.open_until(Instant::now() + Duration::from_secs(60), "deadline passed");
+        assert_eq!(fence.closed(), None);
+        fence.open_until(Instant::now(), "deadline passed");
+        assert_eq!(fence.closed().as_deref(), Some("deadline passed"));
+        // A renewal opens it again; closing is for good.
+        fence.open_until(Instant::now() + Duration::from_secs(60), "deadline passed");
+        assert_eq!(fence.closed(), None);
+        fence.close("lost the Lease");
+        fence.open_until(Instant::now() + Duration::from_secs(60), "deadline passed");
+        assert_eq!(fence.closed().as_deref(), Some("lost the Lease"));
     }
 
     #[test]

@@ -12,9 +12,12 @@
 //!   lease duration to renew deadline would).
 //! - **Renew deadline** (default 10 s, shorter than the lease duration): a
 //!   leader that has not renewed successfully within this time of sending its
-//!   last successful renewal closes the AWS write fence (every mutating AWS
-//!   call then fails locally, see [`crate::aws::WriteFence`]), stops the
-//!   controller and exits non-zero. The renewal the others last saw reached
+//!   last successful renewal stops writing to AWS: the write fence
+//!   ([`crate::aws::WriteFence`], checked by the SDK interceptor before every
+//!   transmission) carries that deadline and refuses every mutating call from
+//!   that instant on, even if the renewing task is starved; then the fence is
+//!   closed for good, the controller stopped and the process exits non-zero
+//!   (the Deployment restarts it as a standby). The renewal the others last saw reached
 //!   the API server after it was sent, and they wait a whole lease duration
 //!   from seeing it, so the leader has stopped writing at least
 //!   `lease duration − renew deadline` before anyone else may start.
@@ -499,6 +502,11 @@ pub async fn acquire(
     let api: Api<Lease> = Api::namespaced(client, &cfg.namespace);
     let mut elector = Elector::new(api, cfg);
     metrics.set_leader(false);
+    // No AWS write from a standby.
+    fence.open_until(
+        Instant::now(),
+        "this replica is a standby: it does not hold the leader-election Lease",
+    );
     tracing::info!(
         lease = %format!("{namespace}/{name}"),
         identity = %identity,
@@ -549,6 +557,7 @@ pub async fn acquire(
     let (lost_tx, lost_rx) = oneshot::channel();
     let (release_tx, release_rx) = oneshot::channel::<()>();
     let term = Term::new(sent, timings.renew_deadline);
+    fence.open_until(term.deadline(), &deadline_passed(timings));
     let task = tokio::spawn(hold(elector, term, fence, metrics, release_rx, lost_tx));
     Ok(Some(Leadership {
         lost: lost_rx,
@@ -557,7 +566,17 @@ pub async fn acquire(
     }))
 }
 
-/// The leader's loop: renew every retry period; at the renew deadline, fence.
+fn deadline_passed(timings: Timings) -> String {
+    format!(
+        "no successful renewal of the Lease within the renew deadline ({:?})",
+        timings.renew_deadline
+    )
+}
+
+/// The leader's loop: renew every retry period, moving the write fence's
+/// deadline forward; at the renew deadline, close it for good and report the
+/// loss (the fence has shut itself at that instant already, even if this task
+/// runs late).
 async fn hold(
     mut elector: Elector,
     mut term: Term,
@@ -593,10 +612,7 @@ async fn hold(
                 return;
             }
             _ = tokio::time::sleep_until(deadline) => {
-                let reason = stop(format!(
-                    "no successful renewal of the Lease within the renew deadline ({:?})",
-                    timings.renew_deadline
-                ));
+                let reason = stop(deadline_passed(timings));
                 let _ = lost_tx.send(reason);
                 return;
             }
@@ -604,7 +620,10 @@ async fn hold(
                 tokio::time::sleep(timings.retry_period).await;
                 elector.try_acquire_or_renew().await
             } => match r {
-                Ok(Attempt::Held { sent }) => term.renewed(sent),
+                Ok(Attempt::Held { sent }) => {
+                    term.renewed(sent);
+                    fence.open_until(term.deadline(), &deadline_passed(timings));
+                }
                 Ok(Attempt::Waiting { holder, .. }) => {
                     let reason = stop(format!("the Lease is now held by {holder}"));
                     let _ = lost_tx.send(reason);

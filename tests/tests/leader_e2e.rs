@@ -388,7 +388,7 @@ async fn leader_that_cannot_renew_stops_writing_before_its_lease_expires() -> Re
     let b = replica(&ns, Some(&kc_b))?;
     wait_leads(&b, false, Duration::from_secs(30)).await?;
 
-    // Keep the leader busy: four stacks at once (it reconciles four in parallel).
+    // Keep the leader busy: four stacks at once (it reconciles four in parallel) …
     let names = ["s1", "s2", "s3", "s4"];
     for n in names {
         apply_stack(&ns, n)?;
@@ -398,68 +398,78 @@ async fn leader_that_cannot_renew_stops_writing_before_its_lease_expires() -> Re
     })
     .await
     .map_err(|e| anyhow!("the leader did not start writing: {e}\n{}", a.log_text()))?;
+    // … and keep changing their tags (every resource is re-tagged) until the end,
+    // so that whoever leads always has AWS writes to make.
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let churn = tokio::spawn({
+        let (api, stop) = (api.clone(), stop.clone());
+        async move {
+            let mut n = 0u64;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let patch = json!({"spec": {"tags": {"rev": n.to_string()}}});
+                let _ = api
+                    .patch(
+                        names[n as usize % names.len()],
+                        &PatchParams::default(),
+                        &Patch::Merge(&patch),
+                    )
+                    .await;
+                n += 1;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    });
 
     // Take away its right to update the Lease, mid-reconcile.
-    let revoked = Instant::now();
     let revoked_at = Timestamp::now();
     let (ok, _, err) = kubectl(
         &["delete", "rolebinding", "leader-election-a", "-n", &ns],
         None,
     )?;
     ensure!(ok, "{err}");
-    let status = a
-        .wait_exit(RENEW_DEADLINE + RETRY_PERIOD + Duration::from_secs(10))
-        .await
-        .map_err(|e| anyhow!("the old leader did not exit: {e}\n{}", a.log_text()))?;
-    let exited = revoked.elapsed();
-    ensure!(!status.success(), "the fenced leader exited with {status}");
-    wait_leads(&b, true, LEASE_DURATION + Duration::from_secs(10)).await?;
-    let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
-    for n in names {
-        wait_ready(&api, n, READY_TIMEOUT)
-            .await
-            .map_err(|e| anyhow!("{n}: {e}\n{}", b.log_text()))?;
-    }
-
-    // What each replica wrote, and when (both logs are on this machine's clock).
+    let took_over = wait_leads(&b, true, LEASE_DURATION + Duration::from_secs(10)).await;
+    // Let the new leader write for a while, then let everything settle.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    churn.await?;
+    let exit = a.wait_exit(Duration::from_secs(1)).await.ok();
     let (la, lb) = (lines(&a), lines(&b));
-    let fence = la
-        .iter()
-        .find(|l| {
-            l.v["message"]
-                .as_str()
-                .is_some_and(|m| m.starts_with("stopped leading"))
-        })
-        .map(|l| (l.at, l.v["reason"].as_str().unwrap_or_default().to_string()))
-        .with_context(|| format!("the old leader never fenced:\n{}", a.log_text()))?;
-    let (fenced_at, reason) = fence;
-    ensure!(
-        reason.contains("renew deadline"),
-        "fenced because: {reason}"
-    );
-    let acquired_b = with_message(&lb, "acquired leadership")
-        .first()
-        .map(|l| l.at)
-        .context("the standby never acquired")?;
-    let a_sent: Vec<Timestamp> = with_message(&la, "AWS write sent")
-        .iter()
-        .map(|l| l.at)
-        .collect();
-    let a_last = la.last().map(|l| l.at).context("empty log")?;
-    let b_sent: Vec<Timestamp> = with_message(&lb, "AWS write sent")
+    a.kill();
+    took_over?;
+
+    // What each replica sent to AWS, and when (both logs are on this machine's clock).
+    let sent = |lines: &[Line]| -> Vec<Timestamp> {
+        with_message(lines, "AWS write sent")
+            .iter()
+            .map(|l| l.at)
+            .collect()
+    };
+    let (a_sent, b_sent) = (sent(&la), sent(&lb));
+    let a_done: Vec<Timestamp> = with_message(&la, "AWS write")
         .iter()
         .map(|l| l.at)
         .collect();
     let b_first = *b_sent.first().context("the new leader wrote nothing")?;
+    let a_last_sent = *a_sent.last().context("the old leader wrote nothing")?;
+    let a_last_line = la.last().map(|l| l.at).context("empty log")?;
+    let acquired_b = with_message(&lb, "acquired leadership")
+        .first()
+        .map(|l| l.at)
+        .context("the standby never acquired")?;
+    let fence = la.iter().find(|l| {
+        l.v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("stopped leading"))
+    });
     let after_revoke = a_sent.iter().filter(|t| **t > revoked_at).count();
     let refused = with_message(&la, "AWS write refused: fenced").len();
-    let a_last_sent = *a_sent.last().context("the old leader wrote nothing")?;
     println!(
-        "RoleBinding deleted at 0: old leader sent {after_revoke} more AWS writes, its last at {}, fenced at {} ({refused} writes refused), exited at {}; \
+        "RoleBinding deleted at 0: the old leader sent {after_revoke} more AWS writes, its last at {}, fenced at {} ({refused} writes refused), exited at {}; \
          the standby acquired at {} and sent its first write at {} (lease duration {}, renew deadline {})",
         between(revoked_at, a_last_sent),
-        between(revoked_at, fenced_at),
-        secs(exited),
+        fence.map_or("never".into(), |f| between(revoked_at, f.at)),
+        exit.map_or("never".into(), |_| between(revoked_at, a_last_line)),
         between(revoked_at, acquired_b),
         between(revoked_at, b_first),
         secs(LEASE_DURATION),
@@ -469,32 +479,60 @@ async fn leader_that_cannot_renew_stops_writing_before_its_lease_expires() -> Re
         after_revoke > 0,
         "the leader was not writing when it lost the Lease"
     );
-    // Nothing left the old leader after its fence closed …
+    // No write from two replicas in overlapping windows: every write the old
+    // leader sent had been answered, and the process was gone, before the new
+    // leader sent its first.
+    let a_end = a_done
+        .iter()
+        .chain([&a_last_sent])
+        .max()
+        .copied()
+        .unwrap_or(a_last_sent);
     ensure!(
-        a_sent.iter().all(|t| *t < fenced_at),
-        "the old leader sent AWS writes after it fenced"
+        a_end < b_first,
+        "the replicas' AWS writes overlap: the old leader wrote until {}, the new leader from {}",
+        between(revoked_at, a_end),
+        between(revoked_at, b_first)
     );
-    // … it fenced before the Lease expired for the standby …
+    let status = exit.with_context(|| format!("the old leader did not exit:\n{}", a.log_text()))?;
+    ensure!(!status.success(), "the fenced leader exited with {status}");
+    ensure!(
+        a_last_line < b_first,
+        "the old leader was still running ({}) when the new leader wrote ({})",
+        between(revoked_at, a_last_line),
+        between(revoked_at, b_first)
+    );
+    // It fenced at its renew deadline: before the Lease expired for the standby …
+    let fence = fence.with_context(|| format!("the old leader never fenced:\n{}", a.log_text()))?;
+    let fenced_at = fence.at;
+    let reason = fence.v["reason"].as_str().unwrap_or_default();
+    ensure!(
+        reason.contains("renew deadline"),
+        "fenced because: {reason}"
+    );
     ensure!(
         fenced_at < acquired_b,
         "the old leader fenced at {} but the standby acquired at {}",
         between(revoked_at, fenced_at),
         between(revoked_at, acquired_b)
     );
-    // … and was gone (its last log line) before the new leader's first write.
     ensure!(
-        a_last < b_first,
-        "the replicas' AWS writes overlap: the old leader's log ends at {}, the new leader wrote at {}",
-        between(revoked_at, a_last),
-        between(revoked_at, b_first)
-    );
-    // It stopped at its renew deadline, not later.
-    ensure!(
-        exited <= RENEW_DEADLINE + RETRY_PERIOD + Duration::from_secs(2),
-        "the old leader exited {} after losing the Lease (renew deadline {})",
-        secs(exited),
+        fenced_at.duration_since(revoked_at) <= (RENEW_DEADLINE + RETRY_PERIOD).try_into()?,
+        "the old leader fenced {} after losing the Lease (renew deadline {})",
+        between(revoked_at, fenced_at),
         secs(RENEW_DEADLINE)
     );
+    // … and nothing left it after the fence closed.
+    ensure!(
+        a_sent.iter().all(|t| *t < fenced_at),
+        "the old leader sent AWS writes after it fenced"
+    );
+    // The new leader converges every stack.
+    for n in names {
+        wait_ready(&api, n, READY_TIMEOUT)
+            .await
+            .map_err(|e| anyhow!("{n}: {e}\n{}", b.log_text()))?;
+    }
     if b_sent.iter().any(|t| *t < acquired_b) {
         bail!("the standby wrote to AWS before it acquired the Lease");
     }
