@@ -8,8 +8,9 @@
 # Checks (printed one per line, then "N passed, N failed"; exit 1 on any failure):
 #   - the Dockerfile still delegates to docker/install-build-deps.sh and docker/build.sh, copies
 #     their output to /, runs as non-root and starts /usr/local/bin/operator;
-#   - usr/local/bin/operator: an executable ELF for this machine that answers --version and whose
-#     `operator crd` is the committed crds/imagestack.dev_imagestacks.yaml;
+#   - usr/local/bin/operator: an executable ELF for this machine that answers --version, has no
+#     crash-safety test hook (cargo feature crash-hook) and whose `operator crd` is the committed
+#     crds/imagestack.dev_imagestacks.yaml;
 #   - opt/imagestack/processor/{x86_64,arm64}.zip: a zip holding one executable `bootstrap`, an
 #     ELF for that architecture, with a matching .sha256 file.
 # Knobs: IMAGESTACK_IMAGE_OUT (staging dir, default a temp dir, removed unless kept with --keep),
@@ -21,7 +22,7 @@ for a in "$@"; do
   case $a in
     --fast) fast=1 ;;
     --keep) keep=1 ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "unknown argument $a (--fast, --keep)" >&2; exit 2 ;;
   esac
 done
@@ -57,6 +58,9 @@ elf_machine() { # x86_64 / arm64 / other(..) for an ELF file (e_machine at offse
 is_elf_for() { [ -f "$2" ] && [ "$(elf_machine "$2")" = "$1" ]; }
 final_stage_is_distroless() { awk '/^FROM /{f=$0} END{print f}' "$DF" | grep -q 'distroless/cc'; }
 op_version() { "$op" --version | grep -q '^operator '; }
+op_without_crash_hook() { # the crash-after-N-writes test hook (cargo feature crash-hook) is not in it
+  ! "$op" --version | grep -q crash-hook && ! grep -aq IMAGESTACK_CRASH_AFTER_WRITES "$op"
+}
 op_crd_matches() { "$op" crd | cmp -s - "$REPO/crds/imagestack.dev_imagestacks.yaml"; }
 zip_holds_bootstrap() {
   python3 - "$1" <<'PY'
@@ -82,6 +86,7 @@ host=$(uname -m); [ "$host" = aarch64 ] && host=arm64
 check "usr/local/bin/operator is executable" test -x "$op"
 check "usr/local/bin/operator is an ELF for $host" is_elf_for "$host" "$op"
 check "operator --version answers" op_version
+check "operator is built without the crash-hook test feature" op_without_crash_hook
 check "operator crd equals crds/imagestack.dev_imagestacks.yaml" op_crd_matches
 
 for arch in x86_64 arm64; do

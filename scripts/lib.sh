@@ -10,6 +10,32 @@ mkdir -p "$RUN"
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
+# Install the Debian packages the build and the tests need when they are missing (as root, or with
+# sudo); otherwise say exactly what to install. `ensure_packages` for ./scripts/up,
+# `ensure_packages test` adds what only the tests need.
+ensure_packages() {
+  local need=()
+  command -v openssl >/dev/null || need+=(openssl)
+  command -v nasm >/dev/null || need+=(nasm)                  # mozjpeg SIMD (processor)
+  command -v xz >/dev/null || need+=(xz-utils)                # ../shared/envtest binaries
+  command -v cc >/dev/null || need+=(gcc)
+  python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+  [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
+  if [ "${1:-}" = test ]; then
+    command -v lua5.1 >/dev/null || need+=(lua5.1)            # Argo CD health check tests
+  fi
+  [ ${#need[@]} -eq 0 ] && return 0
+  local sudo=()
+  if [ "$(id -u)" != 0 ]; then
+    command -v sudo >/dev/null || die "missing packages: ${need[*]} (install them: apt-get install -y ${need[*]})"
+    sudo=(sudo)
+  fi
+  command -v apt-get >/dev/null || die "missing packages: ${need[*]} (not a Debian-like system: install them by hand)"
+  log "installing ${need[*]} (apt-get)"
+  "${sudo[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >/dev/null
+}
+
 # True when kubectl can reach the API server of the current KUBECONFIG/context within 5 s.
 kube_reachable() { kubectl get --raw /version --request-timeout=5s >/dev/null 2>&1; }
 
@@ -58,11 +84,17 @@ ensure_kube() {
     return
   fi
   [ -x "$SHARED/envtest/start.sh" ] || die "no reachable Kubernetes API, no Docker for kind, and no $SHARED/envtest: set KUBECONFIG"
-  local kc
-  kc=$("$SHARED/envtest/start.sh" | tail -n 1)
+  local kc full=1 what="full kube-apiserver: core API, RBAC, Leases, Events, ConfigMaps"
+  case "${IMAGESTACK_API_SERVER:-full}" in
+    full) ;;
+    crd) full=0; what="etcd + apiextensions-apiserver: CRDs only, no core API" ;;
+    *) die "IMAGESTACK_API_SERVER must be 'full' (default) or 'crd', not '${IMAGESTACK_API_SERVER}'" ;;
+  esac
+  kc=$(FULL=$full "$SHARED/envtest/start.sh" | tail -n 1)
   touch "$RUN/started-envtest"
   export KUBECONFIG=$kc
-  log "Kubernetes: local API server (etcd + apiextensions-apiserver, $KUBECONFIG)"
+  export IMAGESTACK_API_SERVER=${IMAGESTACK_API_SERVER:-full}
+  log "Kubernetes: local API server ($what; $KUBECONFIG)"
 }
 
 # Stop what ensure_aws/ensure_kube started.

@@ -2,8 +2,9 @@
 
 The API server is the one KUBECONFIG points at (charts/test.sh starts a private one from
 ../shared/envtest when none is reachable). It may have no core API group, so only the CRD is
-installed there; the chart's other objects need a full cluster (kind). The CRD is applied with
-server-side apply and never deleted: deleting a CRD deletes every stack other tests created.
+installed here; test_deployed.py installs the whole chart into the full API server. The CRD is
+applied with server-side apply and never deleted: deleting a CRD deletes every stack other tests
+created.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from conftest import CHART_DIR, REPO
 CHART_CRD = CHART_DIR / "crds" / "imagestack.dev_imagestacks.yaml"
 TOP_CRD = REPO / "crds" / "imagestack.dev_imagestacks.yaml"
 CRD_NAME = "imagestacks.imagestack.dev"
+STACK_NAMESPACE = "chart-test"
 
 
 def test_chart_crd_is_a_byte_exact_copy_of_the_generated_one():
@@ -76,6 +78,10 @@ def installed_crd(api_server):
     kubectl("apply", "--server-side", "--dry-run=server", "--field-manager=imagestack-chart", "-f", str(CHART_CRD))
     kubectl("apply", "--server-side", "--field-manager=imagestack-chart", "-f", str(CHART_CRD))
     kubectl("wait", "--for=condition=Established", f"crd/{CRD_NAME}", "--timeout=60s")
+    # The stacks below are dry-run created in STACK_NAMESPACE. The full kube-apiserver wants that
+    # Namespace to exist; the CRD-only server has no Namespace API and accepts any name (then this
+    # create fails, harmlessly). AlreadyExists is fine too.
+    kubectl("create", "namespace", STACK_NAMESPACE, check=False)
     return json.loads(kubectl("get", f"crd/{CRD_NAME}", "-o", "json").stdout)
 
 
@@ -99,7 +105,7 @@ def stack(example: str, name: str, namespace: str) -> dict:
 @pytest.mark.parametrize("example", ["stack-dev.yaml", "stack-prod.yaml", "argocd/stacks/images.yaml"])
 def test_examples_are_accepted_and_defaulted(installed_crd, example):
     name = f"chart-test-{uuid.uuid4().hex[:8]}"
-    obj = stack(example, name, "chart-test")
+    obj = stack(example, name, STACK_NAMESPACE)
     out = kubectl("create", "--dry-run=server", "-o", "json", "-f", "-", stdin=json.dumps(obj))
     created = json.loads(out.stdout)
     assert created["metadata"]["name"] == name
@@ -108,7 +114,7 @@ def test_examples_are_accepted_and_defaulted(installed_crd, example):
 
 
 def test_invalid_stack_is_rejected_by_the_chart_crd(installed_crd):
-    obj = stack("stack-dev.yaml", f"chart-test-{uuid.uuid4().hex[:8]}", "chart-test")
+    obj = stack("stack-dev.yaml", f"chart-test-{uuid.uuid4().hex[:8]}", STACK_NAMESPACE)
     obj["spec"]["processor"]["memoryMb"] = 64  # Lambda's minimum is 128 MB
     out = kubectl("create", "--dry-run=server", "-f", "-", stdin=json.dumps(obj), check=False)
     assert out.returncode != 0, "the API server accepted memoryMb=64"

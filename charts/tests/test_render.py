@@ -170,7 +170,9 @@ CR_RULES = {
     ("imagestack.dev", "imagestacks", v, ()) for v in ("get", "list", "watch", "patch", "update")
 } | {("imagestack.dev", "imagestacks/status", v, ()) for v in ("get", "patch", "update")} | {
     ("imagestack.dev", "imagestacks/finalizers", "update", ()),
-} | {(g, "events", v, ()) for g in ("", "events.k8s.io") for v in ("create", "patch")}
+} | {(g, "events", v, ()) for g in ("", "events.k8s.io") for v in ("create", "patch")} | {
+    ("", "configmaps", v, ()) for v in ("get", "create", "update", "delete")
+}
 
 
 # operator.clusterId empty: the operator reads the UID of the kube-system Namespace, and only that.

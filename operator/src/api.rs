@@ -166,6 +166,27 @@ pub struct ImageOptimizationStackSpec {
     /// The CloudWatch dashboard of the stack.
     #[serde(default)]
     pub dashboard: DashboardSpec,
+
+    /// Publish the stack's outputs (bucket names, table, CDN domain and URL
+    /// prefix, region, dashboard URL) into a ConfigMap in the stack's
+    /// namespace, so that an app's Deployment can `envFrom` it. The ConfigMap
+    /// is owned by the stack (deleted with it) and kept in sync; a ConfigMap of
+    /// that name that is not this stack's is never overwritten (`Stalled`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub write_outputs_to: Option<OutputsTarget>,
+}
+
+/// Where the stack publishes its outputs.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct OutputsTarget {
+    /// Name of the ConfigMap (in the stack's namespace) holding the outputs as
+    /// `IMAGESTACK_*` keys, e.g. `IMAGESTACK_CDN_URL`.
+    #[schemars(
+        length(min = 1, max = 253),
+        regex(pattern = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
+    )]
+    pub config_map_name: String,
 }
 
 /// Transition rule for the spec that keeps the optional field at `path`
@@ -642,6 +663,9 @@ pub struct StackOutputs {
     /// CloudWatch console URL of the dashboard.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_url: Option<String>,
+    /// The ConfigMap the outputs are published to (`spec.writeOutputsTo`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_map: Option<String>,
 }
 
 /// State of one AWS component of the stack.

@@ -26,7 +26,10 @@ use crate::error::{Error, Result};
 
 /// Environment variable: abort the process after this many successful AWS
 /// writes. A test hook for crash-safety tests (kill after each write, restart,
-/// converge with exactly one of everything). Never set it in production.
+/// converge with exactly one of everything). Compiled only with the
+/// `crash-hook` cargo feature, which the `tests` crate enables; the shipped
+/// binary (`cargo build -p imagestack-operator`) has no such hook.
+#[cfg(feature = "crash-hook")]
 pub const CRASH_AFTER_WRITES_ENV: &str = "IMAGESTACK_CRASH_AFTER_WRITES";
 
 /// Key of one counter: service, operation, outcome.
@@ -119,18 +122,19 @@ impl Storable for Refused {
 pub struct CallStats {
     counts: Mutex<HashMap<CallKey, u64>>,
     writes: AtomicU64,
+    #[cfg(feature = "crash-hook")]
     crash_after_writes: Option<u64>,
     fence: Arc<WriteFence>,
 }
 
 impl CallStats {
-    /// New counters; reads the crash hook from the environment.
+    /// New counters (with the `crash-hook` feature: reads the hook from the environment).
     pub fn new() -> Self {
-        let crash_after_writes = std::env::var(CRASH_AFTER_WRITES_ENV)
-            .ok()
-            .and_then(|v| v.parse().ok());
         Self {
-            crash_after_writes,
+            #[cfg(feature = "crash-hook")]
+            crash_after_writes: std::env::var(CRASH_AFTER_WRITES_ENV)
+                .ok()
+                .and_then(|v| v.parse().ok()),
             ..Default::default()
         }
     }
@@ -163,19 +167,31 @@ impl CallStats {
         if is_mutating(operation) {
             tracing::debug!(service, operation, ok, "AWS write");
             let n = self.writes.fetch_add(1, Ordering::SeqCst) + 1;
-            if ok
-                && let Some(limit) = self.crash_after_writes
-                && n >= limit
-            {
-                tracing::error!(
-                    writes = n,
-                    operation,
-                    "{CRASH_AFTER_WRITES_ENV} reached: aborting the process (crash-safety test hook)"
-                );
-                std::process::abort();
+            if ok {
+                self.crash_hook(n, operation);
             }
         }
     }
+
+    /// The crash-safety test hook: abort once `n` successful writes reach
+    /// [`CRASH_AFTER_WRITES_ENV`].
+    #[cfg(feature = "crash-hook")]
+    fn crash_hook(&self, n: u64, operation: &str) {
+        if let Some(limit) = self.crash_after_writes
+            && n >= limit
+        {
+            tracing::error!(
+                writes = n,
+                operation,
+                "{CRASH_AFTER_WRITES_ENV} reached: aborting the process (crash-safety test hook)"
+            );
+            std::process::abort();
+        }
+    }
+
+    /// Without the `crash-hook` feature there is no hook.
+    #[cfg(not(feature = "crash-hook"))]
+    fn crash_hook(&self, _n: u64, _operation: &str) {}
 
     /// Snapshot of all counters.
     pub fn snapshot(&self) -> BTreeMap<CallKey, u64> {
@@ -282,6 +298,28 @@ pub struct AwsClients {
     pub cloudfront: aws_sdk_cloudfront::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+}
+
+impl AwsClients {
+    /// Clients of every service from one configuration, without call
+    /// counting: for tools and tests that swap one client for a mock (the
+    /// operator itself uses [`AwsFactory::clients`]).
+    pub fn from_sdk_config(cfg: &SdkConfig) -> Self {
+        Self {
+            region: cfg
+                .region()
+                .map(|r| r.to_string())
+                .unwrap_or_else(|| "us-east-1".into()),
+            s3: aws_sdk_s3::Client::new(cfg),
+            dynamodb: aws_sdk_dynamodb::Client::new(cfg),
+            iam: aws_sdk_iam::Client::new(cfg),
+            sts: aws_sdk_sts::Client::new(cfg),
+            lambda: aws_sdk_lambda::Client::new(cfg),
+            cloudfront: aws_sdk_cloudfront::Client::new(cfg),
+            cloudwatch: aws_sdk_cloudwatch::Client::new(cfg),
+            logs: aws_sdk_cloudwatchlogs::Client::new(cfg),
+        }
+    }
 }
 
 /// Loads SDK configuration once and hands out per-region clients.

@@ -17,11 +17,18 @@ use crate::error::{Error, Result};
 use crate::leader::{self, ElectionConfig, Timings};
 use crate::metrics::{self, Metrics};
 
+/// `operator --version`: the package version; test builds with the `crash-hook`
+/// feature say so (the shipped binary never has it).
+#[cfg(not(feature = "crash-hook"))]
+const VERSION: &str = env!("CARGO_PKG_VERSION");
+#[cfg(feature = "crash-hook")]
+const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (test build: crash-hook)");
+
 /// imagestack: a Kubernetes operator that turns ImageOptimizationStack
 /// resources into AWS image-optimization stacks (S3 upload and output buckets,
 /// DynamoDB metadata table, IAM role, processor Lambda, CloudFront, dashboard).
 #[derive(Parser, Debug)]
-#[command(name = "operator", version, about, long_about = None)]
+#[command(name = "operator", version = VERSION, about, long_about = None)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

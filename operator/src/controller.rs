@@ -33,6 +33,7 @@ use crate::components::Ctx;
 use crate::driver::Graph;
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
+use crate::outputs;
 use crate::plan::{self, AwsEnv};
 use crate::status::{self, Phase};
 
@@ -357,24 +358,25 @@ async fn apply(
             ctx.metrics.drift_repaired(component.as_str(), n as u64);
         }
     }
-    let phase = pass.phase();
-    if let Some(e) = pass.error().filter(|e| warn_about(e)) {
+    let published = publish_outputs(stack, ctx, &mut outputs).await;
+    let mut phase = pass.phase();
+    let error = pass.error().or(published.as_ref().err());
+    if let Some(e) = error.filter(|e| warn_about(e)) {
         let (reason, note) = (e.reason(), e.status_message());
         ctx.publish(stack, EventType::Warning, &reason, ACTION_RECONCILE, note)
             .await;
     }
-    set_status(
-        api,
-        stack,
-        &phase,
-        Some(pass.statuses()),
-        Some(outputs),
-        ctx,
-    )
-    .await?;
+    if pass.error().is_none()
+        && let Err(e) = &published
+    {
+        phase = Phase::of_error(e);
+    }
+    let statuses = Some(pass.statuses());
+    set_status(api, stack, &phase, statuses, Some(outputs), ctx).await?;
     if let Some(e) = pass.into_error() {
         return Err(e);
     }
+    published?;
     Ok(match phase {
         Phase::Ready => Action::requeue(ctx.resync_interval),
         Phase::Progressing { reason, .. } if reason == "Paused" => {
@@ -382,6 +384,64 @@ async fn apply(
         }
         _ => Action::requeue(POLL_INTERVAL),
     })
+}
+
+/// Publish the outputs to `spec.writeOutputsTo` (and remove the ConfigMap a
+/// previous spec named); records the name in `outputs`.
+async fn publish_outputs(
+    stack: &ImageOptimizationStack,
+    ctx: &Context,
+    outputs: &mut StackOutputs,
+) -> Result<()> {
+    let previous = stack
+        .status
+        .as_ref()
+        .and_then(|s| s.outputs.as_ref())
+        .and_then(|o| o.config_map.clone());
+    let wanted = stack
+        .spec
+        .write_outputs_to
+        .as_ref()
+        .map(|t| t.config_map_name.clone());
+    if let Some(old) = previous.filter(|p| Some(p) != wanted.as_ref()) {
+        outputs::remove(&ctx.client, stack, &old).await?;
+    }
+    let Some(name) = wanted else {
+        return Ok(());
+    };
+    if outputs::sync(&ctx.client, stack, &name, outputs).await? {
+        let note = format!("outputs written to ConfigMap {name}");
+        ctx.publish(
+            stack,
+            EventType::Normal,
+            "OutputsPublished",
+            ACTION_RECONCILE,
+            note,
+        )
+        .await;
+    }
+    outputs.config_map = Some(name);
+    Ok(())
+}
+
+/// Remove the outputs ConfigMap when the stack goes.
+async fn unpublish_outputs(stack: &ImageOptimizationStack, ctx: &Context) -> Result<()> {
+    let names = [
+        stack
+            .spec
+            .write_outputs_to
+            .as_ref()
+            .map(|t| t.config_map_name.clone()),
+        stack
+            .status
+            .as_ref()
+            .and_then(|s| s.outputs.as_ref())
+            .and_then(|o| o.config_map.clone()),
+    ];
+    for name in names.into_iter().flatten() {
+        outputs::remove(&ctx.client, stack, &name).await?;
+    }
+    Ok(())
 }
 
 /// Delete (or retain) the stack's AWS resources before the finalizer goes:
@@ -394,6 +454,7 @@ async fn cleanup(
 ) -> Result<Action> {
     let key = key_of(stack);
     if stack.spec.deletion_policy == DeletionPolicy::Retain {
+        unpublish_outputs(stack, ctx).await?;
         info!("deletionPolicy Retain: leaving AWS resources in place");
         ctx.publish(
             stack,
@@ -427,6 +488,7 @@ async fn cleanup(
     let cx = Ctx::new(&aws, &desired.id, false);
     let pass = graph.delete(&cx).await;
     let Some(phase) = pass.deletion_phase() else {
+        unpublish_outputs(stack, ctx).await?;
         ctx.publish(
             stack,
             EventType::Normal,
@@ -533,7 +595,7 @@ mod tests {
     #[test]
     fn status_writes_do_not_change_the_hash() {
         let spec: crate::api::ImageOptimizationStackSpec =
-            serde_yaml::from_str("environment: dev").unwrap();
+            serde_norway::from_str("environment: dev").unwrap();
         let mut s = ImageOptimizationStack::new("a", spec);
         s.metadata.generation = Some(1);
         let h1 = change_hash(&s);

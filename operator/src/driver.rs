@@ -182,6 +182,7 @@ async fn drive_inner<C: Component>(
     if let Some(observed) = c.observed_id(&seen) {
         *id = observed;
     }
+    let created = created || !c.exists(&seen);
     outputs.extend(c.outputs(cx, &seen));
     if let Some(progress) = c.wait(&seen) {
         return Ok(Outcome::Progressing {
@@ -859,17 +860,7 @@ mod tests {
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new("eu-west-1"))
             .build();
-        AwsClients {
-            region: "eu-west-1".into(),
-            s3: aws_sdk_s3::Client::new(&cfg),
-            dynamodb: aws_sdk_dynamodb::Client::new(&cfg),
-            iam: aws_sdk_iam::Client::new(&cfg),
-            sts: aws_sdk_sts::Client::new(&cfg),
-            lambda: aws_sdk_lambda::Client::new(&cfg),
-            cloudfront: aws_sdk_cloudfront::Client::new(&cfg),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&cfg),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&cfg),
-        }
+        AwsClients::from_sdk_config(&cfg)
     }
 
     /// bucket ─► role ─► function ─► permission (inside function)

@@ -523,7 +523,7 @@ mod tests {
     use crate::api::{ImageOptimizationStackSpec, OutputFormat};
 
     fn stack(yaml: &str) -> ImageOptimizationStack {
-        let spec: ImageOptimizationStackSpec = serde_yaml::from_str(yaml).unwrap();
+        let spec: ImageOptimizationStackSpec = serde_norway::from_str(yaml).unwrap();
         let mut s = ImageOptimizationStack::new("images", spec);
         s.metadata.namespace = Some("team-a".into());
         s

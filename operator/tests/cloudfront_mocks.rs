@@ -123,15 +123,8 @@ impl Mocked {
             ))
             .build();
         let aws = AwsClients {
-            region: "eu-west-1".into(),
-            s3: aws_sdk_s3::Client::new(&cfg),
-            dynamodb: aws_sdk_dynamodb::Client::new(&cfg),
-            iam: aws_sdk_iam::Client::new(&cfg),
-            sts: aws_sdk_sts::Client::new(&cfg),
-            lambda: aws_sdk_lambda::Client::new(&cfg),
             cloudfront,
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&cfg),
-            logs: aws_sdk_cloudwatchlogs::Client::new(&cfg),
+            ..AwsClients::from_sdk_config(&cfg)
         };
         Self {
             aws,

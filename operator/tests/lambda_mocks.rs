@@ -109,15 +109,9 @@ impl Mocked {
             ))
             .build();
         let aws = AwsClients {
-            region: "eu-west-1".into(),
-            s3: aws_sdk_s3::Client::new(&cfg),
-            dynamodb: aws_sdk_dynamodb::Client::new(&cfg),
-            iam: aws_sdk_iam::Client::new(&cfg),
-            sts: aws_sdk_sts::Client::new(&cfg),
             lambda,
-            cloudfront: aws_sdk_cloudfront::Client::new(&cfg),
-            cloudwatch: aws_sdk_cloudwatch::Client::new(&cfg),
             logs,
+            ..AwsClients::from_sdk_config(&cfg)
         };
         Self {
             aws,

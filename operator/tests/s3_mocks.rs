@@ -25,15 +25,8 @@ fn clients(s3: Client) -> AwsClients {
         .region(Region::new("eu-west-1"))
         .build();
     AwsClients {
-        region: "eu-west-1".into(),
         s3,
-        dynamodb: aws_sdk_dynamodb::Client::new(&cfg),
-        iam: aws_sdk_iam::Client::new(&cfg),
-        sts: aws_sdk_sts::Client::new(&cfg),
-        lambda: aws_sdk_lambda::Client::new(&cfg),
-        cloudfront: aws_sdk_cloudfront::Client::new(&cfg),
-        cloudwatch: aws_sdk_cloudwatch::Client::new(&cfg),
-        logs: aws_sdk_cloudwatchlogs::Client::new(&cfg),
+        ..AwsClients::from_sdk_config(&cfg)
     }
 }
 

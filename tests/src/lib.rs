@@ -61,7 +61,7 @@ pub async fn kube_client() -> Result<Client> {
 pub async fn install_crd(client: &Client) -> Result<()> {
     let api: Api<CustomResourceDefinition> = Api::all(client.clone());
     let text = std::fs::read_to_string(repo_root().join("crds/imagestack.dev_imagestacks.yaml"))?;
-    let crd: CustomResourceDefinition = serde_yaml::from_str(&text)?;
+    let crd: CustomResourceDefinition = serde_norway::from_str(&text)?;
     let name = crd.name_any();
     api.patch(
         &name,
@@ -166,17 +166,42 @@ pub fn free_port() -> Result<u16> {
 
 /// Whether the API server of `KUBECONFIG` serves the coordination.k8s.io Lease
 /// API (the full kube-apiserver, kind, a real cluster) or not (the CRD-only
-/// envtest server). `IMAGESTACK_API_SERVER=full` or `=crd` says so without
-/// asking; otherwise discovery is asked once per test process.
+/// envtest server). `IMAGESTACK_API_SERVER=full` or `=crd` (set by the
+/// scripts) says so without asking; otherwise discovery is asked once.
 pub fn api_server_has_leases() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| match std::env::var("IMAGESTACK_API_SERVER").as_deref() {
-        Ok("full") => true,
-        Ok("crd") => false,
-        _ => kubectl(&["get", "--raw", "/apis/coordination.k8s.io/v1"], None)
-            .map(|(ok, out, _)| ok && out.contains("\"leases\""))
-            .unwrap_or(false),
-    })
+    has_leases(None)
+}
+
+/// [`api_server_has_leases`] for the API server of `kubeconfig` (`None`:
+/// `KUBECONFIG`), asked once per kubeconfig and test process.
+fn has_leases(kubeconfig: Option<&str>) -> bool {
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Option<String>, bool>>,
+    > = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = kubeconfig.map(str::to_string);
+    if let Some(known) = cache.lock().ok().and_then(|c| c.get(&key).copied()) {
+        return known;
+    }
+    let env = std::env::var("IMAGESTACK_API_SERVER");
+    let has = match (kubeconfig, env.as_deref()) {
+        (None, Ok("full")) => true,
+        (None, Ok("crd")) => false,
+        _ => {
+            let mut args = vec![];
+            if let Some(k) = kubeconfig {
+                args.extend(["--kubeconfig", k]);
+            }
+            args.extend(["get", "--raw", "/apis/coordination.k8s.io/v1"]);
+            kubectl(&args, None)
+                .map(|(ok, out, _)| ok && out.contains("\"leases\""))
+                .unwrap_or(false)
+        }
+    };
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, has);
+    }
+    has
 }
 
 /// The operator running as a child process (killed on drop).
@@ -188,8 +213,9 @@ pub struct Operator {
 
 impl Operator {
     /// Start `operator run` watching `namespace`, with extra env vars. Leader
-    /// election is on, as in a cluster, when the API server has the Lease API
-    /// ([`api_server_has_leases`]): with a Lease of its own in `namespace`, so
+    /// election is on, as in a cluster, when its API server (`KUBECONFIG`,
+    /// from `env` if set there) has the Lease API ([`api_server_has_leases`]):
+    /// with a Lease of its own in `namespace`, so
     /// that a test which restarts the operator (or crashes it on purpose) never
     /// waits for a dead process's Lease to expire. It is off on the CRD-only
     /// envtest server, which has no Lease API.
@@ -231,7 +257,11 @@ impl Operator {
             .iter()
             .any(|a| a.starts_with("--leader-election"))
         {
-            if api_server_has_leases() {
+            let kubeconfig = env
+                .iter()
+                .find(|(k, _)| *k == "KUBECONFIG")
+                .map(|(_, v)| *v);
+            if has_leases(kubeconfig) {
                 cmd.args([
                     "--leader-election=true",
                     "--leader-election-namespace",
@@ -268,6 +298,19 @@ impl Operator {
             bail!("kill -TERM {} failed: {status}", self.child.id());
         }
         Ok(())
+    }
+
+    /// Wait until the operator has finished `n` more reconciles than now.
+    pub async fn wait_reconciles(&self, n: f64, timeout: Duration) -> Result<()> {
+        let before = self.metric_sum("imagestack_reconciles_total", &[]).await?;
+        poll(timeout, || async {
+            let now = self
+                .metric_sum("imagestack_reconciles_total", &[])
+                .await
+                .ok()?;
+            (now >= before + n).then_some(())
+        })
+        .await
     }
 
     /// Wait until the process exits by itself (e.g. the crash hook), bounded.
@@ -459,6 +502,22 @@ pub async fn wait_ready(
             last.lock().ok().and_then(|l| l.clone())
         )
     })
+}
+
+/// Wait until the stack is `Stalled` with `reason`; returns the condition's message.
+pub async fn wait_stalled(
+    api: &Api<ImageOptimizationStack>,
+    name: &str,
+    reason: &str,
+    timeout: Duration,
+) -> Result<String> {
+    poll(timeout, || async {
+        let s = api.get(name).await.ok()?;
+        let c = condition(&s, "Stalled")?;
+        (c.status == "True" && c.reason == reason).then(|| c.message.clone())
+    })
+    .await
+    .map_err(|e| anyhow!("{name} never Stalled/{reason}: {e}"))
 }
 
 /// AWS clients from the environment (the emulator in tests).

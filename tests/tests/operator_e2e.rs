@@ -247,19 +247,9 @@ async fn drift_is_repaired_and_pause_stops_writes() {
     .unwrap();
     assert!(paused.contains("cors"), "{paused}");
     let writes = op.aws_writes().await.unwrap();
-    let reconciles = op
-        .metric_sum("imagestack_reconciles_total", &[])
+    op.wait_reconciles(2.0, Duration::from_secs(90))
         .await
         .unwrap();
-    poll(Duration::from_secs(90), || async {
-        let n = op
-            .metric_sum("imagestack_reconciles_total", &[])
-            .await
-            .ok()?;
-        (n >= reconciles + 2.0).then_some(())
-    })
-    .await
-    .unwrap();
     assert_eq!(
         op.aws_writes().await.unwrap(),
         writes,
@@ -536,13 +526,9 @@ async fn delete_policy_delete_blocks_on_objects_then_empties() {
         .unwrap();
 
     api.delete("del", &DeleteParams::default()).await.unwrap();
-    let msg = poll(Duration::from_secs(90), || async {
-        let s = api.get("del").await.ok()?;
-        let c = condition(&s, "Stalled")?;
-        (c.status == "True" && c.reason == "BucketNotEmpty").then(|| c.message.clone())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let msg = wait_stalled(&api, "del", "BucketNotEmpty", Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
     assert!(msg.contains(&upload) && msg.contains("1 object"), "{msg}");
     // Still there, finalizer kept.
     let s = api.get("del").await.unwrap();
@@ -661,7 +647,14 @@ async fn killed_after_every_write_converges_without_duplicates() {
     let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
     let mut crashes = 0;
     loop {
-        let mut op = Operator::start(&ns, "2s", &[("IMAGESTACK_CRASH_AFTER_WRITES", "1")]).unwrap();
+        // The constant exists only with the operator's `crash-hook` feature (tests/Cargo.toml
+        // enables it; the operator binary under test must be a workspace build).
+        let mut op = Operator::start(
+            &ns,
+            "2s",
+            &[(imagestack_operator::aws::CRASH_AFTER_WRITES_ENV, "1")],
+        )
+        .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         let step = loop {
             if op.try_exit().is_some() {
@@ -695,7 +688,11 @@ async fn killed_after_every_write_converges_without_duplicates() {
         }
     }
     // Every component of the creation made at least one write, most several.
-    assert!(crashes >= 12, "only {crashes} writes before Ready");
+    assert!(
+        crashes >= 12,
+        "only {crashes} writes before Ready (0: is the operator binary a build without the \
+         `crash-hook` feature? `cargo build --workspace --bins` enables it)"
+    );
     println!("creation survived a crash after each of its {crashes} AWS writes");
     let _op = Operator::start(&ns, "2s", &[]).unwrap();
     let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
@@ -956,28 +953,14 @@ async fn s3_deletion_preflight_deletes_nothing_while_a_bucket_is_not_empty() {
     let writes_before = op.aws_writes().await.unwrap();
 
     api.delete("pre", &DeleteParams::default()).await.unwrap();
-    let msg = poll(Duration::from_secs(60), || async {
-        let s = api.get("pre").await.ok()?;
-        let c = condition(&s, "Stalled")?;
-        (c.status == "True" && c.reason == "BucketNotEmpty").then(|| c.message.clone())
-    })
-    .await
-    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let msg = wait_stalled(&api, "pre", "BucketNotEmpty", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
     assert!(msg.contains(&webp) && msg.contains("1 object"), "{msg}");
     // Let a few more passes run: still nothing deleted.
-    let before = op
-        .metric_sum("imagestack_reconciles_total", &[])
+    op.wait_reconciles(2.0, Duration::from_secs(30))
         .await
         .unwrap();
-    poll(Duration::from_secs(30), || async {
-        let now = op
-            .metric_sum("imagestack_reconciles_total", &[])
-            .await
-            .ok()?;
-        (now >= before + 2.0).then_some(())
-    })
-    .await
-    .unwrap();
     assert_eq!(
         op.aws_writes().await.unwrap(),
         writes_before,
@@ -1049,4 +1032,291 @@ async fn s3_deletion_preflight_deletes_nothing_while_a_bucket_is_not_empty() {
             .await
             .is_err()
     );
+}
+
+/// Whether the API server serves the core API (ConfigMaps, Events): the full
+/// kube-apiserver does (the default of ./scripts/test), the CRD-only one not.
+async fn has_core_api(client: &kube::Client) -> bool {
+    let cms: Api<k8s_openapi::api::core::v1::ConfigMap> =
+        Api::namespaced(client.clone(), "default");
+    cms.list(&kube::api::ListParams::default().limit(1))
+        .await
+        .is_ok()
+}
+
+/// `spec.writeOutputsTo`: the outputs land in a ConfigMap owned by the stack,
+/// kept in sync, moved when the name changes, deleted with the stack; a
+/// ConfigMap of that name that is not the stack's is never overwritten.
+#[tokio::test]
+async fn outputs_are_published_to_a_config_map_the_stack_owns() {
+    use k8s_openapi::api::core::v1::ConfigMap;
+    let (client, ns) = setup().await;
+    if !has_core_api(&client).await {
+        assert_eq!(
+            std::env::var("IMAGESTACK_API_SERVER").as_deref(),
+            Ok("crd"),
+            "this test needs the full API server (ConfigMaps); ./scripts/test starts it"
+        );
+        eprintln!("SKIPPED: the CRD-only API server has no ConfigMaps (IMAGESTACK_API_SERVER=crd)");
+        return;
+    }
+    let cms: Api<ConfigMap> = Api::namespaced(client.clone(), &ns);
+    // Somebody else's ConfigMap of the name the stack asks for.
+    let theirs: ConfigMap = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "taken"}, "data": {"owner": "someone else"}
+    }))
+    .unwrap();
+    cms.create(&Default::default(), &theirs).await.unwrap();
+    let op = Operator::start(&ns, "2s", &[]).unwrap();
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
+    let (ok, _, err) = kubectl(
+        &["apply", "-f", "-"],
+        Some(&manifest(
+            &ns,
+            "out",
+            "environment: dev\nwriteOutputsTo: {configMapName: taken}",
+        )),
+    )
+    .unwrap();
+    assert!(ok, "{err}");
+    let msg = wait_stalled(&api, "out", "NameConflict", Duration::from_secs(90))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    assert!(msg.contains("ConfigMap taken"), "{msg}");
+    assert_eq!(
+        cms.get("taken").await.unwrap().data.unwrap()["owner"],
+        "someone else",
+        "never overwritten"
+    );
+
+    // Another name: written, owned by the stack, equal to status.outputs.
+    api.patch(
+        "out",
+        &PatchParams::default(),
+        &Patch::Merge(
+            serde_json::json!({"spec": {"writeOutputsTo": {"configMapName": "images-outputs"}}}),
+        ),
+    )
+    .await
+    .unwrap();
+    let s = poll(Duration::from_secs(90), || async {
+        let s = api.get("out").await.ok()?;
+        let ready = condition(&s, "Ready")?.status == "True";
+        let current = s.status.as_ref()?.observed_generation == s.metadata.generation;
+        (ready && current).then_some(s)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let out = s.status.clone().unwrap().outputs.unwrap();
+    assert_eq!(out.config_map.as_deref(), Some("images-outputs"));
+    let cm = cms.get("images-outputs").await.unwrap();
+    let owner = &cm.metadata.owner_references.clone().unwrap()[0];
+    assert_eq!(owner.kind, "ImageOptimizationStack");
+    assert_eq!(Some(&owner.uid), s.metadata.uid.as_ref());
+    assert_eq!(owner.controller, Some(true));
+    let data = cm.data.clone().unwrap();
+    assert_eq!(
+        data["IMAGESTACK_CDN_URL"],
+        format!("https://{}", out.cdn_domain.clone().unwrap())
+    );
+    assert_eq!(
+        data["IMAGESTACK_UPLOAD_BUCKET"],
+        out.upload_bucket.clone().unwrap()
+    );
+    assert_eq!(
+        data["IMAGESTACK_TABLE_NAME"],
+        out.table_name.clone().unwrap()
+    );
+    assert_eq!(data["IMAGESTACK_REGION"], out.region.clone().unwrap());
+    // The event says so, with a verb as its action.
+    let events: Api<k8s_openapi::api::events::v1::Event> = Api::namespaced(client.clone(), &ns);
+    let published = poll(Duration::from_secs(30), || async {
+        let list = events.list(&Default::default()).await.ok()?;
+        list.items
+            .into_iter()
+            .find(|e| e.reason.as_deref() == Some("OutputsPublished"))
+    })
+    .await
+    .unwrap();
+    assert_eq!(published.action.as_deref(), Some("Reconcile"));
+
+    // Tampered with: repaired at the next resync.
+    let mut tampered = cm.clone();
+    tampered
+        .data
+        .get_or_insert_default()
+        .insert("IMAGESTACK_CDN_URL".into(), "https://evil.example".into());
+    cms.replace("images-outputs", &Default::default(), &tampered)
+        .await
+        .unwrap();
+    poll(Duration::from_secs(30), || async {
+        let cm = cms.get("images-outputs").await.ok()?;
+        (cm.data?["IMAGESTACK_CDN_URL"] == data["IMAGESTACK_CDN_URL"]).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("not repaired: {e}\n{}", op.log_text()));
+
+    // Deleting the stack deletes it (the operator does; no garbage collector here).
+    api.delete("out", &DeleteParams::default()).await.unwrap();
+    poll(Duration::from_secs(60), || async {
+        api.get_opt("out").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    assert!(cms.get_opt("images-outputs").await.unwrap().is_none());
+    assert!(
+        cms.get_opt("taken").await.unwrap().is_some(),
+        "theirs stays"
+    );
+}
+
+/// A second, private API server (another "cluster") for the duration of a test.
+struct SecondCluster {
+    data: std::path::PathBuf,
+    kubeconfig: String,
+}
+
+impl SecondCluster {
+    fn start() -> Self {
+        let data = std::env::temp_dir().join(unique("cluster-b"));
+        let port = |base: u16| (base + (std::process::id() % 500) as u16).to_string();
+        let out = std::process::Command::new(repo_root().join("../shared/envtest/start.sh"))
+            .env("DATA", &data)
+            .env("API_PORT", port(21000))
+            .env("ETCD_PORT", port(22000))
+            .env("ETCD_PEER_PORT", port(23000))
+            .env_remove("FULL")
+            .output()
+            .expect("start a second API server");
+        assert!(
+            out.status.success(),
+            "second API server: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let kubeconfig = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .last()
+            .unwrap_or_default()
+            .trim()
+            .to_string();
+        Self { data, kubeconfig }
+    }
+
+    fn kubectl(&self, args: &[&str], stdin: Option<&str>) -> (bool, String) {
+        use std::io::Write;
+        let mut child = std::process::Command::new("kubectl")
+            .args(args)
+            .env("KUBECONFIG", &self.kubeconfig)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        if let Some(s) = stdin {
+            child.stdin.take().unwrap().write_all(s.as_bytes()).unwrap();
+        }
+        let out = child.wait_with_output().unwrap();
+        (
+            out.status.success(),
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        )
+    }
+}
+
+impl Drop for SecondCluster {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new(repo_root().join("../shared/envtest/stop.sh"))
+            .env("DATA", &self.data)
+            .output();
+    }
+}
+
+/// S7 across installations: the same namespace/name/environment in two clusters
+/// sharing one AWS account. Each operator discovers its own cluster id; the
+/// second cluster's stack is `Stalled`/`NameConflict` on everything, writes
+/// nothing, and deleting it (policy Delete) deletes nothing of the first's.
+#[tokio::test]
+async fn two_clusters_never_touch_each_others_stacks() {
+    let (client, ns) = setup().await;
+    let b = SecondCluster::start();
+    let (ok, out) = b.kubectl(
+        &[
+            "apply",
+            "--server-side",
+            "-f",
+            repo_root().join("crds").to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(ok, "{out}");
+    let spec = "environment: dev\ndeletionPolicy: Delete\nbuckets: {emptyOnDelete: true}";
+    let op_a = Operator::start(&ns, "2s", &[]).unwrap();
+    let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, "twin", spec))).unwrap();
+    assert!(ok, "{err}");
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
+    let a = wait_ready(&api, "twin", READY_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op_a.log_text()));
+    let out_a = a.status.unwrap().outputs.unwrap();
+    let writes_a = op_a.aws_writes().await.unwrap();
+
+    // The same stack in cluster B.
+    let op_b = Operator::start(&ns, "2s", &[("KUBECONFIG", &b.kubeconfig)]).unwrap();
+    let (ok, out) = b.kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, "twin", spec)));
+    assert!(ok, "{out}");
+    let b_client = {
+        let cfg = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&b.kubeconfig).unwrap(),
+            &Default::default(),
+        )
+        .await
+        .unwrap();
+        kube::Client::try_from(cfg).unwrap()
+    };
+    let api_b: Api<ImageOptimizationStack> = Api::namespaced(b_client, &ns);
+    let msg = wait_stalled(&api_b, "twin", "NameConflict", Duration::from_secs(60))
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op_b.log_text()));
+    assert!(msg.contains("another cluster"), "{msg}");
+    assert_eq!(
+        op_b.aws_writes().await.unwrap(),
+        0.0,
+        "cluster B wrote nothing"
+    );
+
+    // Deleting B's stack deletes nothing of A's.
+    api_b
+        .delete("twin", &DeleteParams::default())
+        .await
+        .unwrap();
+    poll(Duration::from_secs(60), || async {
+        api_b.get_opt("twin").await.ok()?.is_none().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("B's stack not released: {e}\n{}", op_b.log_text()));
+    assert_eq!(op_b.aws_writes().await.unwrap(), 0.0);
+    let (s3, ddb, _) = aws().await;
+    for bucket in [&out_a.upload_bucket, &out_a.webp_bucket] {
+        s3.head_bucket()
+            .bucket(bucket.as_deref().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+    ddb.describe_table()
+        .table_name(out_a.table_name.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    // A stays Ready and in sync: its next passes write nothing.
+    op_a.wait_reconciles(2.0, Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(op_a.aws_writes().await.unwrap(), writes_a);
+    let a = api.get("twin").await.unwrap();
+    assert_eq!(condition(&a, "Ready").unwrap().status, "True");
 }

@@ -118,6 +118,10 @@ impl Component for DesiredCdnGrant {
         Ownership::Ours
     }
 
+    fn exists(&self, seen: &ObservedGrant) -> bool {
+        seen.statement().is_some()
+    }
+
     fn diff(&self, cx: &Ctx<'_>, seen: &ObservedGrant) -> Result<Vec<Change>> {
         let arn = &cx.inputs.require_distribution()?.arn;
         let want = self.statement(arn);

@@ -307,6 +307,13 @@ pub trait Component: Send + Sync {
     /// Who owns what was observed. A part of another resource (a bucket's
     /// notification rules) is ours by construction: the driver checks its host.
     fn ownership(&self, cx: &Ctx<'_>, seen: &Self::Observed) -> Ownership;
+    /// For a part of another resource (notification rules, a policy
+    /// statement), which `observe` always sees: whether any of it exists. The
+    /// first write of a part that did not exist is its creation (events,
+    /// status), not a drift repair.
+    fn exists(&self, _seen: &Self::Observed) -> bool {
+        true
+    }
     /// AWS is still working on it (creating, updating): write nothing yet.
     fn wait(&self, _seen: &Self::Observed) -> Option<Progress> {
         None

@@ -196,6 +196,10 @@ impl Component for DesiredNotification {
         Ownership::Ours
     }
 
+    fn exists(&self, seen: &ObservedNotifications) -> bool {
+        !seen.ours.is_empty()
+    }
+
     fn diff(&self, _cx: &Ctx<'_>, seen: &ObservedNotifications) -> Result<Vec<Change>> {
         let want = rules(self);
         if seen.ours == want {

@@ -51,7 +51,7 @@ pub async fn harness_in(spec_yaml: &str, cluster: &str) -> Harness {
         .await
         .expect("aws config");
     let aws = factory.clients(None);
-    let spec: ImageOptimizationStackSpec = serde_yaml::from_str(spec_yaml).expect("spec");
+    let spec: ImageOptimizationStackSpec = serde_norway::from_str(spec_yaml).expect("spec");
     let mut stack = ImageOptimizationStack::new(&unique("stack"), spec);
     // A unique namespace per test: moto maps every key to one account.
     stack.metadata.namespace = Some(unique("ns"));

@@ -10,7 +10,7 @@
 
 use std::time::{Duration, Instant};
 
-use anyhow::{Result, bail};
+use anyhow::{Result, anyhow, bail};
 use clap::Parser;
 use imagestack_operator::api::{ComponentState, ImageOptimizationStack};
 use kube::api::{Api, DeleteParams, ListParams};
@@ -69,6 +69,10 @@ async fn main() -> Result<()> {
     let storage_at = std::sync::Mutex::new(None::<Duration>);
     poll(timeout, || async {
         let list = api.list(&ListParams::default()).await.ok()?;
+        // A stalled stack will not get Ready by waiting (e.g. no processor artifact): stop now.
+        if let Some(stalled) = first_stalled(&list.items) {
+            return Some(Err(stalled));
+        }
         let storage = list.items.iter().filter(|s| storage_ready(s)).count();
         if storage == n
             && let Ok(mut at) = storage_at.lock()
@@ -80,9 +84,9 @@ async fn main() -> Result<()> {
             .iter()
             .filter(|s| condition(s, "Ready").is_some_and(|c| c.status == "True"))
             .count();
-        (ready == n).then_some(())
+        (ready == n).then_some(Ok(()))
     })
-    .await?;
+    .await??;
     let to_ready = started.elapsed();
     let to_storage = storage_at
         .lock()
@@ -117,14 +121,13 @@ async fn main() -> Result<()> {
     api.delete_collection(&DeleteParams::default(), &ListParams::default())
         .await?;
     poll(timeout, || async {
-        api.list(&ListParams::default())
-            .await
-            .ok()?
-            .items
-            .is_empty()
-            .then_some(())
+        let items = api.list(&ListParams::default()).await.ok()?.items;
+        if let Some(stalled) = first_stalled(&items) {
+            return Some(Err(stalled));
+        }
+        items.is_empty().then_some(Ok(()))
     })
-    .await?;
+    .await??;
     let to_gone = deleting.elapsed();
 
     println!(
@@ -146,6 +149,21 @@ async fn main() -> Result<()> {
         bail!("steady-state reconciles made {writes} AWS writes (must be 0)");
     }
     Ok(())
+}
+
+/// An error naming the first stack whose `Stalled` condition is `True`, with its
+/// reason and message.
+fn first_stalled(stacks: &[ImageOptimizationStack]) -> Option<anyhow::Error> {
+    stacks.iter().find_map(|s| {
+        let c = condition(s, "Stalled").filter(|c| c.status == "True")?;
+        Some(anyhow!(
+            "stack {}/{} is Stalled: reason {}: {} (stopping: a stalled stack does not converge by waiting)",
+            s.metadata.namespace.as_deref().unwrap_or_default(),
+            s.metadata.name.as_deref().unwrap_or_default(),
+            c.reason,
+            c.message
+        ))
+    })
 }
 
 /// The storage components (buckets, table, role) of this stack are all Ready.
