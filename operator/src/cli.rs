@@ -77,9 +77,9 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "IMAGESTACK_METRICS_ADDR")]
     pub metrics_addr: SocketAddr,
-    /// Lease-based leader election, so several replicas can run safely.
-    /// Turn it off (--leader-election=false) for a single local process or on
-    /// API servers without the coordination.k8s.io API.
+    /// Lease-based leader election, so several replicas can run safely (only
+    /// the leader writes to AWS). Turn it off (--leader-election=false) only on
+    /// API servers without the coordination.k8s.io Lease API.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "IMAGESTACK_LEADER_ELECTION")]
     pub leader_election: bool,
     /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
