@@ -419,6 +419,14 @@ pub struct ProcessorSpec {
     #[serde(default = "default_max_input_pixels")]
     #[schemars(range(min = 1, max = 1000000000_i64))]
     pub max_input_pixels: i64,
+    /// Pixel widths of the responsive variants written beside each full-size
+    /// rendition (default 320, 640, 1280, 1920): 1–16 distinct widths, each
+    /// 16–8192. A variant is made only when narrower than the image (never
+    /// upscaled); keys `<format>/<stem>-<id>-w<width>.<ext>`.
+    #[serde(default = "default_widths")]
+    #[schemars(length(min = 1, max = 16), inner(range(min = 16, max = 8192)))]
+    #[x_kube(validation = Rule::new("self.all(w, self.exists_one(v, v == w))").message("spec.processor.widths: every width must appear once"))]
+    pub widths: Vec<i32>,
     /// Where the function code comes from. Default: the processor artifact
     /// shipped with the operator for the chosen architecture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -436,6 +444,7 @@ impl Default for ProcessorSpec {
             webp_method: default_webp_method(),
             max_input_bytes: default_max_input_bytes(),
             max_input_pixels: default_max_input_pixels(),
+            widths: default_widths(),
             code: None,
         }
     }
@@ -844,6 +853,12 @@ fn default_max_input_bytes() -> i64 {
 }
 fn default_max_input_pixels() -> i64 {
     imagestack_contract::defaults::MAX_INPUT_PIXELS as i64
+}
+fn default_widths() -> Vec<i32> {
+    imagestack_contract::widths::DEFAULT
+        .iter()
+        .map(|w| *w as i32)
+        .collect()
 }
 fn default_ttl() -> i64 {
     30 * 24 * 3600

@@ -284,6 +284,13 @@ pub fn function_environment(
         env::MAX_INPUT_PIXELS.to_string(),
         spec.processor.max_input_pixels.to_string(),
     );
+    let widths: Vec<String> = spec
+        .processor
+        .widths
+        .iter()
+        .map(|w| w.to_string())
+        .collect();
+    m.insert(env::WIDTHS.to_string(), widths.join(","));
     m
 }
 
@@ -619,6 +626,7 @@ processor: {formats: [webp]}
         }
         assert_eq!(e[imagestack_contract::env::FORMATS], "webp,png");
         assert_eq!(e[imagestack_contract::env::JPEG_QUALITY], "70");
+        assert_eq!(e[imagestack_contract::env::WIDTHS], "320,640,1280,1920");
         assert_eq!(
             e[imagestack_contract::env::UPLOAD_BUCKET],
             d.bucket(ComponentName::UploadBucket).unwrap().name

@@ -1,9 +1,11 @@
 //! The crate's single error type.
 //!
 //! Errors split into two families that the Lambda treats differently:
-//! *permanent* ones (the image itself is bad: [`Error::failure_reason`] is
-//! `Some`) end in a failed metadata record and a successful invocation, and
-//! *transient* ones (S3/DynamoDB trouble) fail the invocation so Lambda retries.
+//! *permanent* ones (the image itself is bad, the event is not ours, or S3
+//! refused a request for good: [`Error::failure_reason`] is `Some`) end in a
+//! failed metadata record and a successful invocation, and *transient* ones
+//! (throttling, 5xx, network, DynamoDB trouble) fail the invocation so Lambda
+//! retries.
 
 use std::fmt;
 
@@ -23,10 +25,16 @@ pub enum FailureReason {
     CorruptImage,
     /// The per-image time budget ran out.
     Timeout,
-    /// An encoder refused the decoded image.
+    /// An encoder (or the resampler) refused the decoded image.
     EncodeFailed,
-    /// The object named by the event no longer exists.
+    /// The object (or the object version) named by the event no longer exists.
     SourceMissing,
+    /// The event names a bucket other than the configured upload bucket.
+    WrongBucket,
+    /// S3 refused a request for good (a 4xx answer other than throttling or
+    /// a timeout: a key too long, access denied, no such bucket, ...): retrying
+    /// the same request cannot succeed.
+    StorageRejected,
 }
 
 impl FailureReason {
@@ -40,6 +48,8 @@ impl FailureReason {
             FailureReason::Timeout => "Timeout",
             FailureReason::EncodeFailed => "EncodeFailed",
             FailureReason::SourceMissing => "SourceMissing",
+            FailureReason::WrongBucket => "WrongBucket",
+            FailureReason::StorageRejected => "StorageRejected",
         }
     }
 }
@@ -75,8 +85,29 @@ pub enum Error {
         format: imagestack_contract::Format,
         message: String,
     },
-    #[error("source object s3://{bucket}/{key} does not exist")]
-    SourceMissing { bucket: String, key: String },
+    #[error("resampling to width {width} failed: {message}")]
+    ResizeFailed { width: u32, message: String },
+    #[error("source object s3://{bucket}/{key}{} does not exist", version_id.as_deref().map(|v| format!(" (version {v})")).unwrap_or_default())]
+    SourceMissing {
+        bucket: String,
+        key: String,
+        version_id: Option<String>,
+    },
+    #[error(
+        "event for bucket {bucket:?} refused: this function processes uploads to {expected:?} only"
+    )]
+    WrongBucket { bucket: String, expected: String },
+    #[error("S3 {operation} s3://{bucket}/{key} refused (HTTP {status}, {code}): {message}")]
+    S3Rejected {
+        operation: &'static str,
+        bucket: String,
+        key: String,
+        status: u16,
+        code: String,
+        message: String,
+    },
+    #[error("internal error: {0}")]
+    Internal(String),
 
     #[error("configuration: {var}: {message}")]
     Config { var: &'static str, message: String },
@@ -111,7 +142,10 @@ impl Error {
             Error::CorruptImage(_) => FailureReason::CorruptImage,
             Error::Timeout { .. } => FailureReason::Timeout,
             Error::EncodeFailed { .. } => FailureReason::EncodeFailed,
+            Error::ResizeFailed { .. } | Error::Internal(_) => FailureReason::EncodeFailed,
             Error::SourceMissing { .. } => FailureReason::SourceMissing,
+            Error::WrongBucket { .. } => FailureReason::WrongBucket,
+            Error::S3Rejected { .. } => FailureReason::StorageRejected,
             Error::Config { .. }
             | Error::Event(_)
             | Error::S3 { .. }

@@ -6,7 +6,8 @@
 //! * a pure image pipeline ([`pipeline::optimize`]: bytes in, renditions out)
 //!   with hard limits checked from the headers before any pixel is decoded,
 //!   EXIF orientation applied and all metadata but the ICC profile dropped,
-//!   and a per-image time budget ([`deadline::Deadline`]);
+//!   width variants resampled in linear light ([`resize`]), and a per-image
+//!   time budget ([`deadline::Deadline`]) over all of it;
 //! * the Lambda side ([`lambda`]): S3 events in, renditions in the output
 //!   buckets and a metadata item in DynamoDB out, metrics as EMF log lines.
 //!
@@ -22,6 +23,8 @@ pub mod error;
 pub mod lambda;
 pub mod limits;
 pub mod pipeline;
+pub mod pool;
+pub mod resize;
 
 pub use error::{Error, FailureReason};
 pub use pipeline::{Optimized, Rendition, Settings, optimize};

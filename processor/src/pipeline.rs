@@ -1,18 +1,23 @@
 //! Bytes in, renditions out.
+//!
+//! Decode (limits from the header, orientation applied) → resample every
+//! configured width narrower than the image ([`crate::resize`]) → encode the
+//! full size and every variant in every format on a bounded pool, largest
+//! first → all or nothing: a late or failed job fails the whole image.
 
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use image::DynamicImage;
-use imagestack_contract::{Format, defaults};
+use imagestack_contract::{Format, defaults, widths};
 
 use crate::cpu;
 use crate::deadline::Deadline;
-use crate::decode::{self, Decoded, IccProfile, SourceFormat};
+use crate::decode::{self, IccProfile, SourceFormat};
 use crate::encode;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::limits::Limits;
+use crate::pool;
+use crate::resize;
 
 /// Default per-image time budget.
 pub const DEFAULT_TIME_BUDGET: Duration = Duration::from_millis(defaults::TIME_BUDGET_MS);
@@ -30,8 +35,11 @@ pub struct Settings {
     /// Background the JPEG rendition flattens alpha onto.
     pub jpeg_background: [u8; 3],
     pub time_budget: Duration,
-    /// Encoders run at once (1 = one after the other).
+    /// Encoders (and resamplers) run at once (1 = one after the other).
     pub parallelism: usize,
+    /// Width variants besides the full size; only those narrower than an
+    /// image are made for it ([`resize::variant_widths`]). Empty: full size only.
+    pub widths: Vec<u32>,
 }
 
 impl Default for Settings {
@@ -45,6 +53,7 @@ impl Default for Settings {
             jpeg_background: [255, 255, 255],
             time_budget: DEFAULT_TIME_BUDGET,
             parallelism: available_parallelism(),
+            widths: widths::DEFAULT.to_vec(),
         }
     }
 }
@@ -54,10 +63,13 @@ pub fn available_parallelism() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-/// One encoded rendition.
+/// One encoded rendition: the full size or a width variant.
 #[derive(Debug, Clone)]
 pub struct Rendition {
     pub format: Format,
+    /// `None` for the full size, else the configured width this variant was
+    /// made for (equal to `width`).
+    pub variant: Option<u32>,
     pub bytes: Vec<u8>,
     pub width: u32,
     pub height: u32,
@@ -104,17 +116,32 @@ pub struct Optimized {
     pub has_alpha: bool,
     pub reoriented: bool,
     pub icc: IccHandling,
-    /// In the order of `Settings::formats`.
+    /// In the order of `Settings::formats`; per format the width variants in
+    /// ascending width, then the full size.
     pub renditions: Vec<Rendition>,
     pub decode_time: Duration,
     /// CPU time of the decode (the calling thread's).
     pub decode_cpu: Duration,
+    /// Wall time of making the width variants (zero when there are none).
+    pub resize_time: Duration,
+    /// CPU time of making the width variants (all threads').
+    pub resize_cpu: Duration,
     pub webp_method: u8,
 }
 
 impl Optimized {
+    /// The full-size rendition of `format`.
     pub fn rendition(&self, format: Format) -> Option<&Rendition> {
-        self.renditions.iter().find(|r| r.format == format)
+        self.renditions
+            .iter()
+            .find(|r| r.format == format && r.variant.is_none())
+    }
+
+    /// The width variants of `format`, narrowest first.
+    pub fn variants(&self, format: Format) -> impl Iterator<Item = &Rendition> {
+        self.renditions
+            .iter()
+            .filter(move |r| r.format == format && r.variant.is_some())
     }
 }
 
@@ -124,7 +151,8 @@ pub fn optimize(bytes: &[u8], settings: &Settings) -> Result<Optimized> {
 }
 
 /// [`optimize`] against an explicit deadline (the Lambda also bounds it by
-/// the invocation's remaining time).
+/// the invocation's remaining time). The deadline covers decoding, every
+/// width variant and every encoder: whatever is late fails the whole image.
 pub fn optimize_until(bytes: &[u8], settings: &Settings, deadline: &Deadline) -> Result<Optimized> {
     let started = Instant::now();
     let cpu_started = cpu::thread_cpu();
@@ -133,7 +161,21 @@ pub fn optimize_until(bytes: &[u8], settings: &Settings, deadline: &Deadline) ->
     let decode_cpu = cpu::thread_cpu().saturating_sub(cpu_started);
     deadline.check("decode")?;
     let webp_method = encode::webp::effective_method(settings.webp_method, decoded.has_alpha());
-    let renditions = encode_all(&decoded, settings, webp_method, deadline)?;
+    let (variants, resize_time, resize_cpu) = resize::variants(
+        &decoded.image,
+        &settings.widths,
+        settings.parallelism,
+        deadline,
+    )?;
+    let mut images: Vec<(Option<u32>, &DynamicImage)> = vec![(None, &decoded.image)];
+    images.extend(variants.iter().map(|v| (Some(v.width), &v.image)));
+    let renditions = encode_all(
+        &images,
+        decoded.icc.as_ref(),
+        settings,
+        webp_method,
+        deadline,
+    )?;
     deadline.check("encode")?;
     let icc = match &decoded.icc {
         None => IccHandling::None,
@@ -155,71 +197,82 @@ pub fn optimize_until(bytes: &[u8], settings: &Settings, deadline: &Deadline) ->
         renditions,
         decode_time,
         decode_cpu,
+        resize_time,
+        resize_cpu,
         webp_method,
     })
 }
 
-/// Longest first, so two workers finish together.
-fn schedule(formats: &[Format]) -> Vec<Format> {
-    let mut order = formats.to_vec();
-    order.sort_by_key(|f| match f {
-        Format::Png => 0,
-        Format::Webp => 1,
-        Format::Jpeg => 2,
+/// Relative encoder cost per pixel (measured: PNG's trials are the slowest,
+/// mozjpeg the fastest), for running the longest jobs first.
+fn cost_weight(format: Format) -> u64 {
+    match format {
+        Format::Png => 3,
+        Format::Webp => 2,
+        Format::Jpeg => 1,
+    }
+}
+
+/// One encoder job: a format and an index into the images.
+#[derive(Debug, Clone, Copy)]
+struct Job {
+    format: Format,
+    image: usize,
+}
+
+/// Longest first, so the workers finish together and the full-size encoders
+/// (the big buffers) run before the variants'.
+fn schedule(formats: &[Format], images: &[(Option<u32>, &DynamicImage)]) -> Vec<Job> {
+    let mut formats = formats.to_vec();
+    formats.sort();
+    formats.dedup();
+    let mut jobs: Vec<Job> = formats
+        .iter()
+        .flat_map(|&format| (0..images.len()).map(move |image| Job { format, image }))
+        .collect();
+    jobs.sort_by_key(|j| {
+        let img = images[j.image].1;
+        std::cmp::Reverse(u64::from(img.width()) * u64::from(img.height()) * cost_weight(j.format))
     });
-    order.dedup();
-    order
+    jobs
 }
 
 fn encode_all(
-    decoded: &Decoded,
+    images: &[(Option<u32>, &DynamicImage)],
+    icc: Option<&IccProfile>,
     settings: &Settings,
     webp_method: u8,
     deadline: &Deadline,
 ) -> Result<Vec<Rendition>> {
-    let order = schedule(&settings.formats);
-    let workers = settings.parallelism.clamp(1, order.len().max(1));
-    let results: Vec<Result<Rendition>> = if workers == 1 {
-        order
-            .iter()
-            .map(|&f| encode_one(decoded, f, settings, webp_method, deadline))
-            .collect()
-    } else {
-        // A fixed pool of `workers` threads pulling formats from a shared
-        // index: at most `workers` encoders (and their buffers) at once.
-        let next = AtomicUsize::new(0);
-        let done: Mutex<Vec<Result<Rendition>>> = Mutex::new(Vec::with_capacity(order.len()));
-        std::thread::scope(|s| {
-            for _ in 0..workers {
-                s.spawn(|| {
-                    while let Some(&f) = order.get(next.fetch_add(1, Ordering::Relaxed)) {
-                        let r = encode_one(decoded, f, settings, webp_method, deadline);
-                        if let Ok(mut d) = done.lock() {
-                            d.push(r);
-                        }
-                    }
-                });
-            }
-        });
-        done.into_inner()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    };
-    let mut renditions = Vec::with_capacity(results.len());
-    for r in results {
-        renditions.push(r?);
-    }
-    if renditions.len() != order.len() {
-        return Err(Error::EncodeFailed {
-            format: order[renditions.len().min(order.len() - 1)],
-            message: "encoder thread did not finish".to_string(),
-        });
-    }
-    renditions.sort_by_key(|r| settings.formats.iter().position(|f| *f == r.format));
+    let jobs = schedule(&settings.formats, images);
+    let results = pool::run(&jobs, settings.parallelism, |job| {
+        let (variant, image) = images[job.image];
+        encode_one(
+            image,
+            variant,
+            icc,
+            job.format,
+            settings,
+            webp_method,
+            deadline,
+        )
+    });
+    let mut renditions = results.into_iter().collect::<Result<Vec<_>>>()?;
+    // Settings' format order; per format ascending width, the full size last.
+    renditions.sort_by_key(|r| {
+        (
+            settings.formats.iter().position(|f| *f == r.format),
+            r.variant.is_none(),
+            r.width,
+        )
+    });
     Ok(renditions)
 }
 
 fn encode_one(
-    decoded: &Decoded,
+    image: &DynamicImage,
+    variant: Option<u32>,
+    icc: Option<&IccProfile>,
     format: Format,
     settings: &Settings,
     webp_method: u8,
@@ -228,7 +281,6 @@ fn encode_one(
     deadline.check(format.as_str())?;
     let started = Instant::now();
     let cpu_started = cpu::thread_cpu();
-    let image: &DynamicImage = &decoded.image;
     let gray_output = match format {
         Format::Webp => false,
         Format::Jpeg => {
@@ -241,9 +293,7 @@ fn encode_one(
         }
         Format::Png => !image.color().has_color(),
     };
-    let icc = decoded
-        .icc
-        .as_ref()
+    let icc = icc
         .filter(|p| !p.is_srgb())
         .and_then(|p| p.for_channels(gray_output));
     let bytes = match format {
@@ -257,6 +307,7 @@ fn encode_one(
     };
     Ok(Rendition {
         format,
+        variant,
         bytes,
         width: image.width(),
         height: image.height(),

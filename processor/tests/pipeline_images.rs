@@ -3,6 +3,14 @@
 //! flattened onto white, the PNG is lossless, metadata other than ICC is
 //! gone, ICC profiles are carried, and the lossy renditions' SSIM is within
 //! 0.005 of what the Pillow reference reaches (floors in tests/data).
+//!
+//! Width variants (the default widths) of every image: exactly the widths
+//! narrower than the image, each at its exact size (aspect ratio kept, the
+//! height rounded to the nearest pixel), in the right format, without
+//! metadata, with the same ICC decision and alpha as the full size; the
+//! lossless PNG variant matches an independent linear-light Lanczos3
+//! (the `image` crate's, in f32 with premultiplied alpha) and the lossy
+//! variants stay close to it.
 
 mod common;
 
@@ -12,7 +20,8 @@ use std::time::Duration;
 use image::{DynamicImage, GenericImageView, ImageFormat};
 use imagestack_contract::Format;
 use imagestack_processor::decode;
-use imagestack_processor::pipeline::{self, IccHandling, Settings};
+use imagestack_processor::pipeline::{self, IccHandling, Optimized, Settings};
+use imagestack_processor::resize;
 
 use common::quality;
 
@@ -112,6 +121,7 @@ fn check(
         Err(e) => return vec![format!("decode failed: {e}")],
     };
     let source_has_alpha = source.has_alpha();
+    problems.extend(check_variants(entry, &out, &source.image, settings));
     let source_luma = quality::luma_on_white(&source.image);
     for f in Format::ALL {
         let Some(r) = out.rendition(f) else {
@@ -213,6 +223,189 @@ fn check(
     problems
 }
 
+/// sRGB ⇄ linear, in f32.
+fn to_linear(c: u8) -> f32 {
+    let c = f32::from(c) / 255.0;
+    if c <= 0.04045 {
+        c / 12.92
+    } else {
+        ((c + 0.055) / 1.055).powf(2.4)
+    }
+}
+
+fn to_srgb(l: f32) -> u8 {
+    let l = l.clamp(0.0, 1.0);
+    let c = if l <= 0.003_130_8 {
+        12.92 * l
+    } else {
+        1.055 * l.powf(1.0 / 2.4) - 0.055
+    };
+    (c * 255.0).round() as u8
+}
+
+/// An independent reference for a width variant: the `image` crate's
+/// Lanczos3 in f32 linear light with premultiplied alpha.
+fn reference_variant(source: &DynamicImage, width: u32, height: u32) -> image::RgbaImage {
+    let rgba = source.to_rgba8();
+    let linear =
+        image::ImageBuffer::<image::Rgba<f32>, _>::from_fn(rgba.width(), rgba.height(), |x, y| {
+            let [r, g, b, a] = rgba.get_pixel(x, y).0;
+            let a = f32::from(a) / 255.0;
+            image::Rgba([to_linear(r) * a, to_linear(g) * a, to_linear(b) * a, a])
+        });
+    let small = image::imageops::resize(
+        &linear,
+        width,
+        height,
+        image::imageops::FilterType::Lanczos3,
+    );
+    image::RgbaImage::from_fn(width, height, |x, y| {
+        let [r, g, b, a] = small.get_pixel(x, y).0;
+        let a = a.clamp(0.0, 1.0);
+        if a <= 0.0 {
+            return image::Rgba([0, 0, 0, 0]);
+        }
+        image::Rgba([
+            to_srgb(r / a),
+            to_srgb(g / a),
+            to_srgb(b / a),
+            (a * 255.0).round() as u8,
+        ])
+    })
+}
+
+/// Mean absolute difference of two equally sized gray images.
+fn mean_abs_diff(a: &image::GrayImage, b: &image::GrayImage) -> f64 {
+    let sum: u64 = a
+        .pixels()
+        .zip(b.pixels())
+        .map(|(p, q)| u64::from(p.0[0].abs_diff(q.0[0])))
+        .sum();
+    sum as f64 / (u64::from(a.width()) * u64::from(a.height())).max(1) as f64
+}
+
+/// Problems with the width variants of one image.
+fn check_variants(
+    entry: &common::ManifestEntry,
+    out: &Optimized,
+    source: &DynamicImage,
+    settings: &Settings,
+) -> Vec<String> {
+    let mut problems = Vec::new();
+    let (w, h) = (out.width, out.height);
+    let expected = resize::variant_widths(w, &settings.widths);
+    // Reference pixels for the smaller images (the f32 reference is slow on
+    // tens of megapixels).
+    let compare_reference = u64::from(w) * u64::from(h) <= 4_500_000;
+    let mut reference: HashMap<u32, image::GrayImage> = HashMap::new();
+    for f in Format::ALL {
+        let got: Vec<u32> = out.variants(f).filter_map(|r| r.variant).collect();
+        if got != expected {
+            problems.push(format!("{f}: variants {got:?}, expected {expected:?}"));
+            continue;
+        }
+        let png_variants: HashMap<u32, &[u8]> = out
+            .variants(Format::Png)
+            .filter_map(|r| Some((r.variant?, r.bytes.as_slice())))
+            .collect();
+        for r in out.variants(f) {
+            let vw = r.variant.unwrap_or_default();
+            let vh = resize::variant_height(w, h, vw);
+            let exact = f64::from(h) * f64::from(vw) / f64::from(w);
+            if (r.width, r.height) != (vw, vh) || (f64::from(vh) - exact).abs() > 0.5 {
+                problems.push(format!(
+                    "{f} w{vw}: recorded {}x{}, expected {vw}x{vh} ({exact:.2})",
+                    r.width, r.height
+                ));
+            }
+            if image::guess_format(&r.bytes).ok() != Some(expected_format(f)) {
+                problems.push(format!("{f} w{vw}: wrong container"));
+            }
+            let blocks = blocks(f, &r.bytes);
+            if blocks.iter().any(|b| {
+                matches!(
+                    b.as_str(),
+                    "eXIf" | "iTXt" | "tEXt" | "zTXt" | "EXIF" | "XMP " | "APP1" | "APP13" | "COM"
+                )
+            }) {
+                problems.push(format!("{f} w{vw}: carries metadata {blocks:?}"));
+            }
+            let full = out.rendition(f).map(|r| r.icc_embedded);
+            if Some(r.icc_embedded) != full {
+                problems.push(format!("{f} w{vw}: ICC embedded {}", r.icc_embedded));
+            }
+            let decoded = match image::load_from_memory(&r.bytes) {
+                Ok(d) => d,
+                Err(e) => {
+                    problems.push(format!("{f} w{vw}: does not decode: {e}"));
+                    continue;
+                }
+            };
+            if decoded.dimensions() != (vw, vh) {
+                problems.push(format!(
+                    "{f} w{vw}: decodes to {:?}, expected {vw}x{vh}",
+                    decoded.dimensions()
+                ));
+                continue;
+            }
+            let want_alpha = out.has_alpha && f != Format::Jpeg;
+            if decoded.color().has_alpha() != want_alpha {
+                problems.push(format!(
+                    "{f} w{vw}: alpha {}, expected {want_alpha}",
+                    decoded.color().has_alpha()
+                ));
+            }
+            if !compare_reference {
+                continue;
+            }
+            let reference = reference.entry(vw).or_insert_with(|| {
+                quality::luma_on_white(&DynamicImage::ImageRgba8(reference_variant(source, vw, vh)))
+            });
+            let luma = quality::luma_on_white(&decoded);
+            match f {
+                Format::Png => {
+                    // Ours (16-bit linear, SIMD) against the f32 reference.
+                    let diff = mean_abs_diff(reference, &luma);
+                    eprintln!(
+                        "    {} png w{vw}: mean difference {diff:.3} from the f32 reference",
+                        entry.file
+                    );
+                    if diff > 1.0 {
+                        problems.push(format!(
+                            "png w{vw}: mean difference {diff:.3} from the linear-light reference"
+                        ));
+                    }
+                }
+                Format::Webp | Format::Jpeg => {
+                    let Some(png) = png_variants.get(&vw) else {
+                        continue;
+                    };
+                    let exact = quality::luma_on_white(&image::load_from_memory(png).unwrap());
+                    // SSIM is no judge here: on smooth gradients (sway_Blue)
+                    // it drops to 0.2–0.6 for any lossy coding, the full size
+                    // and Pillow's included. The mean error is.
+                    let diff = mean_abs_diff(&exact, &luma);
+                    eprintln!(
+                        "    {} {f} w{vw}: mean error {diff:.2}, SSIM {:.4} against its pixels",
+                        entry.file,
+                        quality::ssim(&exact, &luma)
+                    );
+                    if diff > VARIANT_MAX_MEAN_ERROR {
+                        problems.push(format!(
+                            "{f} w{vw}: mean error {diff:.2} against its own pixels, above {VARIANT_MAX_MEAN_ERROR}"
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    problems
+}
+
+/// Lossy variants against the exact resampled pixels (their PNG variant),
+/// mean absolute luma error in 8-bit levels.
+const VARIANT_MAX_MEAN_ERROR: f64 = 5.0;
+
 #[test]
 fn every_shared_image_converts_correctly() {
     let manifest = common::manifest();
@@ -221,6 +414,7 @@ fn every_shared_image_converts_correctly() {
     let settings = Settings {
         webp_method: 6,
         time_budget: Duration::from_secs(600),
+        widths: imagestack_contract::widths::DEFAULT.to_vec(),
         ..Settings::default()
     };
     let mut failures = Vec::new();

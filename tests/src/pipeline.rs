@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context as _, Result, bail};
+use anyhow::{Context as _, Result, bail, ensure};
 use aws_sdk_dynamodb::types::AttributeValue;
 use imagestack_contract::Format;
 use imagestack_contract::table::{self, attr};
@@ -340,36 +340,165 @@ pub fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String
     }
 }
 
-/// One rendition as the metadata item records it.
+/// One rendition as the metadata item records it: a full size or a width variant.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rendition {
     pub format: Format,
+    /// The full size (recorded under `formats` too), else a width variant.
+    pub full_size: bool,
+    pub width: u32,
+    pub height: u32,
     pub bucket: String,
     pub key: String,
     pub size: u64,
     pub cdn_path: String,
 }
 
-/// The renditions recorded under `formats` in a completed item.
+/// Every rendition a completed item records: first the full size of each
+/// format (`formats`, in `Format::ALL` order), then every width variant
+/// (`variants`, as listed). The `variants` list must contain each full-size
+/// rendition with the same bucket, key, size and CDN path, and its entries
+/// must be distinct; an item written before variants existed has only
+/// `formats` (its full sizes are returned with the item's dimensions).
 pub fn renditions(item: &HashMap<String, AttributeValue>) -> Result<Vec<Rendition>> {
     let Some(AttributeValue::M(formats)) = item.get(attr::FORMATS) else {
         bail!("item has no {} map: {item:?}", attr::FORMATS);
     };
-    let mut out = Vec::new();
+    let dimension = |name: &str| -> Result<u32> {
+        text(item, name)
+            .with_context(|| format!("item has no {name}"))?
+            .parse()
+            .with_context(|| format!("item {name}"))
+    };
+    let mut full = Vec::new();
     for f in Format::ALL {
         let Some(AttributeValue::M(r)) = formats.get(f.as_str()) else {
             continue;
         };
         let field = |name: &str| text(r, name).with_context(|| format!("formats.{f}.{name}"));
-        out.push(Rendition {
+        full.push(Rendition {
             format: f,
+            full_size: true,
+            width: dimension(attr::WIDTH)?,
+            height: dimension(attr::HEIGHT)?,
             bucket: field(attr::BUCKET)?,
             key: field(attr::KEY)?,
             size: field(attr::SIZE)?.parse()?,
             cdn_path: field(attr::CDN_PATH)?,
         });
     }
-    Ok(out)
+    let Some(list) = item.get(attr::VARIANTS) else {
+        return Ok(full);
+    };
+    let AttributeValue::L(list) = list else {
+        bail!("{} is not a list: {list:?}", attr::VARIANTS);
+    };
+    let mut variants = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        let AttributeValue::M(v) = entry else {
+            bail!("{}[{i}] is not a map: {entry:?}", attr::VARIANTS);
+        };
+        let field = |name: &str| text(v, name).with_context(|| format!("variants[{i}].{name}"));
+        let format: Format = field(attr::FORMAT)?.parse()?;
+        let r = Rendition {
+            format,
+            full_size: false,
+            width: field(attr::WIDTH)?.parse()?,
+            height: field(attr::HEIGHT)?.parse()?,
+            bucket: field(attr::BUCKET)?,
+            key: field(attr::KEY)?,
+            size: field(attr::SIZE)?.parse()?,
+            cdn_path: field(attr::CDN_PATH)?,
+        };
+        if variants.iter().any(|o: &Rendition| o.key == r.key)
+            || variants
+                .iter()
+                .any(|o: &Rendition| (o.format, o.width) == (r.format, r.width))
+        {
+            bail!("variants[{i}] repeats a key or a (format, width): {r:?}");
+        }
+        variants.push(r);
+    }
+    for f in &mut full {
+        let listed = variants
+            .iter()
+            .position(|v| v.format == f.format && v.key == f.key)
+            .with_context(|| format!("the full-size {} rendition is not in variants", f.format))?;
+        let v = variants.remove(listed);
+        ensure!(
+            (
+                v.bucket.as_str(),
+                v.size,
+                v.cdn_path.as_str(),
+                v.width,
+                v.height
+            ) == (
+                f.bucket.as_str(),
+                f.size,
+                f.cdn_path.as_str(),
+                f.width,
+                f.height
+            ),
+            "variants lists the full-size {} rendition as {v:?}, formats as {f:?}",
+            f.format
+        );
+    }
+    full.extend(variants);
+    Ok(full)
+}
+
+/// Every rendition exists in its bucket at its key with the recorded size,
+/// its format's `Content-Type`, the immutable `Cache-Control`, and decodes
+/// (from the stored bytes) to the recorded width and height.
+pub async fn assert_stored(s3: &aws_sdk_s3::Client, renditions: &[Rendition]) -> Result<()> {
+    for r in renditions {
+        let what = format!(
+            "{} {}x{} s3://{}/{}",
+            r.format, r.width, r.height, r.bucket, r.key
+        );
+        let got = s3
+            .get_object()
+            .bucket(&r.bucket)
+            .key(&r.key)
+            .send()
+            .await
+            .with_context(|| format!("{what} is not stored"))?;
+        ensure!(
+            got.content_type() == Some(r.format.content_type()),
+            "{what}: Content-Type {:?}",
+            got.content_type()
+        );
+        ensure!(
+            got.cache_control() == Some(imagestack_contract::RENDITION_CACHE_CONTROL),
+            "{what}: Cache-Control {:?}",
+            got.cache_control()
+        );
+        let body = got.body.collect().await?.into_bytes();
+        ensure!(
+            body.len() as u64 == r.size,
+            "{what}: {} bytes stored, {} recorded",
+            body.len(),
+            r.size
+        );
+        let expected = match r.format {
+            Format::Webp => image::ImageFormat::WebP,
+            Format::Jpeg => image::ImageFormat::Jpeg,
+            Format::Png => image::ImageFormat::Png,
+        };
+        ensure!(
+            image::guess_format(&body).ok() == Some(expected),
+            "{what}: the body is not {}",
+            r.format
+        );
+        let decoded = image::load_from_memory(&body).with_context(|| format!("{what}: decode"))?;
+        ensure!(
+            (decoded.width(), decoded.height()) == (r.width, r.height),
+            "{what}: decodes to {}x{}",
+            decoded.width(),
+            decoded.height()
+        );
+    }
+    Ok(())
 }
 
 /// Where a viewer request for `path` goes: the first cache behaviour whose
@@ -480,6 +609,83 @@ mod tests {
         assert!(!path_matches("/webp/*", "/WEBP/a.webp"));
         assert!(path_matches("/*.jp?g", "/x/y.jpeg"));
         assert!(!path_matches("/*.jp?g", "/x/y.jpg"));
+    }
+
+    fn entry(pairs: &[(&str, &str)]) -> AttributeValue {
+        AttributeValue::M(
+            pairs
+                .iter()
+                .map(|(k, v)| {
+                    let v = if v.parse::<u64>().is_ok() {
+                        AttributeValue::N(v.to_string())
+                    } else {
+                        AttributeValue::S(v.to_string())
+                    };
+                    (k.to_string(), v)
+                })
+                .collect(),
+        )
+    }
+
+    fn item(variants: Option<Vec<AttributeValue>>) -> HashMap<String, AttributeValue> {
+        let mut item = HashMap::new();
+        item.insert(attr::WIDTH.into(), AttributeValue::N("600".into()));
+        item.insert(attr::HEIGHT.into(), AttributeValue::N("400".into()));
+        item.insert(
+            attr::FORMATS.into(),
+            AttributeValue::M(
+                [(
+                    "png".to_string(),
+                    entry(&[
+                        ("bucket", "p"),
+                        ("key", "png/a-1.png"),
+                        ("size", "900"),
+                        ("cdn_path", "/png/a-1.png"),
+                    ]),
+                )]
+                .into(),
+            ),
+        );
+        if let Some(v) = variants {
+            item.insert(attr::VARIANTS.into(), AttributeValue::L(v));
+        }
+        item
+    }
+
+    fn variant(w: &str, h: &str, key: &str, size: &str) -> AttributeValue {
+        entry(&[
+            ("format", "png"),
+            ("width", w),
+            ("height", h),
+            ("bucket", "p"),
+            ("key", key),
+            ("size", size),
+            ("cdn_path", &format!("/{key}")),
+        ])
+    }
+
+    #[test]
+    fn renditions_read_formats_and_variants() {
+        // An item from before variants: the full sizes only.
+        let old = renditions(&item(None)).unwrap();
+        assert_eq!(old.len(), 1);
+        assert!(old[0].full_size && (old[0].width, old[0].height) == (600, 400));
+        let list = vec![
+            variant("320", "213", "png/a-1-w320.png", "100"),
+            variant("600", "400", "png/a-1.png", "900"),
+        ];
+        let all = renditions(&item(Some(list.clone()))).unwrap();
+        assert_eq!(all.len(), 2);
+        assert!(all[0].full_size && all[0].key == "png/a-1.png");
+        assert!(!all[1].full_size && (all[1].width, all[1].height) == (320, 213));
+        // The list must agree with `formats` and have no duplicates.
+        let mut wrong = list.clone();
+        wrong[1] = variant("600", "400", "png/a-1.png", "901");
+        assert!(renditions(&item(Some(wrong))).is_err());
+        assert!(renditions(&item(Some(vec![list[0].clone()]))).is_err());
+        let mut twice = list.clone();
+        twice.push(variant("320", "213", "png/a-1-w320b.png", "100"));
+        assert!(renditions(&item(Some(twice))).is_err());
     }
 
     #[test]

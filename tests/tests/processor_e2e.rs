@@ -16,10 +16,15 @@ use aws_sdk_dynamodb::types::{
     KeyType, Projection, ProjectionType, ScalarAttributeType,
 };
 use imagestack_contract::table::attr;
-use imagestack_contract::{Format, RENDITION_CACHE_CONTROL, cdn_path, env, rendition_key, table};
+use imagestack_contract::{
+    Format, MAX_KEY_BYTES, RENDITION_CACHE_CONTROL, cdn_path, env, rendition_key,
+    rendition_key_with_width, table,
+};
 use serde_json::Value;
 use tests::lambda_runtime_api::RuntimeApi;
-use tests::pipeline::{Function, invoke, s3_event, shared_image, upload_at};
+use tests::pipeline::{
+    Function, assert_stored, invoke, renditions, s3_event, shared_image, upload_at,
+};
 
 const FUNCTION: &str = "imagestack-processor-test";
 /// The upload time every event of this test carries (the item records it).
@@ -119,6 +124,8 @@ impl Fixture {
             (env::WEBP_METHOD, "4".to_string()),
             (env::MAX_INPUT_BYTES, (50u64 << 20).to_string()),
             (env::MAX_INPUT_PIXELS, "100000000".to_string()),
+            // 320 and 640 are wider than the 300-pixel test photo: not made.
+            (env::WIDTHS, "100,200,320,640".to_string()),
         ]
     }
 
@@ -270,20 +277,66 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
     );
     assert_eq!(main["Environment"], "e2e");
     assert_eq!(main["BytesIn"], original_size);
+    // One BytesOut line per format: the bytes of all its renditions.
+    let all = renditions(&item)?;
+    for f in Format::ALL {
+        let line = emf
+            .iter()
+            .find(|d| d.get("BytesOut").is_some() && d["Format"] == f.as_str())
+            .with_context(|| format!("no BytesOut line for {f}"))?;
+        let total: u64 = all.iter().filter(|r| r.format == f).map(|r| r.size).sum();
+        assert_eq!(line["BytesOut"], total, "{f}");
+    }
     assert_eq!(
         emf.iter().filter(|d| d.get("BytesOut").is_some()).count(),
         3
     );
 
+    // Width variants: the item lists every rendition (full size and each
+    // configured width narrower than the image), each stored at its key,
+    // with its size, and decoding to its recorded dimensions.
+    let mut listed: Vec<(Format, u32, u32, String)> = all
+        .iter()
+        .map(|r| (r.format, r.width, r.height, r.key.clone()))
+        .collect();
+    listed.sort();
+    let mut expected = Vec::new();
+    for f in Format::ALL {
+        expected.push((
+            f,
+            100,
+            75,
+            rendition_key_with_width(f, "Holiday photo ✓ é+1", &image_id, Some(100)),
+        ));
+        expected.push((
+            f,
+            200,
+            150,
+            rendition_key_with_width(f, "Holiday photo ✓ é+1", &image_id, Some(200)),
+        ));
+        expected.push((f, 300, 225, recorded[&f].clone()));
+    }
+    expected.sort();
+    assert_eq!(listed, expected);
+    for r in &all {
+        assert_eq!(r.bucket, fx.outputs[&r.format]);
+        assert_eq!(r.cdn_path, cdn_path(&r.key));
+    }
+    assert_stored(&fx.s3, &all).await?;
+
     // The same event again: same objects, still one item.
     let again = invoke(&api, &function, event).await?;
     assert_eq!(again["records"][0]["image_id"], image_id.as_str());
     for f in Format::ALL {
-        assert_eq!(
-            fx.keys(&fx.outputs[&f]).await?,
-            vec![recorded[&f].clone()],
-            "{f} after retry"
-        );
+        let mut stored = fx.keys(&fx.outputs[&f]).await?;
+        stored.sort();
+        let mut keys: Vec<String> = all
+            .iter()
+            .filter(|r| r.format == f)
+            .map(|r| r.key.clone())
+            .collect();
+        keys.sort();
+        assert_eq!(stored, keys, "{f} after retry");
     }
     assert_eq!(fx.item_count().await?, 1);
 
@@ -308,7 +361,7 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
     for f in Format::ALL {
         assert_eq!(
             fx.keys(&fx.outputs[&f]).await?.len(),
-            1,
+            3,
             "{f}: no rendition for the corrupt upload"
         );
     }
@@ -334,6 +387,85 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
         response["records"][0]["reason"], "SourceMissing",
         "{response}"
     );
+
+    // An event naming a bucket other than the upload bucket: refused and
+    // recorded, nothing read or written.
+    let other = format!("{}-not-ours", fx.upload);
+    let foreign = s3_event(&region(), &other, "uploads/x.jpg", 10, "abc", EVENT_TIME);
+    let response = invoke(&api, &function, foreign).await?;
+    let record = &response["records"][0];
+    assert_eq!(record["status"], "failed", "{response}");
+    assert_eq!(record["reason"], "WrongBucket");
+    let foreign_item = fx
+        .item(record["image_id"].as_str().context("image_id")?)
+        .await?;
+    assert_eq!(s(&foreign_item, attr::ERROR_REASON), "WrongBucket");
+    assert_eq!(s(&foreign_item, attr::ORIGINAL_BUCKET), other);
+    assert!(
+        function
+            .emf()
+            .iter()
+            .any(|d| d.get("ProcessingErrors").is_some() && d["Reason"] == "WrongBucket"),
+        "no WrongBucket error metric"
+    );
+
+    // A file name of about a kilobyte: S3 takes the upload (the key is
+    // within 1,024 bytes) and every rendition key is shortened to fit too.
+    let long_name = format!("{}.jpg", "Very long name ✓ ".repeat(53));
+    let long_key = format!("uploads/{long_name}");
+    assert!(long_key.len() > 1000 && long_key.len() <= MAX_KEY_BYTES);
+    let event = fx
+        .upload(&long_key, shared_image("pillow_flower2_icc.jpg")?)
+        .await?;
+    let response = invoke(&api, &function, event).await?;
+    let record = &response["records"][0];
+    assert_eq!(record["status"], "completed", "{response}");
+    let long_item = fx
+        .item(record["image_id"].as_str().context("image_id")?)
+        .await?;
+    let long = renditions(&long_item)?;
+    assert_eq!(long.len(), 9);
+    for r in &long {
+        assert!(
+            r.key.len() <= MAX_KEY_BYTES,
+            "{} bytes: {}",
+            r.key.len(),
+            r.key
+        );
+    }
+    assert_stored(&fx.s3, &long).await?;
+    drop(function);
+
+    // A deployment from before IMAGESTACK_WIDTHS existed: the default widths.
+    let old_env: Vec<(&str, String)> = fx
+        .function_env()
+        .into_iter()
+        .filter(|(k, _)| *k != env::WIDTHS)
+        .collect();
+    let function = Function::start(&api, FUNCTION, 1024, &old_env)?;
+    let event = fx
+        .upload("uploads/coffee.png", shared_image("skimage_coffee.png")?)
+        .await?;
+    let response = invoke(&api, &function, event).await?;
+    let record = &response["records"][0];
+    assert_eq!(record["status"], "completed", "{response}");
+    let coffee = renditions(
+        &fx.item(record["image_id"].as_str().context("image_id")?)
+            .await?,
+    )?;
+    // 600×400: of 320, 640, 1280 and 1920 only 320 is narrower.
+    let mut sizes: Vec<(Format, u32, u32)> = coffee
+        .iter()
+        .map(|r| (r.format, r.width, r.height))
+        .collect();
+    sizes.sort();
+    let mut want: Vec<(Format, u32, u32)> = Format::ALL
+        .iter()
+        .flat_map(|&f| [(f, 320, 213), (f, 600, 400)])
+        .collect();
+    want.sort();
+    assert_eq!(sizes, want);
+    assert_stored(&fx.s3, &coffee).await?;
     drop(function);
     Ok(())
 }

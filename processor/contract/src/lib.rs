@@ -8,8 +8,9 @@
 //! The operator writes the function configuration with [`env`] and plans the
 //! CloudFront behaviours from [`Format::cdn_path_pattern`]; the processor
 //! reads the same variables and writes every rendition under
-//! [`rendition_key`], so the CDN path recorded in the metadata is exactly
-//! [`cdn_path`] of that key.
+//! [`rendition_key`] (full size) or [`rendition_key_with_width`] (width
+//! variants), so the CDN path recorded in the metadata is exactly
+//! [`cdn_path`] of that key. Every key fits S3's [`MAX_KEY_BYTES`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -98,18 +99,185 @@ impl FromStr for Format {
     }
 }
 
-/// Key of a rendition in its format's bucket: `<format>/<stem>-<id>.<ext>`.
+/// S3's limit on the length of an object key, in bytes of UTF-8.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+/// Bytes every key reserves for its `<format>/` prefix: at least the longest
+/// prefix of any format (a test checks), fixed so that adding a format never
+/// changes existing keys.
+pub const KEY_PREFIX_RESERVE: usize = 8;
+/// Bytes every key reserves for its `.<ext>` suffix (same rule).
+pub const KEY_EXTENSION_RESERVE: usize = 8;
+/// Bytes every key reserves for a width suffix: `-w` and the digits of
+/// [`widths::MAX`].
+pub const KEY_WIDTH_RESERVE: usize = 2 + digits(widths::MAX);
+
+const fn digits(mut n: u32) -> usize {
+    let mut d = 1;
+    while n >= 10 {
+        n /= 10;
+        d += 1;
+    }
+    d
+}
+
+/// The longest stem a key carries next to an id of `id_len` bytes: what is
+/// left of [`MAX_KEY_BYTES`] after the reserves, the `-` and the id.
 ///
-/// `stem` is the original file name without directories or extension;
-/// `id` is the deterministic image id derived from the source object.
+/// The same for every format and width, so all renditions of one image share
+/// one stem (a CDN can derive any variant's path from another's).
+pub const fn max_stem_bytes(id_len: usize) -> usize {
+    MAX_KEY_BYTES
+        .saturating_sub(KEY_PREFIX_RESERVE)
+        .saturating_sub(1)
+        .saturating_sub(id_len)
+        .saturating_sub(KEY_WIDTH_RESERVE)
+        .saturating_sub(KEY_EXTENSION_RESERVE)
+}
+
+/// `stem` cut to [`max_stem_bytes`] at a character boundary: the longest
+/// prefix that fits. Deterministic, and unchanged when it already fits (every
+/// stem up to 969 bytes with the 32-character image id). The id that follows
+/// the stem in every key keeps shortened keys unique.
+pub fn shorten_stem<'a>(stem: &'a str, id: &str) -> &'a str {
+    let max = max_stem_bytes(id.len());
+    if stem.len() <= max {
+        return stem;
+    }
+    let mut end = max;
+    while !stem.is_char_boundary(end) {
+        end -= 1;
+    }
+    &stem[..end]
+}
+
+/// Key of a full-size rendition in its format's bucket: `<format>/<stem>-<id>.<ext>`.
+///
+/// `stem` is the original file name without directories or extension
+/// (shortened by [`shorten_stem`] when a key would be too long); `id` is the
+/// deterministic image id derived from the source object.
 pub fn rendition_key(format: Format, stem: &str, id: &str) -> String {
+    rendition_key_with_width(format, stem, id, None)
+}
+
+/// Key of a rendition, full size (`width: None`, the same key as
+/// [`rendition_key`]) or a width variant: `<format>/<stem>-<id>-w<width>.<ext>`.
+///
+/// Every key is at most [`MAX_KEY_BYTES`] long for any stem, any format and
+/// any width up to [`widths::MAX`] (with an id of up to 32 bytes the stem keeps
+/// at least 969 bytes).
+pub fn rendition_key_with_width(
+    format: Format,
+    stem: &str,
+    id: &str,
+    width: Option<u32>,
+) -> String {
+    let mut stem = shorten_stem(stem, id);
+    let suffix = width.map(|w| format!("-w{w}")).unwrap_or_default();
+    if suffix.len() > KEY_WIDTH_RESERVE {
+        // Only for a width above widths::MAX (never configured): keep the key
+        // within the limit all the same.
+        let mut end = stem.len().saturating_sub(suffix.len() - KEY_WIDTH_RESERVE);
+        while !stem.is_char_boundary(end) {
+            end -= 1;
+        }
+        stem = &stem[..end];
+    }
     format!(
-        "{}{}-{}.{}",
+        "{}{}-{}{}.{}",
         format.key_prefix(),
         stem,
         id,
+        suffix,
         format.extension()
     )
+}
+
+/// Width variants: the pixel widths the processor renders besides the full
+/// size (never wider than the source).
+pub mod widths {
+    use std::fmt;
+
+    /// The narrowest configurable width.
+    pub const MIN: u32 = 16;
+    /// The widest configurable width.
+    pub const MAX: u32 = 8192;
+    /// At most this many widths.
+    pub const MAX_COUNT: usize = 16;
+    /// Used when [`env::WIDTHS`](super::env::WIDTHS) is not set.
+    pub const DEFAULT: [u32; 4] = [320, 640, 1280, 1920];
+
+    /// Why a widths list is invalid.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub enum WidthsError {
+        Empty,
+        TooMany(usize),
+        NotANumber(String),
+        OutOfRange(u32),
+    }
+
+    impl fmt::Display for WidthsError {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            match self {
+                WidthsError::Empty => write!(f, "names no width"),
+                WidthsError::TooMany(n) => {
+                    write!(f, "{n} widths, at most {MAX_COUNT} are allowed")
+                }
+                WidthsError::NotANumber(s) => write!(
+                    f,
+                    "{s:?} is not a width (expected comma-separated pixel widths, e.g. \"320,640,1280,1920\")"
+                ),
+                WidthsError::OutOfRange(w) => {
+                    write!(f, "width {w} is outside {MIN}..={MAX}")
+                }
+            }
+        }
+    }
+
+    impl std::error::Error for WidthsError {}
+
+    /// Check a list: 1–[`MAX_COUNT`] entries, each [`MIN`]–[`MAX`]. Returns
+    /// the distinct widths in ascending order.
+    pub fn validate(widths: &[u32]) -> Result<Vec<u32>, WidthsError> {
+        if widths.is_empty() {
+            return Err(WidthsError::Empty);
+        }
+        if widths.len() > MAX_COUNT {
+            return Err(WidthsError::TooMany(widths.len()));
+        }
+        if let Some(&w) = widths.iter().find(|w| !(MIN..=MAX).contains(*w)) {
+            return Err(WidthsError::OutOfRange(w));
+        }
+        let mut out = widths.to_vec();
+        out.sort_unstable();
+        out.dedup();
+        Ok(out)
+    }
+
+    /// Parse the environment form: comma-separated decimal pixel widths
+    /// (spaces around entries allowed), validated as by [`validate`].
+    pub fn parse(raw: &str) -> Result<Vec<u32>, WidthsError> {
+        let mut widths = Vec::new();
+        for part in raw.split(',').map(str::trim) {
+            if part.is_empty() {
+                continue;
+            }
+            let w = part
+                .parse::<u32>()
+                .map_err(|_| WidthsError::NotANumber(part.to_string()))?;
+            widths.push(w);
+        }
+        validate(&widths)
+    }
+
+    /// The environment form of a list (what the operator writes): `320,640`.
+    pub fn to_env(widths: &[u32]) -> String {
+        widths
+            .iter()
+            .map(u32::to_string)
+            .collect::<Vec<_>>()
+            .join(",")
+    }
 }
 
 /// CDN path of a stored key: the distribution routes `/<format>/*` to the
@@ -175,8 +343,15 @@ pub mod env {
     /// (optional; default [`defaults::JPEG_BACKGROUND`](super::defaults::JPEG_BACKGROUND)).
     pub const JPEG_BACKGROUND: &str = "IMAGESTACK_JPEG_BACKGROUND";
 
+    /// Width variants to render besides the full size: comma-separated pixel
+    /// widths, e.g. `320,640,1280,1920` (optional; default
+    /// [`widths::DEFAULT`](super::widths::DEFAULT); 1–16 entries, each
+    /// 16–8192, parsed and checked by [`widths::parse`](super::widths::parse)).
+    /// Widths not narrower than an image produce nothing for it.
+    pub const WIDTHS: &str = "IMAGESTACK_WIDTHS";
+
     /// Variables the processor reads when set and defaults otherwise.
-    pub const OPTIONAL: [&str; 3] = [MAX_INPUT_DIMENSION, TIME_BUDGET_MS, JPEG_BACKGROUND];
+    pub const OPTIONAL: [&str; 4] = [MAX_INPUT_DIMENSION, TIME_BUDGET_MS, JPEG_BACKGROUND, WIDTHS];
 
     /// Name of the output bucket variable for a format.
     pub const fn bucket_var(format: super::Format) -> &'static str {
@@ -223,8 +398,17 @@ pub mod table {
         /// The decoded object key of the upload.
         pub const ORIGINAL_FILENAME: &str = "original_filename";
         pub const ORIGINAL_SIZE: &str = "original_size";
-        /// Map: format name → map of [`BUCKET`], [`KEY`], [`SIZE`], [`CDN_PATH`].
+        /// Map: format name → map of [`BUCKET`], [`KEY`], [`SIZE`], [`CDN_PATH`]
+        /// of the full-size rendition (the reference's shape, kept).
         pub const FORMATS: &str = "formats";
+        /// List of every rendition, full size and width variants, each a map of
+        /// [`FORMAT`], [`WIDTH`], [`HEIGHT`], [`BUCKET`], [`KEY`], [`SIZE`] (bytes)
+        /// and [`CDN_PATH`]; ordered by format, then by width (the full-size
+        /// entry, whose width is the image's, last). Per format the widths are
+        /// distinct.
+        pub const VARIANTS: &str = "variants";
+        /// A variant's format name (`webp`, `jpeg`, `png`).
+        pub const FORMAT: &str = "format";
         pub const BUCKET: &str = "bucket";
         pub const KEY: &str = "key";
         pub const SIZE: &str = "size";
@@ -240,7 +424,8 @@ pub mod table {
         pub const ETAG: &str = "etag";
         /// `jpeg`, `png` or `webp`, detected from the bytes.
         pub const DETECTED_FORMAT: &str = "detected_format";
-        /// After EXIF orientation.
+        /// After EXIF orientation (on the item); a variant's own width in
+        /// [`VARIANTS`] entries (likewise [`HEIGHT`]).
         pub const WIDTH: &str = "width";
         pub const HEIGHT: &str = "height";
         pub const PROCESSOR_VERSION: &str = "processor_version";
@@ -286,6 +471,116 @@ mod tests {
         assert_eq!(
             rendition_key(Format::Jpeg, "a", "x"),
             "jpeg/a-x.jpg".to_string()
+        );
+    }
+
+    #[test]
+    fn width_keys_extend_the_full_size_key() {
+        assert_eq!(
+            rendition_key_with_width(Format::Webp, "holiday photo", "abc", Some(640)),
+            "webp/holiday photo-abc-w640.webp"
+        );
+        assert_eq!(
+            rendition_key_with_width(Format::Png, "a", "x", None),
+            rendition_key(Format::Png, "a", "x")
+        );
+        for f in Format::ALL {
+            let key = rendition_key_with_width(f, "a", "x", Some(16));
+            assert!(cdn_path(&key).starts_with(f.cdn_path_pattern().trim_end_matches('*')));
+            assert!(key.ends_with(&format!("-w16.{}", f.extension())), "{key}");
+        }
+    }
+
+    #[test]
+    fn reserves_cover_every_format() {
+        for f in Format::ALL {
+            assert!(f.key_prefix().len() <= KEY_PREFIX_RESERVE, "{f}");
+            assert!(
+                format!(".{}", f.extension()).len() <= KEY_EXTENSION_RESERVE,
+                "{f}"
+            );
+        }
+        assert_eq!(KEY_WIDTH_RESERVE, "-w8192".len());
+        assert_eq!(max_stem_bytes(32), 969);
+    }
+
+    #[test]
+    fn long_stems_are_shortened_so_every_key_fits() {
+        let id = "0123456789abcdef0123456789abcdef";
+        // Multi-byte characters land on every possible cut position.
+        for stem in [
+            "x".repeat(1020),
+            "é".repeat(600),
+            "✓".repeat(400),
+            format!("a{}", "😀".repeat(300)),
+            format!("ab{}", "😀".repeat(300)),
+            format!("abc{}", "😀".repeat(300)),
+        ] {
+            let short = shorten_stem(&stem, id);
+            assert!(stem.starts_with(short));
+            assert!(short.len() <= 969 && short.len() > 960, "{}", short.len());
+            for f in Format::ALL {
+                for w in [None, Some(widths::MIN), Some(640), Some(widths::MAX)] {
+                    let key = rendition_key_with_width(f, &stem, id, w);
+                    assert!(key.len() <= MAX_KEY_BYTES, "{f} {w:?}: {}", key.len());
+                    // One stem for every format and width; the id is kept whole.
+                    assert!(key.starts_with(&format!("{}{short}-{id}", f.key_prefix())));
+                }
+            }
+            // Deterministic.
+            assert_eq!(
+                rendition_key(Format::Jpeg, &stem, id),
+                rendition_key(Format::Jpeg, &stem, id)
+            );
+        }
+        // A stem that fits is never touched (existing keys stay valid).
+        let fits = "y".repeat(969);
+        assert_eq!(shorten_stem(&fits, id), fits);
+        assert_eq!(
+            rendition_key(Format::Webp, &fits, id).len(),
+            5 + 969 + 1 + 32 + 5
+        );
+        // Even a width nobody may configure stays within the limit.
+        let key = rendition_key_with_width(Format::Webp, &"z".repeat(1000), id, Some(u32::MAX));
+        assert!(key.len() <= MAX_KEY_BYTES, "{}", key.len());
+    }
+
+    #[test]
+    fn widths_parse_and_validate() {
+        assert_eq!(
+            widths::parse("320,640,1280,1920"),
+            Ok(widths::DEFAULT.to_vec())
+        );
+        assert_eq!(widths::parse(" 640 , 320,640,"), Ok(vec![320, 640]));
+        assert_eq!(widths::parse("16,8192"), Ok(vec![16, 8192]));
+        assert_eq!(widths::parse(""), Err(widths::WidthsError::Empty));
+        assert_eq!(widths::parse(" , "), Err(widths::WidthsError::Empty));
+        assert_eq!(
+            widths::parse("15"),
+            Err(widths::WidthsError::OutOfRange(15))
+        );
+        assert_eq!(
+            widths::parse("8193"),
+            Err(widths::WidthsError::OutOfRange(8193))
+        );
+        assert_eq!(widths::parse("0"), Err(widths::WidthsError::OutOfRange(0)));
+        assert!(matches!(
+            widths::parse("320px"),
+            Err(widths::WidthsError::NotANumber(_))
+        ));
+        assert!(matches!(
+            widths::parse("-320"),
+            Err(widths::WidthsError::NotANumber(_))
+        ));
+        let seventeen: Vec<u32> = (0..17).map(|i| 100 + i).collect();
+        assert_eq!(
+            widths::parse(&widths::to_env(&seventeen)),
+            Err(widths::WidthsError::TooMany(17))
+        );
+        assert_eq!(widths::to_env(&widths::DEFAULT), "320,640,1280,1920");
+        assert_eq!(
+            widths::parse(&widths::to_env(&widths::DEFAULT)),
+            Ok(widths::DEFAULT.to_vec())
         );
     }
 

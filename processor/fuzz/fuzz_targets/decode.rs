@@ -1,5 +1,6 @@
 //! Arbitrary bytes through format detection, header limits and decoding;
-//! inputs that decode to a small image also go through all three encoders.
+//! inputs that decode to a small image also go through the resampler (every
+//! width narrower than the image, from 16 px up) and all three encoders.
 
 #![no_main]
 
@@ -8,6 +9,7 @@ use std::time::Duration;
 use imagestack_processor::deadline::Deadline;
 use imagestack_processor::limits::Limits;
 use imagestack_processor::pipeline::{self, Settings};
+use imagestack_processor::resize;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -25,12 +27,28 @@ fuzz_target!(|data: &[u8]| {
             limits,
             parallelism: 1,
             webp_method: 2,
+            // Small images: widths that fit under 64 px, plus the smallest.
+            widths: vec![16, 17, 31, 48, 63],
             ..Settings::default()
         };
         let out =
             pipeline::optimize_until(data, &settings, &Deadline::after(Duration::from_secs(20)));
         if let Ok(out) = out {
-            assert_eq!(out.renditions.len(), 3);
+            let widths = resize::variant_widths(out.width, &settings.widths);
+            assert_eq!(out.renditions.len(), 3 * (1 + widths.len()));
+            for r in &out.renditions {
+                match r.variant {
+                    None => assert_eq!((r.width, r.height), (out.width, out.height)),
+                    Some(w) => {
+                        assert!(w < out.width);
+                        assert_eq!(r.width, w);
+                        assert_eq!(r.height, resize::variant_height(out.width, out.height, w));
+                    }
+                }
+                // Every rendition decodes back at its recorded size.
+                let back = image::load_from_memory(&r.bytes).expect("rendition decodes");
+                assert_eq!((back.width(), back.height()), (r.width, r.height));
+            }
         }
     }
 });

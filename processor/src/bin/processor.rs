@@ -33,9 +33,14 @@ enum Command {
 struct OptimizeArgs {
     /// An image file or a directory of images (not recursive).
     input: PathBuf,
-    /// Output directory; renditions go to `<out>/<format>/<stem>.<ext>`.
+    /// Output directory; renditions go to `<out>/<format>/<stem>.<ext>`,
+    /// width variants to `<out>/<format>/<stem>-w<width>.<ext>`.
     #[arg(long)]
     out: PathBuf,
+    /// Comma-separated width variants (16–8192, at most 16); `none` for the
+    /// full size only.
+    #[arg(long, default_value = "320,640,1280,1920")]
+    widths: String,
     /// Comma-separated formats.
     #[arg(long, default_value = "webp,jpeg,png", value_delimiter = ',')]
     formats: Vec<Format>,
@@ -79,8 +84,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn settings(args: &OptimizeArgs) -> Settings {
-    Settings {
+fn settings(args: &OptimizeArgs) -> Result<Settings, Error> {
+    let widths = if args.widths.trim() == "none" {
+        Vec::new()
+    } else {
+        imagestack_contract::widths::parse(&args.widths).map_err(|e| Error::Config {
+            var: "--widths",
+            message: e.to_string(),
+        })?
+    };
+    Ok(Settings {
         formats: args.formats.clone(),
         webp_quality: args.webp_quality,
         jpeg_quality: args.jpeg_quality,
@@ -94,8 +107,9 @@ fn settings(args: &OptimizeArgs) -> Settings {
         parallelism: args
             .parallelism
             .unwrap_or_else(pipeline::available_parallelism),
+        widths,
         ..Settings::default()
-    }
+    })
 }
 
 fn inputs(path: &Path) -> Result<Vec<PathBuf>, Error> {
@@ -117,7 +131,7 @@ fn inputs(path: &Path) -> Result<Vec<PathBuf>, Error> {
 
 /// Returns the number of files that failed.
 fn optimize(args: &OptimizeArgs) -> Result<usize, Error> {
-    let settings = settings(args);
+    let settings = settings(args)?;
     let files = inputs(&args.input)?;
     let mut failed = 0;
     let (mut total_in, mut total_out) = (0u64, 0u64);
@@ -148,23 +162,52 @@ fn optimize(args: &OptimizeArgs) -> Result<usize, Error> {
                 let mut cells = Vec::new();
                 for r in &out.renditions {
                     let dir = args.out.join(r.format.as_str());
-                    let target = dir.join(format!("{stem}.{}", r.format.extension()));
+                    let suffix = r.variant.map(|w| format!("-w{w}")).unwrap_or_default();
+                    let target = dir.join(format!("{stem}{suffix}.{}", r.format.extension()));
                     std::fs::create_dir_all(&dir)
                         .and_then(|()| std::fs::write(&target, &r.bytes))
                         .map_err(|e| Error::Io {
                             context: format!("writing {}", target.display()),
                             source: e,
                         })?;
-                    total_out += r.bytes.len() as u64;
+                    if r.variant.is_none() {
+                        total_out += r.bytes.len() as u64;
+                        cells.push(format!(
+                            "{} {} {:.2} {}",
+                            r.format,
+                            r.bytes.len(),
+                            r.bytes.len() as f64 / bytes.len() as f64,
+                            r.encode_time.as_millis()
+                        ));
+                    }
+                }
+                let variants: Vec<String> = out
+                    .renditions
+                    .iter()
+                    .filter_map(|r| r.variant)
+                    .collect::<std::collections::BTreeSet<_>>()
+                    .iter()
+                    .map(|w| format!("w{w}"))
+                    .collect();
+                if !variants.is_empty() {
+                    let variant_bytes: usize = out
+                        .renditions
+                        .iter()
+                        .filter(|r| r.variant.is_some())
+                        .map(|r| r.bytes.len())
+                        .sum();
                     cells.push(format!(
-                        "{} {} {:.2} {}",
-                        r.format,
-                        r.bytes.len(),
-                        r.bytes.len() as f64 / bytes.len() as f64,
-                        r.encode_time.as_millis()
+                        "+ {} ({variant_bytes} bytes, resize {} ms)",
+                        variants.join(","),
+                        out.resize_time.as_millis()
                     ));
                 }
-                total_in += bytes.len() as u64 * out.renditions.len() as u64;
+                let full_sizes = out
+                    .renditions
+                    .iter()
+                    .filter(|r| r.variant.is_none())
+                    .count();
+                total_in += bytes.len() as u64 * full_sizes as u64;
                 println!(
                     "{:<44} {:>11} {:>10}  {}  {:>8}",
                     name,
@@ -183,7 +226,7 @@ fn optimize(args: &OptimizeArgs) -> Result<usize, Error> {
     }
     let cpu = cpu::usage().0.saturating_sub(cpu_start);
     println!(
-        "total: output/input bytes {:.3}, wall {:.2} s, cpu {:.2} s, {} failed",
+        "total: output/input bytes (full size) {:.3}, wall {:.2} s, cpu {:.2} s, {} failed",
         if total_in == 0 {
             0.0
         } else {

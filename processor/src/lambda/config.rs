@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use imagestack_contract::{Format, defaults, env};
+use imagestack_contract::{Format, defaults, env, widths};
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -63,6 +63,7 @@ impl Config {
                 defaults::TIME_BUDGET_MS,
             )?),
             parallelism: pipeline::available_parallelism(),
+            widths: vars.widths()?,
         };
         Ok(Config {
             environment: vars.required(env::ENVIRONMENT)?,
@@ -142,6 +143,18 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
         Ok(formats)
     }
 
+    /// `IMAGESTACK_WIDTHS`, else the default widths (deployments made before
+    /// the variable existed keep working and get the default variants).
+    fn widths(&self) -> Result<Vec<u32>> {
+        match self.get(env::WIDTHS) {
+            None => Ok(widths::DEFAULT.to_vec()),
+            Some(raw) => widths::parse(&raw).map_err(|e| Error::Config {
+                var: env::WIDTHS,
+                message: format!("{e} (got {raw:?})"),
+            }),
+        }
+    }
+
     fn background(&self) -> Result<[u8; 3]> {
         let raw = self
             .get(env::JPEG_BACKGROUND)
@@ -204,6 +217,8 @@ mod tests {
             c.settings.time_budget,
             Duration::from_millis(defaults::TIME_BUDGET_MS)
         );
+        // Absent: the default widths (old deployments keep working).
+        assert_eq!(c.settings.widths, vec![320, 640, 1280, 1920]);
         // Each required variable, removed alone, is named in the error.
         for var in env::ALL {
             let mut m = full();
@@ -226,6 +241,12 @@ mod tests {
             (env::FORMATS, " , "),
             (env::JPEG_BACKGROUND, "white"),
             (env::TIME_BUDGET_MS, "-1"),
+            (env::WIDTHS, "320,abc"),
+            (env::WIDTHS, "320;640"),
+            (env::WIDTHS, "8"),
+            (env::WIDTHS, "9000"),
+            (env::WIDTHS, "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"),
+            (env::WIDTHS, ","),
         ] {
             let mut m = full();
             m.insert(var, bad.to_string());
@@ -248,7 +269,9 @@ mod tests {
         m.insert(env::JPEG_BACKGROUND, "#102030".to_string());
         m.insert(env::TIME_BUDGET_MS, "1500".to_string());
         m.insert(env::MAX_INPUT_DIMENSION, "4000".to_string());
+        m.insert(env::WIDTHS, " 1024, 16,8192,1024".to_string());
         let c = load(&m).unwrap();
+        assert_eq!(c.settings.widths, vec![16, 1024, 8192]);
         assert_eq!(c.settings.formats, vec![Format::Png, Format::Webp]);
         assert!(!c.buckets.contains_key(&Format::Jpeg));
         assert_eq!(c.settings.jpeg_background, [0x10, 0x20, 0x30]);

@@ -1,15 +1,21 @@
 //! One invocation: every record of the S3 event, in order.
 //!
-//! Per record: download (size checked first), run the pipeline on a blocking
-//! thread within the time budget, upload every rendition, and write the
-//! metadata item last — so an item marked `completed` always points at
-//! renditions that exist. A bad image ends in a `failed` item, an error
-//! metric and a successful invocation; an AWS failure fails the invocation
-//! so Lambda retries it (the deterministic id makes the retry overwrite).
+//! Per record: refuse a bucket other than the upload bucket, download (size
+//! checked first, and again while streaming), run the pipeline on a blocking
+//! thread within the time budget (every width variant included), upload
+//! every rendition once all are encoded, and write the metadata item last —
+//! so an item marked `completed` always points at renditions that exist. A
+//! bad image (or an event that is not ours, or an S3 request refused for
+//! good) ends in a `failed` item, an error metric and a successful
+//! invocation; a transient AWS failure fails the invocation so Lambda retries
+//! it (the deterministic id makes the retry overwrite).
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use imagestack_contract::{Format, rendition_key};
+use futures::{StreamExt, TryStreamExt};
+use imagestack_contract::{Format, rendition_key_with_width};
 use lambda_runtime::LambdaEvent;
 use serde::Serialize;
 use serde_json::Value;
@@ -27,6 +33,12 @@ use crate::pipeline;
 
 /// Time kept back from the invocation's deadline for uploads and the item.
 pub const UPLOAD_RESERVE: Duration = Duration::from_secs(5);
+
+/// Renditions uploaded at once (an image has up to 3 × 17).
+pub const UPLOAD_CONCURRENCY: usize = 8;
+
+/// Where EMF metric lines go (stdout in the Lambda; tests collect them).
+pub type MetricsSink = Arc<dyn Fn(&[String]) + Send + Sync>;
 
 /// The outcome of one record, returned in the invocation's response.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -55,11 +67,22 @@ pub struct Response {
 pub struct Processor {
     config: Config,
     store: Store,
+    metrics: MetricsSink,
 }
 
 impl Processor {
     pub fn new(config: Config, store: Store) -> Self {
-        Processor { config, store }
+        Processor {
+            config,
+            store,
+            metrics: Arc::new(metrics::emit),
+        }
+    }
+
+    /// Send metric lines to `sink` instead of stdout.
+    pub fn with_metrics_sink(mut self, sink: MetricsSink) -> Self {
+        self.metrics = sink;
+        self
     }
 
     /// Handle one invocation; `Err` only for transient (retryable) failures.
@@ -131,6 +154,14 @@ impl Processor {
         budget: Duration,
         started: Instant,
     ) -> Result<RecordOutcome> {
+        if source.bucket != self.config.upload_bucket {
+            // Only the upload bucket's notification may invoke the function;
+            // anything else is refused before a byte is read.
+            return Err(Error::WrongBucket {
+                bucket: source.bucket.clone(),
+                expected: self.config.upload_bucket.clone(),
+            });
+        }
         let limits = self.config.settings.limits;
         if let Some(size) = source.size {
             limits.check_bytes(size)?;
@@ -146,40 +177,57 @@ impl Processor {
             .await?;
         let bytes_in = bytes.len() as u64;
         let settings = self.config.settings.clone();
-        let optimized = tokio::task::spawn_blocking(move || {
+        // Every rendition (all widths, all formats) is encoded before the
+        // first upload: a late variant fails the image with nothing written.
+        let mut optimized = tokio::task::spawn_blocking(move || {
             pipeline::optimize_until(&bytes, &settings, &Deadline::after(budget))
         })
         .await
-        .map_err(|e| Error::EncodeFailed {
-            format: Format::Png,
-            message: format!("pipeline task failed: {e}"),
-        })??;
+        .map_err(|e| Error::Internal(format!("pipeline task failed: {e}")))??;
 
         let stem = identity::stem(&source.key);
         let mut stored = Vec::with_capacity(optimized.renditions.len());
         let mut uploads = Vec::with_capacity(optimized.renditions.len());
-        for r in &optimized.renditions {
+        for r in std::mem::take(&mut optimized.renditions) {
             let Some(bucket) = self.config.buckets.get(&r.format) else {
                 continue;
             };
-            let key = rendition_key(r.format, stem, image_id);
+            let key = rendition_key_with_width(r.format, stem, image_id, r.variant);
             stored.push(Stored {
                 format: r.format,
+                full_size: r.variant.is_none(),
+                width: r.width,
+                height: r.height,
                 bucket: bucket.clone(),
                 key: key.clone(),
                 size: r.bytes.len() as u64,
             });
-            let store = self.store.clone();
-            let (bucket, format, body) = (bucket.clone(), r.format, r.bytes.clone());
-            uploads.push(async move { store.put_rendition(&bucket, &key, format, body).await });
+            uploads.push((bucket.clone(), key, r.format, r.bytes));
         }
-        futures::future::try_join_all(uploads).await?;
+        futures::stream::iter(uploads)
+            .map(|(bucket, key, format, body)| {
+                let store = self.store.clone();
+                async move { store.put_rendition(&bucket, &key, format, body).await }
+            })
+            .buffer_unordered(UPLOAD_CONCURRENCY)
+            .try_collect::<Vec<()>>()
+            .await?;
 
         let elapsed = started.elapsed();
         let item = record::completed(source, image_id, bytes_in, &optimized, &stored, elapsed);
         self.store.put_item(&self.config.table, item).await?;
-        let bytes_out: Vec<(Format, u64)> = stored.iter().map(|s| (s.format, s.size)).collect();
-        metrics::emit(&metrics::success(
+        let mut bytes_out: BTreeMap<Format, u64> = BTreeMap::new();
+        for s in &stored {
+            *bytes_out.entry(s.format).or_default() += s.size;
+        }
+        let bytes_out: Vec<(Format, u64)> = self
+            .config
+            .settings
+            .formats
+            .iter()
+            .filter_map(|f| bytes_out.get(f).map(|b| (*f, *b)))
+            .collect();
+        (self.metrics)(&metrics::success(
             &self.config.environment,
             now_ms(),
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
@@ -189,6 +237,7 @@ impl Processor {
         tracing::info!(
             width = optimized.width,
             height = optimized.height,
+            renditions = stored.len(),
             ms = elapsed.as_millis() as u64,
             "completed"
         );
@@ -211,7 +260,7 @@ impl Processor {
         tracing::warn!(reason = %reason, error = %error, "image failed permanently");
         let item = record::failed(source, image_id, reason, &error.to_string());
         self.store.put_item(&self.config.table, item).await?;
-        metrics::emit(&[metrics::failure(&self.config.environment, now_ms(), reason)]);
+        (self.metrics)(&[metrics::failure(&self.config.environment, now_ms(), reason)]);
         Ok(RecordOutcome {
             bucket: source.bucket.clone(),
             key: source.key.clone(),

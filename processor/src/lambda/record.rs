@@ -1,6 +1,7 @@
 //! The metadata item: the reference's fields (same names, so dashboards and
 //! queries keep working) plus bucket, version, detected format, dimensions,
-//! per-format CDN path, processor version and — on failure — a reason.
+//! per-format CDN path, every width variant, processor version and — on
+//! failure — a reason.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -20,6 +21,10 @@ pub type Item = HashMap<String, AttributeValue>;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Stored {
     pub format: Format,
+    /// The full size (else a width variant).
+    pub full_size: bool,
+    pub width: u32,
+    pub height: u32,
     pub bucket: String,
     pub key: String,
     pub size: u64,
@@ -66,8 +71,10 @@ pub fn completed(
 ) -> Item {
     let mut item = common(source, image_id, attr::STATUS_COMPLETED);
     item.insert(attr::ORIGINAL_SIZE.into(), n(original_size));
+    // The reference's map: the full-size rendition per format.
     let formats = stored
         .iter()
+        .filter(|r| r.full_size)
         .map(|r| {
             let mut m = HashMap::new();
             m.insert(attr::BUCKET.to_string(), s(&r.bucket));
@@ -78,6 +85,23 @@ pub fn completed(
         })
         .collect();
     item.insert(attr::FORMATS.into(), AttributeValue::M(formats));
+    // Every rendition, full size included, in the pipeline's order (by
+    // format, then ascending width; the full size is the widest).
+    let variants = stored
+        .iter()
+        .map(|r| {
+            let mut m = HashMap::new();
+            m.insert(attr::FORMAT.to_string(), s(r.format.as_str()));
+            m.insert(attr::WIDTH.to_string(), n(r.width));
+            m.insert(attr::HEIGHT.to_string(), n(r.height));
+            m.insert(attr::BUCKET.to_string(), s(&r.bucket));
+            m.insert(attr::KEY.to_string(), s(&r.key));
+            m.insert(attr::SIZE.to_string(), n(r.size));
+            m.insert(attr::CDN_PATH.to_string(), s(cdn_path(&r.key)));
+            AttributeValue::M(m)
+        })
+        .collect();
+    item.insert(attr::VARIANTS.into(), AttributeValue::L(variants));
     item.insert(
         attr::PROCESSING_TIME.into(),
         AttributeValue::N(seconds(processing_time)),
@@ -130,6 +154,81 @@ mod tests {
         assert_eq!(item[attr::ETAG], s("e"));
         assert!(!item.contains_key(attr::VERSION_ID));
         assert!(!item.contains_key(attr::FORMATS));
+    }
+
+    #[test]
+    fn completed_item_lists_every_variant() {
+        use crate::pipeline::{IccHandling, Optimized};
+        use std::time::Duration;
+        let optimized = Optimized {
+            source_format: crate::decode::SourceFormat::Jpeg,
+            width: 1000,
+            height: 500,
+            has_alpha: false,
+            reoriented: false,
+            icc: IccHandling::None,
+            renditions: vec![],
+            decode_time: Duration::ZERO,
+            decode_cpu: Duration::ZERO,
+            resize_time: Duration::ZERO,
+            resize_cpu: Duration::ZERO,
+            webp_method: 4,
+        };
+        let stored = |format: Format, w: u32, full: bool| Stored {
+            format,
+            full_size: full,
+            width: w,
+            height: w / 2,
+            bucket: format!("{format}-bucket"),
+            key: if full {
+                format!("{format}/c-id1.x")
+            } else {
+                format!("{format}/c-id1-w{w}.x")
+            },
+            size: u64::from(w) * 3,
+        };
+        let all = vec![
+            stored(Format::Webp, 320, false),
+            stored(Format::Webp, 1000, true),
+            stored(Format::Png, 320, false),
+            stored(Format::Png, 1000, true),
+        ];
+        let item = completed(
+            &source(),
+            "id1",
+            77,
+            &optimized,
+            &all,
+            Duration::from_millis(5),
+        );
+        // The reference's map keeps the full size only.
+        let AttributeValue::M(formats) = &item[attr::FORMATS] else {
+            panic!()
+        };
+        assert_eq!(formats.len(), 2);
+        let AttributeValue::M(webp) = &formats["webp"] else {
+            panic!()
+        };
+        assert_eq!(webp[attr::KEY], s("webp/c-id1.x"));
+        assert_eq!(webp[attr::CDN_PATH], s("/webp/c-id1.x"));
+        assert_eq!(webp[attr::SIZE], n(3000));
+        // The list has every rendition with its dimensions.
+        let AttributeValue::L(variants) = &item[attr::VARIANTS] else {
+            panic!()
+        };
+        assert_eq!(variants.len(), 4);
+        let AttributeValue::M(first) = &variants[0] else {
+            panic!()
+        };
+        assert_eq!(first[attr::FORMAT], s("webp"));
+        assert_eq!(first[attr::WIDTH], n(320));
+        assert_eq!(first[attr::HEIGHT], n(160));
+        assert_eq!(first[attr::BUCKET], s("webp-bucket"));
+        assert_eq!(first[attr::KEY], s("webp/c-id1-w320.x"));
+        assert_eq!(first[attr::CDN_PATH], s("/webp/c-id1-w320.x"));
+        assert_eq!(first[attr::SIZE], n(960));
+        assert_eq!(item[attr::WIDTH], n(1000));
+        assert_eq!(item[attr::ORIGINAL_SIZE], n(77));
     }
 
     #[test]

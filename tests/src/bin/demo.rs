@@ -181,11 +181,12 @@ async fn main() -> Result<()> {
     println!("\nimage {image_id}: {status}");
     if status == table::attr::STATUS_COMPLETED {
         let domain = out.cdn_domain.clone().unwrap_or_default();
-        println!("{:<6} {:>10}  CDN URL", "FORMAT", "BYTES");
+        println!("{:<6} {:>11} {:>10}  CDN URL", "FORMAT", "SIZE", "BYTES");
         for r in renditions(&item)? {
             println!(
-                "{:<6} {:>10}  https://{domain}{}",
+                "{:<6} {:>11} {:>10}  https://{domain}{}",
                 r.format.as_str(),
+                format!("{}x{}", r.width, r.height),
                 r.size,
                 r.cdn_path
             );
