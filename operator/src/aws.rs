@@ -1,20 +1,24 @@
 //! AWS SDK configuration: credentials, region, endpoint, retries, and the
-//! interceptor that counts every call (for metrics and the zero-writes tests).
+//! interceptor that sees every call: it counts them (for metrics and the
+//! zero-writes tests), logs every write, and refuses writes once the
+//! [`WriteFence`] is closed (leader election lost or given up).
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use aws_config::BehaviorVersion;
 use aws_config::retry::RetryConfig;
 use aws_config::timeout::TimeoutConfig;
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::Intercept;
-use aws_smithy_runtime_api::client::interceptors::context::FinalizerInterceptorContextRef;
+use aws_smithy_runtime_api::client::interceptors::context::{
+    BeforeTransmitInterceptorContextRef, FinalizerInterceptorContextRef,
+};
 use aws_smithy_runtime_api::client::orchestrator::Metadata;
 use aws_smithy_runtime_api::client::runtime_components::RuntimeComponents;
-use aws_smithy_types::config_bag::ConfigBag;
+use aws_smithy_types::config_bag::{ConfigBag, Storable, StoreReplace};
 use aws_types::SdkConfig;
 use aws_types::region::Region;
 
@@ -33,17 +37,94 @@ pub const CRASH_AFTER_WRITES_ENV: &str = "IMAGESTACK_CRASH_AFTER_WRITES";
 pub struct CallKey {
     pub service: String,
     pub operation: String,
-    /// `success` or `error`.
+    /// `success`, `error`, or `refused` (a write the [`WriteFence`] stopped before it was sent).
     pub outcome: &'static str,
 }
 
-/// Counts of AWS calls made through the SDK clients.
+/// Stops this process's AWS writes when it may no longer change anything on
+/// AWS because it does not hold the leader-election Lease: every mutating call
+/// made through the SDK clients then fails locally, before it is transmitted,
+/// with a [`FencedWrite`] error. Reads still pass.
+///
+/// Two ways to shut it: [`WriteFence::close`] (for good: leadership lost or
+/// given up), and a deadline ([`WriteFence::open_until`]) that the leader
+/// moves forward with every successful renewal of its Lease. The deadline is
+/// checked by the interceptor itself at every transmission, so writes stop at
+/// the renew deadline even if the task that renews the Lease is starved.
+/// Without either (leader election off) it is open.
+#[derive(Debug, Default)]
+pub struct WriteFence {
+    closed: AtomicBool,
+    reason: Mutex<Option<String>>,
+    until: Mutex<Option<(Instant, String)>>,
+}
+
+impl WriteFence {
+    /// Close the fence for good (the first reason given is kept).
+    pub fn close(&self, reason: &str) {
+        if let Ok(mut r) = self.reason.lock()
+            && r.is_none()
+        {
+            *r = Some(reason.to_string());
+        }
+        self.closed.store(true, Ordering::SeqCst);
+    }
+
+    /// Let writes through until `deadline` only; after it they are refused
+    /// with `reason_after`.
+    pub fn open_until(&self, deadline: Instant, reason_after: &str) {
+        if let Ok(mut u) = self.until.lock() {
+            *u = Some((deadline, reason_after.to_string()));
+        }
+    }
+
+    /// Why writes are refused now, if they are.
+    pub fn closed(&self) -> Option<String> {
+        if self.closed.load(Ordering::SeqCst) {
+            return Some(
+                self.reason
+                    .lock()
+                    .ok()
+                    .and_then(|r| r.clone())
+                    .unwrap_or_else(|| "fenced".into()),
+            );
+        }
+        let until = self.until.lock().ok()?;
+        match &*until {
+            Some((deadline, reason)) if Instant::now() >= *deadline => Some(reason.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The error of a mutating AWS call refused by the closed [`WriteFence`].
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "{service}:{operation} not sent: this replica may no longer write to AWS ({reason}); another replica takes over"
+)]
+pub struct FencedWrite {
+    pub service: String,
+    pub operation: String,
+    pub reason: String,
+}
+
+/// Config-bag marker: the fence refused this call (it never reached AWS).
+#[derive(Debug, Clone)]
+struct Refused;
+
+impl Storable for Refused {
+    type Storer = StoreReplace<Self>;
+}
+
+/// Counts of AWS calls made through the SDK clients, and the write fence
+/// they all check.
 #[derive(Debug, Default)]
 pub struct CallStats {
     counts: Mutex<HashMap<CallKey, u64>>,
     writes: AtomicU64,
     #[cfg(feature = "crash-hook")]
     crash_after_writes: Option<u64>,
+    fence: Arc<WriteFence>,
 }
 
 impl CallStats {
@@ -55,6 +136,22 @@ impl CallStats {
                 .ok()
                 .and_then(|v| v.parse().ok()),
             ..Default::default()
+        }
+    }
+
+    /// The write fence every client built with these stats checks.
+    pub fn fence(&self) -> Arc<WriteFence> {
+        self.fence.clone()
+    }
+
+    fn record_refused(&self, service: &str, operation: &str) {
+        let key = CallKey {
+            service: service.to_string(),
+            operation: operation.to_string(),
+            outcome: "refused",
+        };
+        if let Ok(mut m) = self.counts.lock() {
+            *m.entry(key).or_default() += 1;
         }
     }
 
@@ -133,13 +230,41 @@ pub fn is_mutating(operation: &str) -> bool {
     !READ_PREFIXES.iter().any(|p| operation.starts_with(p))
 }
 
-/// SDK interceptor feeding [`CallStats`].
+/// SDK interceptor feeding [`CallStats`] and enforcing its [`WriteFence`].
 #[derive(Debug, Clone)]
 pub struct CallCounter(pub Arc<CallStats>);
 
 impl Intercept for CallCounter {
     fn name(&self) -> &'static str {
         "imagestack-call-counter"
+    }
+
+    /// Runs before every attempt (retries included) is put on the wire: the
+    /// last moment a write can still be stopped.
+    fn read_before_transmit(
+        &self,
+        _context: &BeforeTransmitInterceptorContextRef<'_>,
+        _rc: &RuntimeComponents,
+        cfg: &mut ConfigBag,
+    ) -> Result<(), BoxError> {
+        let Some(meta) = cfg.load::<Metadata>().cloned() else {
+            return Ok(());
+        };
+        let (service, operation) = (meta.service(), meta.name());
+        if !is_mutating(operation) {
+            return Ok(());
+        }
+        if let Some(reason) = self.0.fence.closed() {
+            tracing::warn!(service, operation, reason = %reason, "AWS write refused: fenced");
+            cfg.interceptor_state().store_put(Refused);
+            return Err(Box::new(FencedWrite {
+                service: service.to_string(),
+                operation: operation.to_string(),
+                reason,
+            }));
+        }
+        tracing::debug!(service, operation, "AWS write sent");
+        Ok(())
     }
 
     fn read_after_execution(
@@ -149,6 +274,10 @@ impl Intercept for CallCounter {
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
         if let Some(meta) = cfg.load::<Metadata>() {
+            if cfg.load::<Refused>().is_some() {
+                self.0.record_refused(meta.service(), meta.name());
+                return Ok(());
+            }
             let ok = matches!(context.output_or_error(), Some(Ok(_)));
             self.0.record(meta.service(), meta.name(), ok);
         }
@@ -388,6 +517,109 @@ mod tests {
         assert_eq!(partition("eu-west-1"), "aws");
         assert_eq!(partition("cn-north-1"), "aws-cn");
         assert_eq!(partition("us-gov-west-1"), "aws-us-gov");
+    }
+
+    /// An HTTP client that answers 200 with an empty body and counts what it
+    /// was given to send.
+    #[derive(Debug, Clone, Default)]
+    struct CountingHttp(Arc<AtomicU64>);
+
+    impl aws_smithy_runtime_api::client::http::HttpConnector for CountingHttp {
+        fn call(
+            &self,
+            _request: aws_smithy_runtime_api::client::orchestrator::HttpRequest,
+        ) -> aws_smithy_runtime_api::client::http::HttpConnectorFuture {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            let response = aws_smithy_runtime_api::client::orchestrator::HttpResponse::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(200).unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            );
+            aws_smithy_runtime_api::client::http::HttpConnectorFuture::ready(Ok(response))
+        }
+    }
+
+    impl aws_smithy_runtime_api::client::http::HttpClient for CountingHttp {
+        fn http_connector(
+            &self,
+            _settings: &aws_smithy_runtime_api::client::http::HttpConnectorSettings,
+            _components: &RuntimeComponents,
+        ) -> aws_smithy_runtime_api::client::http::SharedHttpConnector {
+            aws_smithy_runtime_api::client::http::SharedHttpConnector::new(self.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn a_closed_fence_stops_writes_before_they_are_sent() {
+        let stats = Arc::new(CallStats::default());
+        let sent = CountingHttp::default();
+        let conf = aws_sdk_s3::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("eu-west-1"))
+            .credentials_provider(aws_sdk_s3::config::Credentials::new(
+                "AKID", "SECRET", None, None, "test",
+            ))
+            .http_client(sent.clone())
+            .interceptor(CallCounter(stats.clone()))
+            .build();
+        let s3 = aws_sdk_s3::Client::from_conf(conf);
+        let tagging = || {
+            aws_sdk_s3::types::Tagging::builder()
+                .set_tag_set(Some(vec![]))
+                .build()
+                .unwrap()
+        };
+        s3.put_bucket_tagging()
+            .bucket("b")
+            .tagging(tagging())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(sent.0.load(Ordering::SeqCst), 1);
+        assert_eq!(stats.writes(), 1);
+
+        stats.fence().close("lost the Lease");
+        let err = s3
+            .put_bucket_tagging()
+            .bucket("b")
+            .tagging(tagging())
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(sent.0.load(Ordering::SeqCst), 1, "a fenced write went out");
+        let e = Error::aws("s3:PutBucketTagging", err);
+        assert_eq!(e.aws_code(), Some("Fenced"), "{e:?}");
+        let text = e.to_string();
+        assert!(
+            text.contains("S3:PutBucketTagging not sent") && text.contains("lost the Lease"),
+            "{text}"
+        );
+        assert_eq!(stats.writes(), 1, "a refused write is not a write");
+        let refused = CallKey {
+            service: "S3".into(),
+            operation: "PutBucketTagging".into(),
+            outcome: "refused",
+        };
+        assert_eq!(stats.snapshot().get(&refused), Some(&1));
+
+        // Reads still go out.
+        let _ = s3.get_bucket_tagging().bucket("b").send().await;
+        assert_eq!(sent.0.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn the_fence_shuts_itself_at_the_deadline() {
+        let fence = WriteFence::default();
+        assert_eq!(fence.closed(), None, "open without a deadline");
+        fence.open_until(Instant::now() + Duration::from_secs(60), "deadline passed");
+        assert_eq!(fence.closed(), None);
+        fence.open_until(Instant::now(), "deadline passed");
+        assert_eq!(fence.closed().as_deref(), Some("deadline passed"));
+        // A renewal opens it again; closing is for good.
+        fence.open_until(Instant::now() + Duration::from_secs(60), "deadline passed");
+        assert_eq!(fence.closed(), None);
+        fence.close("lost the Lease");
+        fence.open_until(Instant::now() + Duration::from_secs(60), "deadline passed");
+        assert_eq!(fence.closed().as_deref(), Some("lost the Lease"));
     }
 
     #[test]

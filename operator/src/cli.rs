@@ -14,7 +14,7 @@ use kube::{Client, Config};
 use crate::aws::{AwsFactory, CallStats};
 use crate::controller::{self, Context, RunOptions};
 use crate::error::{Error, Result};
-use crate::leader::{self, LeaseConfig};
+use crate::leader::{self, ElectionConfig, Timings};
 use crate::metrics::{self, Metrics};
 
 /// `operator --version`: the package version; test builds with the `crash-hook`
@@ -77,9 +77,9 @@ pub struct RunArgs {
     /// Address of /metrics, /healthz and /readyz.
     #[arg(long, default_value = "0.0.0.0:8080", env = "IMAGESTACK_METRICS_ADDR")]
     pub metrics_addr: SocketAddr,
-    /// Lease-based leader election, so several replicas can run safely.
-    /// Turn it off (--leader-election=false) for a single local process or on
-    /// API servers without the coordination.k8s.io API.
+    /// Lease-based leader election, so several replicas can run safely (only
+    /// the leader writes to AWS). Turn it off (--leader-election=false) only on
+    /// API servers without the coordination.k8s.io Lease API.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, env = "IMAGESTACK_LEADER_ELECTION")]
     pub leader_election: bool,
     /// Namespace of the leader-election Lease (default: $POD_NAMESPACE, else `default`).
@@ -88,6 +88,19 @@ pub struct RunArgs {
     /// Name of the leader-election Lease.
     #[arg(long, default_value = "imagestack-operator")]
     pub leader_election_id: String,
+    /// How long a standby waits, from the last change of the Lease it observed,
+    /// before it takes over (whole seconds; written to the Lease).
+    #[arg(long, default_value = "15s", value_parser = parse_duration, env = "IMAGESTACK_LEADER_ELECTION_LEASE_DURATION")]
+    pub leader_election_lease_duration: Duration,
+    /// A leader that has not renewed the Lease for this long stops every AWS
+    /// write and exits. Must be shorter than the lease duration: the difference
+    /// is the margin between the old leader's last write and the new leader's first.
+    #[arg(long, default_value = "10s", value_parser = parse_duration, env = "IMAGESTACK_LEADER_ELECTION_RENEW_DEADLINE")]
+    pub leader_election_renew_deadline: Duration,
+    /// How often the leader renews the Lease and a standby reads it. Must be
+    /// shorter than the renew deadline.
+    #[arg(long, default_value = "2s", value_parser = parse_duration, env = "IMAGESTACK_LEADER_ELECTION_RETRY_PERIOD")]
+    pub leader_election_retry_period: Duration,
     /// Default AWS region for stacks without spec.region (default: from the environment/profile).
     #[arg(long, env = "IMAGESTACK_AWS_REGION")]
     pub aws_region: Option<String>,
@@ -265,8 +278,26 @@ fn identity() -> String {
     format!("{host}-{}", std::process::id())
 }
 
+impl RunArgs {
+    /// The leader-election durations, validated.
+    pub fn election_timings(&self) -> Result<Timings> {
+        let t = Timings {
+            lease_duration: self.leader_election_lease_duration,
+            renew_deadline: self.leader_election_renew_deadline,
+            retry_period: self.leader_election_retry_period,
+        };
+        t.validate().map_err(Error::Config)?;
+        Ok(t)
+    }
+}
+
 /// `operator run`.
 pub async fn run(args: RunArgs) -> Result<()> {
+    let timings = if args.leader_election {
+        Some(args.election_timings()?)
+    } else {
+        None
+    };
     let client = kube_client(&args).await?;
     let stats = Arc::new(CallStats::new());
     let aws = AwsFactory::load(args.aws_region.clone(), stats.clone()).await?;
@@ -299,13 +330,14 @@ pub async fn run(args: RunArgs) -> Result<()> {
         namespace: args.namespace.clone(),
         concurrency: args.concurrency,
     };
-    if !args.leader_election {
+    let Some(timings) = timings else {
         tracing::info!("leader election disabled");
+        metrics.set_leader(true);
         return tokio::select! {
             r = controller::run(ctx, opts) => r,
             r = server => Err(Error::Config(format!("metrics server stopped: {r:?}"))),
         };
-    }
+    };
     let ns = args
         .leader_election_namespace
         .clone()
@@ -313,19 +345,31 @@ pub async fn run(args: RunArgs) -> Result<()> {
     // A standby replica is healthy and ready: it only waits for the Lease. Reporting it
     // unready would stall rolling updates and PodDisruptionBudgets with 2 replicas.
     metrics.set_ready(true);
-    let mut leadership = leader::acquire(
-        client,
-        LeaseConfig::new(ns, args.leader_election_id.clone(), id),
-    )
-    .await?;
+    let cfg = ElectionConfig {
+        namespace: ns,
+        name: args.leader_election_id.clone(),
+        identity: id,
+        timings,
+    };
+    let fence = ctx.aws.stats().fence();
+    let Some(mut leadership) = leader::acquire(client, cfg, fence, metrics.clone()).await? else {
+        return Ok(());
+    };
     let result = tokio::select! {
+        // Ends after a shutdown signal, once the running reconciles have finished.
         r = controller::run(ctx, opts) => r,
-        lost = &mut leadership.lost => Err(Error::Config(format!(
-            "lost leadership ({}); exiting so that a fresh process can rejoin the election",
-            lost.unwrap_or_else(|_| "renewal task ended".into())
-        ))),
+        // The renew deadline passed or another replica holds the Lease: the fence is
+        // already closed; dropping the controller here cancels every reconcile.
+        lost = &mut leadership.lost => {
+            return Err(Error::Config(format!(
+                "lost leadership ({}); exiting so that a fresh process rejoins the election as a standby",
+                lost.unwrap_or_else(|_| "renewal task ended".into())
+            )));
+        }
         r = server => Err(Error::Config(format!("metrics server stopped: {r:?}"))),
     };
+    // The controller has stopped: close the fence and release the Lease, so that a
+    // standby takes over now rather than after the lease duration.
     leadership.release().await;
     result
 }
@@ -369,5 +413,43 @@ mod tests {
         assert_eq!(a.resync_interval, Duration::from_secs(30));
         assert!(!a.leader_election);
         assert_eq!(a.log_format, LogFormat::Json);
+    }
+
+    fn run_args(extra: &[&str]) -> RunArgs {
+        let cli = Cli::try_parse_from([&["operator", "run"], extra].concat()).unwrap();
+        let Command::Run(a) = cli.command else {
+            panic!("not run")
+        };
+        *a
+    }
+
+    #[test]
+    fn leader_election_timings() {
+        let t = run_args(&[]).election_timings().unwrap();
+        assert_eq!(t, Timings::default());
+        assert_eq!(t.lease_duration, Duration::from_secs(15));
+        assert_eq!(t.renew_deadline, Duration::from_secs(10));
+        assert_eq!(t.retry_period, Duration::from_secs(2));
+        let t = run_args(&[
+            "--leader-election-lease-duration=6s",
+            "--leader-election-renew-deadline=4s",
+            "--leader-election-retry-period=1s",
+        ])
+        .election_timings()
+        .unwrap();
+        assert_eq!(t.lease_duration, Duration::from_secs(6));
+        let e = run_args(&["--leader-election-renew-deadline=15s"])
+            .election_timings()
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("--leader-election-renew-deadline (15s) must be shorter than --leader-election-lease-duration (15s)"),
+            "{e}"
+        );
+        let e = run_args(&["--leader-election-retry-period=10s"])
+            .election_timings()
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--leader-election-retry-period (10s)"), "{e}");
     }
 }

@@ -126,6 +126,14 @@ impl Error {
         E: ProvideErrorMetadata + std::error::Error + 'static,
     {
         let action = action.into();
+        if let Some(fenced) = fenced_write(&err) {
+            return Error::Aws {
+                action,
+                code: "Fenced".into(),
+                message: fenced.to_string(),
+                class: ErrorClass::Retryable,
+            };
+        }
         match &err {
             SdkError::ServiceError(se) => {
                 let status = Some(se.raw().status().as_u16());
@@ -264,6 +272,20 @@ impl Error {
             _ => None,
         }
     }
+}
+
+/// The [`crate::aws::FencedWrite`] somewhere in an SDK error's source chain.
+fn fenced_write<'a>(
+    err: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a crate::aws::FencedWrite> {
+    let mut cur = Some(err);
+    while let Some(e) = cur {
+        if let Some(f) = e.downcast_ref::<crate::aws::FencedWrite>() {
+            return Some(f);
+        }
+        cur = e.source();
+    }
+    None
 }
 
 /// First sentence of an AWS error message, at most 160 characters, with the

@@ -50,6 +50,7 @@ pub struct Metrics {
     pub aws_calls: Family<AwsCallLabels, Counter>,
     pub drift_repairs: Family<ComponentLabels, Counter>,
     pub stacks: Family<ConditionLabels, Gauge>,
+    pub leader: Gauge,
     stack_conditions: Mutex<HashMap<String, &'static str>>,
     stats: Arc<CallStats>,
     aws_seen: Mutex<HashMap<AwsCallLabels, u64>>,
@@ -95,8 +96,15 @@ impl Metrics {
             "Stacks by condition (Ready, Reconciling, Stalled)",
             stacks.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader-election Lease (or runs with leader election off) and may write to AWS, 0 otherwise",
+            leader.clone(),
+        );
         Self {
             registry,
+            leader,
             reconciles,
             reconcile_duration,
             aws_calls,
@@ -149,6 +157,11 @@ impl Metrics {
                 })
                 .set(i64::try_from(n).unwrap_or(i64::MAX));
         }
+    }
+
+    /// Whether this replica leads (and may write to AWS).
+    pub fn set_leader(&self, leader: bool) {
+        self.leader.set(i64::from(leader));
     }
 
     /// Mark the operator ready: the controller runs, or this replica is a
@@ -241,6 +254,9 @@ mod tests {
         assert!(text.contains("imagestack_stacks{condition=\"Ready\"} 1"));
         assert!(text.contains("imagestack_stacks{condition=\"Stalled\"} 1"));
         assert!(text.contains("imagestack_reconcile_duration_seconds_count 1"));
+        assert!(text.contains("imagestack_leader 0"), "{text}");
+        m.set_leader(true);
+        assert!(m.render().contains("imagestack_leader 1"));
         m.set_stack_condition("ns/b", None);
         assert!(
             m.render()

@@ -164,6 +164,46 @@ pub fn free_port() -> Result<u16> {
     Ok(l.local_addr()?.port())
 }
 
+/// Whether the API server of `KUBECONFIG` serves the coordination.k8s.io Lease
+/// API (the full kube-apiserver, kind, a real cluster) or not (the CRD-only
+/// envtest server). `IMAGESTACK_API_SERVER=full` or `=crd` (set by the
+/// scripts) says so without asking; otherwise discovery is asked once.
+pub fn api_server_has_leases() -> bool {
+    has_leases(None)
+}
+
+/// [`api_server_has_leases`] for the API server of `kubeconfig` (`None`:
+/// `KUBECONFIG`), asked once per kubeconfig and test process.
+fn has_leases(kubeconfig: Option<&str>) -> bool {
+    static CACHE: std::sync::OnceLock<
+        std::sync::Mutex<std::collections::HashMap<Option<String>, bool>>,
+    > = std::sync::OnceLock::new();
+    let cache = CACHE.get_or_init(Default::default);
+    let key = kubeconfig.map(str::to_string);
+    if let Some(known) = cache.lock().ok().and_then(|c| c.get(&key).copied()) {
+        return known;
+    }
+    let env = std::env::var("IMAGESTACK_API_SERVER");
+    let has = match (kubeconfig, env.as_deref()) {
+        (None, Ok("full")) => true,
+        (None, Ok("crd")) => false,
+        _ => {
+            let mut args = vec![];
+            if let Some(k) = kubeconfig {
+                args.extend(["--kubeconfig", k]);
+            }
+            args.extend(["get", "--raw", "/apis/coordination.k8s.io/v1"]);
+            kubectl(&args, None)
+                .map(|(ok, out, _)| ok && out.contains("\"leases\""))
+                .unwrap_or(false)
+        }
+    };
+    if let Ok(mut c) = cache.lock() {
+        c.insert(key, has);
+    }
+    has
+}
+
 /// The operator running as a child process (killed on drop).
 pub struct Operator {
     child: Child,
@@ -172,9 +212,26 @@ pub struct Operator {
 }
 
 impl Operator {
-    /// Start `operator run` watching `namespace`, leader election off (the
-    /// envtest API server has no Lease API), with extra env vars.
+    /// Start `operator run` watching `namespace`, with extra env vars. Leader
+    /// election is on, as in a cluster, when its API server (`KUBECONFIG`,
+    /// from `env` if set there) has the Lease API ([`api_server_has_leases`]):
+    /// with a Lease of its own in `namespace`, so
+    /// that a test which restarts the operator (or crashes it on purpose) never
+    /// waits for a dead process's Lease to expire. It is off on the CRD-only
+    /// envtest server, which has no Lease API.
     pub fn start(namespace: &str, resync: &str, env: &[(&str, &str)]) -> Result<Self> {
+        Self::start_with(namespace, resync, env, &[])
+    }
+
+    /// [`Operator::start`] with extra arguments for `operator run`. When they
+    /// contain any `--leader-election…` flag, the caller decides leader
+    /// election entirely (e.g. two replicas sharing one Lease).
+    pub fn start_with(
+        namespace: &str,
+        resync: &str,
+        env: &[(&str, &str)],
+        extra_args: &[&str],
+    ) -> Result<Self> {
         let port = free_port()?;
         let log_dir = repo_root().join(".run/test-logs");
         std::fs::create_dir_all(&log_dir)?;
@@ -187,7 +244,6 @@ impl Operator {
             "run",
             "--namespace",
             namespace,
-            "--leader-election=false",
             "--resync-interval",
             resync,
             "--metrics-addr",
@@ -196,10 +252,31 @@ impl Operator {
             "json",
             "--processor-artifact-dir",
         ])
-        .arg(artifact_dir())
-        .stdin(Stdio::null())
-        .stdout(file.try_clone()?)
-        .stderr(file);
+        .arg(artifact_dir());
+        if !extra_args
+            .iter()
+            .any(|a| a.starts_with("--leader-election"))
+        {
+            let kubeconfig = env
+                .iter()
+                .find(|(k, _)| *k == "KUBECONFIG")
+                .map(|(_, v)| *v);
+            if has_leases(kubeconfig) {
+                cmd.args([
+                    "--leader-election=true",
+                    "--leader-election-namespace",
+                    namespace,
+                    "--leader-election-id",
+                    &format!("imagestack-{}-{run}", std::process::id()),
+                ]);
+            } else {
+                cmd.arg("--leader-election=false");
+            }
+        }
+        cmd.args(extra_args)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file);
         for (k, v) in env {
             cmd.env(k, v);
         }
@@ -209,6 +286,18 @@ impl Operator {
             metrics_port: port,
             log,
         })
+    }
+
+    /// Send SIGTERM (graceful shutdown), without waiting.
+    pub fn terminate(&self) -> Result<()> {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .context("run kill")?;
+        if !status.success() {
+            bail!("kill -TERM {} failed: {status}", self.child.id());
+        }
+        Ok(())
     }
 
     /// Wait until the operator has finished `n` more reconciles than now.
