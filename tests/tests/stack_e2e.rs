@@ -240,9 +240,22 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
         coffee.clone(),
     )
     .await?;
+    // Full size in every format, then the width variants narrower than the
+    // 600-px photo (320 px in every format).
+    let full: Vec<Format> = first
+        .iter()
+        .filter(|r| r.full_size)
+        .map(|r| r.format)
+        .collect();
+    assert_eq!(full, Format::ALL.to_vec());
+    let variants: Vec<(Format, u32)> = first
+        .iter()
+        .filter(|r| !r.full_size)
+        .map(|r| (r.format, r.width))
+        .collect();
     assert_eq!(
-        first.iter().map(|r| r.format).collect::<Vec<_>>(),
-        Format::ALL.to_vec()
+        variants,
+        Format::ALL.iter().map(|f| (*f, 320)).collect::<Vec<_>>()
     );
     assert_served_by_cdn(&c, &out, &first).await?;
     let alpha = shared_image("jxltest_riaphotographs_alpha_500.png")?;
