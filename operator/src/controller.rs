@@ -438,7 +438,9 @@ async fn unpublish_outputs(stack: &ImageOptimizationStack, ctx: &Context) -> Res
             .and_then(|s| s.outputs.as_ref())
             .and_then(|o| o.config_map.clone()),
     ];
-    for name in names.into_iter().flatten() {
+    let mut names: Vec<String> = names.into_iter().flatten().collect();
+    names.dedup();
+    for name in names {
         outputs::remove(&ctx.client, stack, &name).await?;
     }
     Ok(())
