@@ -67,7 +67,7 @@ fn main() {
             .collect::<Vec<_>>()
     });
     let settings = Settings {
-        formats: formats.unwrap_or_else(|| Format::ALL.to_vec()),
+        formats: formats.unwrap_or_else(|| Format::DEFAULT.to_vec()),
         webp_method: 6,
         parallelism: 1,
         time_budget: Duration::from_secs(3600),

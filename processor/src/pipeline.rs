@@ -28,6 +28,9 @@ pub struct Settings {
     pub formats: Vec<Format>,
     pub webp_quality: u8,
     pub jpeg_quality: u8,
+    pub avif_quality: u8,
+    /// rav1e speed preset ([`encode::avif::SPEED`] unless benchmarking).
+    pub avif_speed: u8,
     /// Upper bound for libwebp's method; images with alpha are capped further
     /// ([`encode::webp::effective_method`]).
     pub webp_method: u8,
@@ -45,9 +48,11 @@ pub struct Settings {
 impl Default for Settings {
     fn default() -> Self {
         Settings {
-            formats: Format::ALL.to_vec(),
+            formats: Format::DEFAULT.to_vec(),
             webp_quality: defaults::WEBP_QUALITY,
             jpeg_quality: defaults::JPEG_QUALITY,
+            avif_quality: defaults::AVIF_QUALITY,
+            avif_speed: encode::avif::SPEED,
             webp_method: defaults::WEBP_METHOD,
             limits: Limits::default(),
             jpeg_background: [255, 255, 255],
@@ -203,10 +208,11 @@ pub fn optimize_until(bytes: &[u8], settings: &Settings, deadline: &Deadline) ->
     })
 }
 
-/// Relative encoder cost per pixel (measured: PNG's trials are the slowest,
-/// mozjpeg the fastest), for running the longest jobs first.
+/// Relative encoder cost per pixel (measured: AV1 and PNG's trials are the
+/// slowest, mozjpeg the fastest), for running the longest jobs first.
 fn cost_weight(format: Format) -> u64 {
     match format {
+        Format::Avif => 4,
         Format::Png => 3,
         Format::Webp => 2,
         Format::Jpeg => 1,
@@ -291,10 +297,11 @@ fn encode_one(
                         .iter()
                         .all(|&c| c == settings.jpeg_background[0]))
         }
-        Format::Png => !image.color().has_color(),
+        Format::Png | Format::Avif => !image.color().has_color(),
     };
+    // AVIF's container here carries no ICC profile (encode::avif).
     let icc = icc
-        .filter(|p| !p.is_srgb())
+        .filter(|p| !p.is_srgb() && format != Format::Avif)
         .and_then(|p| p.for_channels(gray_output));
     let bytes = match format {
         Format::Webp => {
@@ -304,6 +311,9 @@ fn encode_one(
             encode::jpeg::encode(image, icc, settings.jpeg_quality, settings.jpeg_background)?
         }
         Format::Png => encode::png::encode(image, icc, deadline)?,
+        Format::Avif => {
+            encode::avif::encode(image, settings.avif_quality, settings.avif_speed, deadline)?
+        }
     };
     Ok(Rendition {
         format,

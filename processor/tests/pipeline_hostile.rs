@@ -363,6 +363,7 @@ fn non_srgb_icc_profile_is_carried_into_every_rendition() {
             imagestack_contract::Format::Webp => image::ImageDecoder::icc_profile(
                 &mut image::codecs::webp::WebPDecoder::new(Cursor::new(&r.bytes)).unwrap(),
             ),
+            imagestack_contract::Format::Avif => unreachable!("settings() has no avif"),
         };
         assert_eq!(
             embedded.unwrap().as_deref(),

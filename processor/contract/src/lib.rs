@@ -21,11 +21,17 @@ pub enum Format {
     Webp,
     Jpeg,
     Png,
+    /// AV1 still image (opt-in: not in [`Format::DEFAULT`]).
+    Avif,
 }
 
 impl Format {
-    /// All formats, in the order the stack lists them.
-    pub const ALL: [Format; 3] = [Format::Webp, Format::Jpeg, Format::Png];
+    /// All formats, in the order the stack lists them. Every format has its
+    /// output bucket, key prefix and CDN path whether or not it is produced.
+    pub const ALL: [Format; 4] = [Format::Webp, Format::Jpeg, Format::Png, Format::Avif];
+
+    /// The formats produced when none are configured.
+    pub const DEFAULT: [Format; 3] = [Format::Webp, Format::Jpeg, Format::Png];
 
     /// Lowercase name, used in spec fields, env values, prefixes and metrics.
     pub const fn as_str(self) -> &'static str {
@@ -33,6 +39,7 @@ impl Format {
             Format::Webp => "webp",
             Format::Jpeg => "jpeg",
             Format::Png => "png",
+            Format::Avif => "avif",
         }
     }
 
@@ -42,6 +49,7 @@ impl Format {
             Format::Webp => "webp",
             Format::Jpeg => "jpg",
             Format::Png => "png",
+            Format::Avif => "avif",
         }
     }
 
@@ -51,6 +59,7 @@ impl Format {
             Format::Webp => "image/webp",
             Format::Jpeg => "image/jpeg",
             Format::Png => "image/png",
+            Format::Avif => "image/avif",
         }
     }
 
@@ -79,7 +88,7 @@ impl fmt::Display for UnknownFormat {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "unknown format {:?} (expected webp, jpeg or png)",
+            "unknown format {:?} (expected webp, jpeg, png or avif)",
             self.0
         )
     }
@@ -94,6 +103,7 @@ impl FromStr for Format {
             "webp" => Ok(Format::Webp),
             "jpeg" | "jpg" => Ok(Format::Jpeg),
             "png" => Ok(Format::Png),
+            "avif" => Ok(Format::Avif),
             other => Err(UnknownFormat(other.to_string())),
         }
     }
@@ -301,6 +311,11 @@ pub mod env {
     pub const JPEG_BUCKET: &str = "IMAGESTACK_JPEG_BUCKET";
     /// Output bucket for PNG renditions.
     pub const PNG_BUCKET: &str = "IMAGESTACK_PNG_BUCKET";
+    /// Output bucket for AVIF renditions (the processor needs it only when
+    /// `avif` is among the formats).
+    pub const AVIF_BUCKET: &str = "IMAGESTACK_AVIF_BUCKET";
+    /// AVIF quality 1–100.
+    pub const AVIF_QUALITY: &str = "IMAGESTACK_AVIF_QUALITY";
     /// DynamoDB metadata table name.
     pub const METADATA_TABLE: &str = "IMAGESTACK_METADATA_TABLE";
     /// Comma-separated formats to produce (`webp,jpeg,png`).
@@ -351,7 +366,16 @@ pub mod env {
     pub const WIDTHS: &str = "IMAGESTACK_WIDTHS";
 
     /// Variables the processor reads when set and defaults otherwise.
-    pub const OPTIONAL: [&str; 4] = [MAX_INPUT_DIMENSION, TIME_BUDGET_MS, JPEG_BACKGROUND, WIDTHS];
+    /// (The operator sets [`AVIF_BUCKET`] and [`AVIF_QUALITY`] on every stack;
+    /// the processor requires the bucket only when `avif` is among the formats.)
+    pub const OPTIONAL: [&str; 6] = [
+        MAX_INPUT_DIMENSION,
+        TIME_BUDGET_MS,
+        JPEG_BACKGROUND,
+        WIDTHS,
+        AVIF_BUCKET,
+        AVIF_QUALITY,
+    ];
 
     /// Name of the output bucket variable for a format.
     pub const fn bucket_var(format: super::Format) -> &'static str {
@@ -359,6 +383,7 @@ pub mod env {
             super::Format::Webp => WEBP_BUCKET,
             super::Format::Jpeg => JPEG_BUCKET,
             super::Format::Png => PNG_BUCKET,
+            super::Format::Avif => AVIF_BUCKET,
         }
     }
 }
@@ -367,6 +392,9 @@ pub mod env {
 pub mod defaults {
     pub const WEBP_QUALITY: u8 = 85;
     pub const JPEG_QUALITY: u8 = 85;
+    /// Chosen so that the AVIF rendition's SSIMULACRA2 matches the WebP
+    /// rendition's at [`WEBP_QUALITY`] (processor/README.md, Benchmark).
+    pub const AVIF_QUALITY: u8 = 60;
     pub const WEBP_METHOD: u8 = 4;
     /// 50 MiB.
     pub const MAX_INPUT_BYTES: u64 = 50 * 1024 * 1024;

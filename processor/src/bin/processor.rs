@@ -41,13 +41,19 @@ struct OptimizeArgs {
     /// full size only.
     #[arg(long, default_value = "320,640,1280,1920")]
     widths: String,
-    /// Comma-separated formats.
+    /// Comma-separated formats (webp, jpeg, png, avif).
     #[arg(long, default_value = "webp,jpeg,png", value_delimiter = ',')]
     formats: Vec<Format>,
     #[arg(long, default_value_t = imagestack_contract::defaults::WEBP_QUALITY)]
     webp_quality: u8,
     #[arg(long, default_value_t = imagestack_contract::defaults::JPEG_QUALITY)]
     jpeg_quality: u8,
+    /// AVIF quality 1–100 (add `avif` to --formats).
+    #[arg(long, default_value_t = imagestack_contract::defaults::AVIF_QUALITY)]
+    avif_quality: u8,
+    /// rav1e speed preset 0 (slowest) – 10 (fastest).
+    #[arg(long, default_value_t = imagestack_processor::encode::avif::SPEED)]
+    avif_speed: u8,
     /// libwebp method 0–6 (capped for images with alpha).
     #[arg(long, default_value_t = imagestack_contract::defaults::WEBP_METHOD)]
     webp_method: u8,
@@ -97,6 +103,8 @@ fn settings(args: &OptimizeArgs) -> Result<Settings, Error> {
         formats: args.formats.clone(),
         webp_quality: args.webp_quality,
         jpeg_quality: args.jpeg_quality,
+        avif_quality: args.avif_quality,
+        avif_speed: args.avif_speed,
         webp_method: args.webp_method,
         limits: Limits {
             max_bytes: args.max_bytes,

@@ -1,7 +1,8 @@
-//! The three encoders. Each takes the decoded 8-bit image and the ICC
+//! The four encoders. Each takes the decoded 8-bit image and the ICC
 //! profile to embed (if it fits the rendition's channels) and returns the
 //! encoded bytes; none of them writes EXIF or XMP.
 
+pub mod avif;
 pub mod jpeg;
 pub mod png;
 pub mod webp;

@@ -34,6 +34,11 @@ impl Config {
         let formats = vars.formats()?;
         let mut buckets = BTreeMap::new();
         for f in Format::ALL {
+            // The classic three are always set by the operator; AVIF's bucket
+            // is needed only when AVIF is produced (older operators omit it).
+            if f == Format::Avif && !formats.contains(&f) {
+                continue;
+            }
             let bucket = vars.required(env::bucket_var(f))?;
             if formats.contains(&f) {
                 buckets.insert(f, bucket);
@@ -53,6 +58,13 @@ impl Config {
             formats,
             webp_quality: vars.number(env::WEBP_QUALITY, 1, 100)?,
             jpeg_quality: vars.number(env::JPEG_QUALITY, 1, 100)?,
+            avif_quality: vars.optional_number(
+                env::AVIF_QUALITY,
+                1,
+                100,
+                defaults::AVIF_QUALITY,
+            )?,
+            avif_speed: crate::encode::avif::SPEED,
             webp_method: vars.number(env::WEBP_METHOD, 0, 6)?,
             limits,
             jpeg_background: vars.background()?,
@@ -188,6 +200,8 @@ mod tests {
         m.insert(env::WEBP_BUCKET, "w".to_string());
         m.insert(env::JPEG_BUCKET, "j".to_string());
         m.insert(env::PNG_BUCKET, "p".to_string());
+        m.insert(env::AVIF_BUCKET, "a".to_string());
+        m.insert(env::AVIF_QUALITY, "55".to_string());
         m.insert(env::METADATA_TABLE, "t".to_string());
         m.insert(env::FORMATS, "webp,jpeg,png".to_string());
         m.insert(env::WEBP_QUALITY, "80".to_string());
@@ -203,12 +217,30 @@ mod tests {
     }
 
     #[test]
+    fn the_avif_bucket_is_required_only_when_avif_is_produced() {
+        let mut m = full();
+        m.remove(env::AVIF_BUCKET);
+        m.remove(env::AVIF_QUALITY);
+        let c = load(&m).unwrap();
+        assert!(!c.buckets.contains_key(&Format::Avif));
+        assert_eq!(c.settings.avif_quality, defaults::AVIF_QUALITY);
+        m.insert(env::FORMATS, "webp,avif".to_string());
+        let err = load(&m).unwrap_err().to_string();
+        assert!(err.contains(env::AVIF_BUCKET), "{err}");
+        m.insert(env::AVIF_BUCKET, "a".to_string());
+        let c = load(&m).unwrap();
+        assert_eq!(c.buckets.get(&Format::Avif).map(String::as_str), Some("a"));
+        assert_eq!(c.settings.formats, vec![Format::Webp, Format::Avif]);
+    }
+
+    #[test]
     fn every_contract_variable_is_read() {
         let c = load(&full()).unwrap();
         assert_eq!(c.environment, "prod");
         assert_eq!(c.buckets.get(&Format::Jpeg).map(String::as_str), Some("j"));
         assert_eq!(c.settings.webp_quality, 80);
         assert_eq!(c.settings.jpeg_quality, 82);
+        assert_eq!(c.settings.avif_quality, 55);
         assert_eq!(c.settings.webp_method, 6);
         assert_eq!(c.settings.limits.max_bytes, 1000);
         assert_eq!(c.settings.limits.max_pixels, 2000);
