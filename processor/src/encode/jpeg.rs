@@ -1,13 +1,17 @@
-//! JPEG through mozjpeg's libjpeg API: progressive with optimised scans and
-//! Huffman tables, the standard (Annex K) quantisation tables scaled to the
-//! quality, and no trellis quantisation.
+//! JPEG through mozjpeg's libjpeg API, from its `JCP_FASTEST` profile
+//! (libjpeg-turbo's encoder): the standard (Annex K) quantisation tables
+//! scaled to the quality, 4:2:0, progressive with the standard scan script,
+//! optimised Huffman tables, no trellis and no scan search.
 //!
-//! Why not mozjpeg's defaults (its own tables and trellis): measured on
-//! ../shared/images they save ~25 % more bytes but lose up to 0.1 SSIM
-//! against the reference (blocking on gradients, and generation loss on
-//! uploads that were themselves encoded with the standard tables at the same
-//! quality). With the standard tables a re-encoded upload keeps its quality,
-//! and progressive + optimised scans still save bytes at equal quality.
+//! Measured with SSIMULACRA2 against Pillow's JPEG (processor/README.md,
+//! "JPEG encoder"): these settings quantise exactly as Pillow (libjpeg-turbo,
+//! quality 85) does, so every image has Pillow's SSIMULACRA2 and SSIM, in
+//! ~0.98× its bytes at ~2–3× its CPU time. mozjpeg's scan search (the old
+//! default) saved ~2 % more for ~3× the CPU time; its trellis and its own
+//! tables save bytes at equal quality only where the source was not itself a
+//! standard-table JPEG (re-encoding one with other tables loses up to 15
+//! SSIMULACRA2 points), and trellis costs 8–9× Pillow's CPU time. So
+//! `quality` means what it means for libjpeg and Pillow.
 
 use std::ffi::{c_int, c_uint, c_ulong};
 use std::panic::{AssertUnwindSafe, catch_unwind};
@@ -25,12 +29,57 @@ const ICC_CHUNK: usize = 65_533 - 14;
 const MAX_JPEG_ICC: usize = 255 * ICC_CHUNK;
 const JPEG_APP2: c_int = 0xE2;
 
+/// How mozjpeg is driven (the benchmark compares these; [`Tuning::DEFAULT`]
+/// is what the pipeline uses).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Tuning {
+    /// Start from mozjpeg's `JCP_FASTEST` profile (libjpeg-turbo's defaults)
+    /// rather than `JCP_MAX_COMPRESSION`.
+    pub fastest_profile: bool,
+    /// Progressive (mozjpeg's standard script, or the searched one with
+    /// `optimize_scans`); baseline otherwise.
+    pub progressive: bool,
+    /// mozjpeg's scan search: each candidate script is encoded and the
+    /// smallest kept (the costly part of the old default).
+    pub optimize_scans: bool,
+    /// Trellis quantisation of AC and DC coefficients.
+    pub trellis: bool,
+    /// mozjpeg's base quantisation table set: 0 = JPEG Annex K, 3 = mozjpeg's
+    /// default (ImageMagick's), and the others mozjpeg knows (0–8).
+    pub tables: u8,
+    /// 4:2:0 chroma (libjpeg's and Pillow's default); 4:4:4 otherwise.
+    pub subsample_chroma: bool,
+}
+
+impl Tuning {
+    /// The pipeline's setting (see the module documentation).
+    pub const DEFAULT: Tuning = Tuning {
+        fastest_profile: true,
+        progressive: true,
+        optimize_scans: false,
+        trellis: false,
+        tables: 0,
+        subsample_chroma: true,
+    };
+}
+
 /// Encode `image` (alpha is flattened onto `background` first).
 pub fn encode(
     image: &DynamicImage,
     icc: Option<&[u8]>,
     quality: u8,
     background: [u8; 3],
+) -> Result<Vec<u8>> {
+    encode_tuned(image, icc, quality, background, Tuning::DEFAULT)
+}
+
+/// [`encode`] with an explicit [`Tuning`] (the benchmark's comparisons).
+pub fn encode_tuned(
+    image: &DynamicImage,
+    icc: Option<&[u8]>,
+    quality: u8,
+    background: [u8; 3],
+    tuning: Tuning,
 ) -> Result<Vec<u8>> {
     let fail = |message: String| Error::EncodeFailed {
         format: Format::Jpeg,
@@ -58,6 +107,7 @@ pub fn encode(
         height,
         quality: c_int::from(quality.clamp(1, 100)),
         icc,
+        tuning,
     };
     // libjpeg reports errors through `error_exit`, which unwinds (C-unwind).
     match catch_unwind(AssertUnwindSafe(|| job.run())) {
@@ -74,6 +124,7 @@ struct Job<'a> {
     height: u32,
     quality: c_int,
     icc: Option<&'a [u8]>,
+    tuning: Tuning,
 }
 
 /// Owns the libjpeg state; destroys it (and the output buffer) on every path.
@@ -135,12 +186,50 @@ impl Job<'_> {
             cinfo.image_height = self.height;
             cinfo.input_components = self.components as c_int;
             cinfo.in_color_space = self.space;
-            // mozjpeg's defaults: progressive, optimised scans and Huffman tables.
+            let t = self.tuning;
+            if t.fastest_profile {
+                ffi::jpeg_c_set_int_param(
+                    cinfo,
+                    ffi::J_INT_PARAM::JINT_COMPRESS_PROFILE,
+                    ffi::JCP_FASTEST as c_int,
+                );
+            }
             ffi::jpeg_set_defaults(cinfo);
-            ffi::jpeg_c_set_int_param(cinfo, ffi::J_INT_PARAM::JINT_BASE_QUANT_TBL_IDX, 0);
-            ffi::jpeg_c_set_bool_param(cinfo, ffi::J_BOOLEAN_PARAM::JBOOLEAN_TRELLIS_QUANT, 0);
-            ffi::jpeg_c_set_bool_param(cinfo, ffi::J_BOOLEAN_PARAM::JBOOLEAN_TRELLIS_QUANT_DC, 0);
+            ffi::jpeg_c_set_int_param(
+                cinfo,
+                ffi::J_INT_PARAM::JINT_BASE_QUANT_TBL_IDX,
+                c_int::from(t.tables.min(8)),
+            );
+            let trellis = ffi::boolean::from(t.trellis);
+            ffi::jpeg_c_set_bool_param(
+                cinfo,
+                ffi::J_BOOLEAN_PARAM::JBOOLEAN_TRELLIS_QUANT,
+                trellis,
+            );
+            ffi::jpeg_c_set_bool_param(
+                cinfo,
+                ffi::J_BOOLEAN_PARAM::JBOOLEAN_TRELLIS_QUANT_DC,
+                trellis,
+            );
+            ffi::jpeg_c_set_bool_param(
+                cinfo,
+                ffi::J_BOOLEAN_PARAM::JBOOLEAN_OPTIMIZE_SCANS,
+                ffi::boolean::from(t.progressive && t.optimize_scans),
+            );
             ffi::jpeg_set_quality(cinfo, self.quality, 0);
+            if !t.subsample_chroma && self.components == 3 && !cinfo.comp_info.is_null() {
+                // Luma's sampling factors set the ratio; 1×1 everywhere is 4:4:4.
+                (*cinfo.comp_info).h_samp_factor = 1;
+                (*cinfo.comp_info).v_samp_factor = 1;
+            }
+            if t.progressive {
+                // The script follows the parameters just set (searched or standard).
+                ffi::jpeg_simple_progression(cinfo);
+            } else {
+                cinfo.num_scans = 0;
+                cinfo.scan_info = std::ptr::null();
+            }
+            // Optimised Huffman tables in every variant (two passes, cheap).
             cinfo.optimize_coding = 1;
             ffi::jpeg_start_compress(cinfo, 1);
             if let Some(profile) = self.icc {
