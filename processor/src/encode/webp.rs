@@ -27,12 +27,49 @@ pub fn effective_method(configured: u8, has_alpha: bool) -> u8 {
     }
 }
 
+/// libwebp settings beyond quality and method (the benchmark compares these;
+/// [`Tuning::DEFAULT`] is what the pipeline uses). `None` keeps libwebp's
+/// default for its `WEBP_PRESET_DEFAULT`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuning {
+    /// Spatial noise shaping 0–100 (libwebp: 50).
+    pub sns_strength: Option<u8>,
+    /// Loop filter strength 0–100 (libwebp: 60).
+    pub filter_strength: Option<u8>,
+    /// Let libwebp pick the filter strength per segment (libwebp: off).
+    pub autofilter: bool,
+    /// Number of segments 1–4 (libwebp: 4).
+    pub segments: Option<u8>,
+}
+
+impl Tuning {
+    /// The pipeline's setting.
+    pub const DEFAULT: Tuning = Tuning {
+        sns_strength: None,
+        filter_strength: None,
+        autofilter: false,
+        segments: None,
+    };
+}
+
 /// Encode `image` as lossy WebP at `quality` with `method` (0–6).
 pub fn encode(
     image: &DynamicImage,
     icc: Option<&[u8]>,
     quality: u8,
     method: u8,
+    deadline: &Deadline,
+) -> Result<Vec<u8>> {
+    encode_tuned(image, icc, quality, method, Tuning::DEFAULT, deadline)
+}
+
+/// [`encode`] with an explicit [`Tuning`] (the benchmark's comparisons).
+pub fn encode_tuned(
+    image: &DynamicImage,
+    icc: Option<&[u8]>,
+    quality: u8,
+    method: u8,
+    tuning: Tuning,
     deadline: &Deadline,
 ) -> Result<Vec<u8>> {
     let fail = |message: String| Error::EncodeFailed {
@@ -56,7 +93,8 @@ pub fn encode(
     let height = c_int::try_from(image.height()).map_err(|e| fail(e.to_string()))?;
     let channels: c_int = if has_alpha { 4 } else { 3 };
 
-    let mut config = Config::new(quality, method).ok_or_else(|| fail("invalid config".into()))?;
+    let mut config =
+        Config::new(quality, method, tuning).ok_or_else(|| fail("invalid config".into()))?;
     config.0.thread_level = 0;
     let mut picture = Picture::new().ok_or_else(|| fail("picture init failed".into()))?;
     let mut writer = Box::new(Writer::new());
@@ -149,7 +187,7 @@ fn with_icc(webp: &[u8], icc: &[u8]) -> std::result::Result<Vec<u8>, String> {
 struct Config(sys::WebPConfig);
 
 impl Config {
-    fn new(quality: u8, method: u8) -> Option<Self> {
+    fn new(quality: u8, method: u8, tuning: Tuning) -> Option<Self> {
         let mut config = std::mem::MaybeUninit::<sys::WebPConfig>::uninit();
         // SAFETY: WebPConfigInitInternal fully initialises the struct when it returns non-zero.
         let mut config = unsafe {
@@ -167,6 +205,16 @@ impl Config {
         config.lossless = 0;
         config.quality = f32::from(quality.min(100));
         config.method = c_int::from(method.min(6));
+        if let Some(v) = tuning.sns_strength {
+            config.sns_strength = c_int::from(v.min(100));
+        }
+        if let Some(v) = tuning.filter_strength {
+            config.filter_strength = c_int::from(v.min(100));
+        }
+        config.autofilter = c_int::from(tuning.autofilter);
+        if let Some(v) = tuning.segments {
+            config.segments = c_int::from(v.clamp(1, 4));
+        }
         // SAFETY: config is initialised.
         (unsafe { sys::WebPValidateConfig(&config) } != 0).then_some(Config(config))
     }
