@@ -391,10 +391,13 @@ pub mod env {
 /// Defaults shared by the CRD and the processor.
 pub mod defaults {
     pub const WEBP_QUALITY: u8 = 85;
+    /// libjpeg's quality scale (standard tables), as Pillow's: at 85 our
+    /// JPEG quantises as Pillow's `quality=85` does (same SSIMULACRA2).
     pub const JPEG_QUALITY: u8 = 85;
     /// Chosen so that the AVIF rendition's SSIMULACRA2 matches the WebP
-    /// rendition's at [`WEBP_QUALITY`] (processor/README.md, Benchmark).
-    pub const AVIF_QUALITY: u8 = 60;
+    /// rendition's at [`WEBP_QUALITY`] (processor/README.md, "AVIF": mean
+    /// 81.4 vs 80.8 at rav1e speed 8, 80.9 at 9, 80.3 at 10).
+    pub const AVIF_QUALITY: u8 = 62;
     pub const WEBP_METHOD: u8 = 4;
     /// 50 MiB.
     pub const MAX_INPUT_BYTES: u64 = 50 * 1024 * 1024;

@@ -23,10 +23,49 @@ use rav1e::prelude::{
 use crate::deadline::Deadline;
 use crate::error::{Error, Result};
 
-/// rav1e speed preset (0 slowest … 10 fastest). 8 keeps a 24 MP photo's
-/// full-size AVIF inside the per-image budget on one core; the presets below
-/// it cost 1.5–4× the time for a few per cent of bytes.
+/// rav1e speed preset (0 slowest … 10 fastest) for images up to
+/// [`SPEED_8_MAX_PIXELS`]: the 320- and 640-wide variants (what phones
+/// download) and small originals. The presets below it cost 1.5–4× the time
+/// for a few per cent of bytes. Larger images are encoded faster: see
+/// [`speed_for`].
 pub const SPEED: u8 = 8;
+
+/// The largest image (pixels) encoded at the configured speed when that is
+/// slower than 9.
+pub const SPEED_8_MAX_PIXELS: u64 = 1_000_000;
+/// The largest image (pixels) encoded at speed 9 or slower; above it, 10.
+pub const SPEED_9_MAX_PIXELS: u64 = 2_000_000;
+
+/// The preset used for an image of `pixels` configured at `speed`: never
+/// slower than its size allows, so that a 24 MP photo's whole upload (four
+/// formats, full size and the default widths 320, 640, 1280, 1920) stays
+/// within 10 s CPU on one core.
+///
+/// Measured on one core (a busy 2-core machine) at quality 62, on a 24 MP
+/// photo mosaic (`scripts/bench_mosaic.py`) and its variants (s/MP; bytes
+/// relative to speed 8):
+///
+/// | rendition | speed 8 | speed 9 | speed 10 |
+/// |---|---:|---:|---:|
+/// | 6000×4000 (quality 60) | 0.39 | 0.27 (1.06×) | 0.14 (1.11×) |
+/// | 1920×1280 | 0.62 | 0.39 (1.09×) | 0.19 (1.23×) |
+/// | 1280×853 | 0.81 | 0.48 (1.13×) | 0.23 (1.31×) |
+/// | 640×427 | 0.96 | 0.56 (1.14×) | 0.29 (1.29×) |
+///
+/// Everything but AVIF costs ~5 s for that upload (decode, resize, WebP,
+/// JPEG, PNG at every width), leaving AVIF ~5 s: the full size at 10 (3.5 s),
+/// 1920 wide at 10 (0.5 s), 1280 at 9 (0.5 s), 640 and 320 at 8 (0.35 s).
+/// With every variant at 8 the upload took 11 s.
+pub fn speed_for(speed: u8, pixels: u64) -> u8 {
+    let floor = if pixels > SPEED_9_MAX_PIXELS {
+        10
+    } else if pixels > SPEED_8_MAX_PIXELS {
+        9
+    } else {
+        0
+    };
+    speed.min(10).max(floor)
+}
 
 /// rav1e quantizer (0–255) for a quality 1–100: linear, 100 → 0 (near lossless),
 /// 1 → 252.
@@ -36,8 +75,21 @@ pub fn quantizer(quality: u8) -> u8 {
     ((100 - q) * 255 + 50).div_euclid(100) as u8
 }
 
-/// Encode `image` as AVIF at `quality` (1–100) with rav1e's `speed` preset.
+/// Encode `image` as AVIF at `quality` (1–100) with rav1e's `speed` preset,
+/// made faster for large images by [`speed_for`].
 pub fn encode(
+    image: &DynamicImage,
+    quality: u8,
+    speed: u8,
+    deadline: &Deadline,
+) -> Result<Vec<u8>> {
+    let pixels = u64::from(image.width()) * u64::from(image.height());
+    encode_at_speed(image, quality, speed_for(speed, pixels), deadline)
+}
+
+/// [`encode`] at exactly rav1e's `speed` preset, whatever the size (the
+/// benchmark's comparisons).
+pub fn encode_at_speed(
     image: &DynamicImage,
     quality: u8,
     speed: u8,
@@ -204,6 +256,20 @@ fn encode_planes(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn speed_steps_up_with_size_only() {
+        assert_eq!(speed_for(8, 640 * 427), 8);
+        assert_eq!(speed_for(8, SPEED_8_MAX_PIXELS), 8);
+        assert_eq!(speed_for(8, 1280 * 853), 9);
+        assert_eq!(speed_for(8, 1920 * 1280), 10);
+        assert_eq!(speed_for(8, SPEED_8_MAX_PIXELS + 1), 9);
+        assert_eq!(speed_for(8, SPEED_9_MAX_PIXELS + 1), 10);
+        assert_eq!(speed_for(6, 6000 * 4000), 10);
+        // A faster configured preset is kept; out-of-range ones are capped.
+        assert_eq!(speed_for(10, 100), 10);
+        assert_eq!(speed_for(12, 100), 10);
+    }
 
     #[test]
     fn quantizer_spans_the_range() {
