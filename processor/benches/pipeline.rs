@@ -29,7 +29,7 @@
 //! data of `tests/pipeline_images.rs`).
 //!
 //! `--sweep` instead compares encoder settings (README, "Encoder choices"):
-//! every image cut to its central ~2 MP, each JPEG, WebP and AVIF variant at
+//! every image cut to its central ~2 MP (alpha onto white), each JPEG, WebP and AVIF variant at
 //! several qualities against Pillow's, by CPU, bytes and SSIMULACRA2.
 
 #[path = "../tests/common/quality.rs"]
@@ -897,6 +897,9 @@ mod sweep {
                 );
                 image = image.crop_imm(((w - cw) / 2) & !15, ((h - ch) / 2) & !15, cw, ch);
             }
+            // Opaque crops (alpha onto white), so that Pillow's JPEG, which
+            // drops alpha, encodes the same picture as ours.
+            let image = encode::flatten(&image, [255, 255, 255]);
             let name = stem(&path);
             image
                 .save(out.join(format!("{name}.png")))
@@ -935,8 +938,7 @@ mod sweep {
         let crops = crops(dir, &src);
         let mp: f64 = crops.iter().map(|c| c.mp).sum();
         eprintln!("sweep: {} crops, {mp:.1} MP", crops.len());
-        // Pillow on the same crops (its JPEG of a transparent crop dropped
-        // alpha: scored against the crop without alpha).
+        // Pillow on the same (opaque) crops.
         let reference = work.join("sweep-reference");
         let output = Command::new(python())
             .arg(script())
@@ -1162,6 +1164,10 @@ mod sweep {
             .position(|w| target <= w[1].0)
             .unwrap_or(pts.len() - 2);
         let ((s0, b0), (s1, b1)) = (pts[i], pts[i + 1]);
+        // Not more than 3 points past the qualities swept.
+        if target > s1 + 3.0 || target < s0 - 3.0 {
+            return None;
+        }
         if (s1 - s0).abs() < 1e-9 {
             return Some(b0);
         }
