@@ -110,6 +110,7 @@ pub const PAUSED_ANNOTATION: &str = "imagestack.dev/paused";
     validation = immutable_field("buckets.outputs.webp", " (create a new stack to use another bucket)"),
     validation = immutable_field("buckets.outputs.jpeg", " (create a new stack to use another bucket)"),
     validation = immutable_field("buckets.outputs.png", " (create a new stack to use another bucket)"),
+    validation = immutable_field("buckets.outputs.avif", " (create a new stack to use another bucket)"),
     validation = immutable_field("table.name", " (create a new stack to use another table)")
 )]
 pub struct ImageOptimizationStackSpec {
@@ -194,6 +195,17 @@ pub struct OutputsTarget {
 /// present in both the old and the new spec or in neither, and equal when present.
 /// `has()` is checked at every level, so missing intermediate objects count as
 /// the field being absent. `hint` ends the message (e.g. what to do instead).
+/// `memoryMb` must hold an image of `maxInputPixels` pixels
+/// ([`imagestack_contract::memory`]); the message says how much it needs.
+fn memory_rule() -> kube::core::Rule {
+    use imagestack_contract::memory::{BASELINE_MB, BYTES_PER_PIXEL};
+    let need =
+        format!("{BASELINE_MB} + (self.maxInputPixels * {BYTES_PER_PIXEL} + 1048575) / 1048576");
+    kube::core::Rule::new(format!("self.memoryMb >= {need}")).message(kube::core::Message::Expression(format!(
+        "'spec.processor.memoryMb: ' + string(self.memoryMb) + ' MB cannot hold an image of maxInputPixels ' + string(self.maxInputPixels) + ' (about {BYTES_PER_PIXEL} bytes per pixel + {BASELINE_MB} MB): raise memoryMb to at least ' + string({need}) + ' or lower maxInputPixels'"
+    )))
+}
+
 fn immutable_field(path: &str, hint: &str) -> kube::core::Rule {
     let segments: Vec<&str> = path.split('.').collect();
     let present = |root: &str| {
@@ -232,7 +244,7 @@ pub enum DeletionPolicy {
 /// The stack's S3 buckets.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : ''].filter(n, n != '').all(n, [has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : ''].filter(m, m == n).size() == 1)").message("spec.buckets: upload and output bucket names must all be different"))]
+#[x_kube(validation = Rule::new("[has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : '', has(self.outputs.avif) ? self.outputs.avif : ''].filter(n, n != '').all(n, [has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : '', has(self.outputs.avif) ? self.outputs.avif : ''].filter(m, m == n).size() == 1)").message("spec.buckets: upload and output bucket names must all be different"))]
 pub struct BucketsSpec {
     /// The bucket clients upload originals to (the processor's trigger).
     #[serde(default)]
@@ -363,6 +375,13 @@ pub struct OutputBucketsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
     pub png: Option<String>,
+    /// Name of the AVIF bucket (created with the others whether or not `avif`
+    /// is among `processor.formats`, so enabling it later adds no bucket).
+    /// Default: derived like the upload bucket's. Immutable: cannot be added,
+    /// removed or changed after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    pub avif: Option<String>,
 }
 
 /// The DynamoDB metadata table.
@@ -383,9 +402,12 @@ pub struct TableSpec {
 /// The processor Lambda function.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = memory_rule())]
 pub struct ProcessorSpec {
-    /// Memory of the function in MB, 128–10240 (default 1024). Lambda gives CPU
-    /// in proportion: 1769 MB is one full vCPU.
+    /// Memory of the function in MB, 128–10240 (default 2048). Lambda gives CPU
+    /// in proportion: 1769 MB is one full vCPU. Must hold the largest image
+    /// accepted: at least 128 + maxInputPixels × 40 / 2^20 (2036 MB for the
+    /// default 50 MP; checked at admission).
     #[serde(default = "default_memory_mb")]
     #[schemars(range(min = 128, max = 10240))]
     pub memory_mb: i32,
@@ -396,10 +418,11 @@ pub struct ProcessorSpec {
     /// CPU architecture of the function: `x86_64` (default) or `arm64`.
     #[serde(default)]
     pub architecture: Architecture,
-    /// Renditions to produce: a non-empty subset of `webp`, `jpeg`, `png`
-    /// (default all three).
+    /// Renditions to produce: a non-empty subset of `webp`, `jpeg`, `png`,
+    /// `avif` (default `webp`, `jpeg`, `png`; AVIF is opt-in: an AV1 encode
+    /// costs about as much CPU as the other three together).
     #[serde(default = "default_formats")]
-    #[schemars(length(min = 1, max = 3), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
     pub formats: Vec<OutputFormat>,
     /// Encoder quality settings.
     #[serde(default)]
@@ -414,8 +437,9 @@ pub struct ProcessorSpec {
     #[serde(default = "default_max_input_bytes")]
     #[schemars(range(min = 1, max = 5368709120_i64))]
     pub max_input_bytes: i64,
-    /// Largest accepted image in pixels, width × height (default 100000000);
+    /// Largest accepted image in pixels, width × height (default 50000000);
     /// checked from the header before decoding (reason `TooManyPixels`).
+    /// `memoryMb` must hold it (about 40 bytes per pixel, see `memoryMb`).
     #[serde(default = "default_max_input_pixels")]
     #[schemars(range(min = 1, max = 1000000000_i64))]
     pub max_input_pixels: i64,
@@ -482,6 +506,7 @@ pub enum OutputFormat {
     Webp,
     Jpeg,
     Png,
+    Avif,
 }
 
 impl From<OutputFormat> for imagestack_contract::Format {
@@ -490,11 +515,13 @@ impl From<OutputFormat> for imagestack_contract::Format {
             OutputFormat::Webp => imagestack_contract::Format::Webp,
             OutputFormat::Jpeg => imagestack_contract::Format::Jpeg,
             OutputFormat::Png => imagestack_contract::Format::Png,
+            OutputFormat::Avif => imagestack_contract::Format::Avif,
         }
     }
 }
 
-/// Encoder quality settings (1–100, default 85 as in the reference).
+/// Encoder quality settings (1–100; WebP and JPEG default to 85 as in the
+/// reference, AVIF to the quality that matches WebP's perceptually).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QualitySpec {
@@ -506,6 +533,11 @@ pub struct QualitySpec {
     #[serde(default = "default_quality")]
     #[schemars(range(min = 1, max = 100))]
     pub jpeg: i32,
+    /// AVIF quality 1–100 (default 60: about WebP 85's perceptual quality at
+    /// fewer bytes; AVIF's scale is not WebP's).
+    #[serde(default = "default_avif_quality")]
+    #[schemars(range(min = 1, max = 100))]
+    pub avif: i32,
 }
 
 impl Default for QualitySpec {
@@ -513,6 +545,7 @@ impl Default for QualitySpec {
         Self {
             webp: default_quality(),
             jpeg: default_quality(),
+            avif: default_avif_quality(),
         }
     }
 }
@@ -648,6 +681,9 @@ pub struct StackOutputs {
     /// PNG output bucket name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub png_bucket: Option<String>,
+    /// AVIF output bucket name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avif_bucket: Option<String>,
     /// Metadata table name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_name: Option<String>,
@@ -663,7 +699,7 @@ pub struct StackOutputs {
     /// CloudFront distribution id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution_id: Option<String>,
-    /// CloudFront domain serving `/webp/*`, `/jpeg/*` and `/png/*`.
+    /// CloudFront domain serving `/webp/*`, `/jpeg/*`, `/png/*` and `/avif/*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdn_domain: Option<String>,
     /// CloudWatch dashboard name.
@@ -682,13 +718,14 @@ pub struct StackOutputs {
 #[serde(rename_all = "camelCase")]
 pub struct ComponentStatus {
     /// The component: `upload-bucket`, `webp-bucket`, `jpeg-bucket`,
-    /// `png-bucket` (S3 buckets); `metadata-table` (DynamoDB);
+    /// `png-bucket`, `avif-bucket` (S3 buckets); `metadata-table` (DynamoDB);
     /// `processor-role`, `processor-function` (IAM, Lambda);
     /// `s3-invoke-permission` (lets S3 invoke the function);
     /// `upload-notifications` (the stack's event rules on the upload bucket);
     /// `origin-access-control`, `distribution` (CloudFront); `webp-cdn-grant`,
-    /// `jpeg-cdn-grant`, `png-cdn-grant` (the statement in each output bucket's
-    /// policy that lets the distribution read it); `dashboard` (CloudWatch).
+    /// `jpeg-cdn-grant`, `png-cdn-grant`, `avif-cdn-grant` (the statement in each
+    /// output bucket's policy that lets the distribution read it); `dashboard`
+    /// (CloudWatch).
     pub name: ComponentName,
     /// AWS identifier: ARN or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -711,13 +748,13 @@ pub struct ComponentStatus {
 
 /// A component of a stack: one AWS resource, or one part of a resource that the
 /// stack shares (the upload bucket's notification rules, an output bucket's
-/// CloudFront read grant). `upload-bucket`, `webp-bucket`, `jpeg-bucket` and
-/// `png-bucket`: the S3 buckets; `metadata-table`: the DynamoDB table;
+/// CloudFront read grant). `upload-bucket`, `webp-bucket`, `jpeg-bucket`,
+/// `png-bucket`, `avif-bucket`: the S3 buckets; `metadata-table`: the DynamoDB table;
 /// `processor-role` and `processor-function`: the Lambda and its IAM role;
 /// `s3-invoke-permission`: the statement that lets S3 invoke the function;
 /// `upload-notifications`: the upload bucket's event rules;
 /// `origin-access-control`, `distribution`: CloudFront; `webp-cdn-grant`,
-/// `jpeg-cdn-grant`, `png-cdn-grant`: the statement in each output bucket's
+/// `jpeg-cdn-grant`, `png-cdn-grant`, `avif-cdn-grant`: the statement in each output bucket's
 /// policy that lets the distribution read it; `dashboard`: CloudWatch.
 #[derive(
     Serialize,
@@ -738,6 +775,7 @@ pub enum ComponentName {
     WebpBucket,
     JpegBucket,
     PngBucket,
+    AvifBucket,
     MetadataTable,
     ProcessorRole,
     ProcessorFunction,
@@ -748,6 +786,7 @@ pub enum ComponentName {
     WebpCdnGrant,
     JpegCdnGrant,
     PngCdnGrant,
+    AvifCdnGrant,
     Dashboard,
 }
 
@@ -759,6 +798,7 @@ impl ComponentName {
             ComponentName::WebpBucket => "webp-bucket",
             ComponentName::JpegBucket => "jpeg-bucket",
             ComponentName::PngBucket => "png-bucket",
+            ComponentName::AvifBucket => "avif-bucket",
             ComponentName::MetadataTable => "metadata-table",
             ComponentName::ProcessorRole => "processor-role",
             ComponentName::ProcessorFunction => "processor-function",
@@ -769,6 +809,7 @@ impl ComponentName {
             ComponentName::WebpCdnGrant => "webp-cdn-grant",
             ComponentName::JpegCdnGrant => "jpeg-cdn-grant",
             ComponentName::PngCdnGrant => "png-cdn-grant",
+            ComponentName::AvifCdnGrant => "avif-cdn-grant",
             ComponentName::Dashboard => "dashboard",
         }
     }
@@ -779,6 +820,7 @@ impl ComponentName {
             imagestack_contract::Format::Webp => ComponentName::WebpBucket,
             imagestack_contract::Format::Jpeg => ComponentName::JpegBucket,
             imagestack_contract::Format::Png => ComponentName::PngBucket,
+            imagestack_contract::Format::Avif => ComponentName::AvifBucket,
         }
     }
 
@@ -788,6 +830,7 @@ impl ComponentName {
             imagestack_contract::Format::Webp => ComponentName::WebpCdnGrant,
             imagestack_contract::Format::Jpeg => ComponentName::JpegCdnGrant,
             imagestack_contract::Format::Png => ComponentName::PngCdnGrant,
+            imagestack_contract::Format::Avif => ComponentName::AvifCdnGrant,
         }
     }
 }
@@ -834,7 +877,7 @@ fn default_expose_headers() -> Vec<String> {
     vec!["ETag".to_string()]
 }
 fn default_memory_mb() -> i32 {
-    1024
+    imagestack_contract::defaults::MEMORY_MB as i32
 }
 fn default_timeout_seconds() -> i32 {
     300
@@ -844,6 +887,9 @@ fn default_formats() -> Vec<OutputFormat> {
 }
 fn default_quality() -> i32 {
     i32::from(imagestack_contract::defaults::WEBP_QUALITY)
+}
+fn default_avif_quality() -> i32 {
+    i32::from(imagestack_contract::defaults::AVIF_QUALITY)
 }
 fn default_webp_method() -> i32 {
     i32::from(imagestack_contract::defaults::WEBP_METHOD)

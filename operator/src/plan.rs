@@ -97,6 +97,7 @@ impl DesiredStack {
             webp_bucket: bucket(ComponentName::WebpBucket),
             jpeg_bucket: bucket(ComponentName::JpegBucket),
             png_bucket: bucket(ComponentName::PngBucket),
+            avif_bucket: bucket(ComponentName::AvifBucket),
             table_name: Some(self.table.name.clone()),
             role_arn: Some(self.role.arn.clone()),
             function_name: Some(self.function.name.clone()),
@@ -273,6 +274,10 @@ pub fn function_environment(
         spec.processor.quality.jpeg.to_string(),
     );
     m.insert(
+        env::AVIF_QUALITY.to_string(),
+        spec.processor.quality.avif.to_string(),
+    );
+    m.insert(
         env::WEBP_METHOD.to_string(),
         spec.processor.webp_method.to_string(),
     );
@@ -299,6 +304,24 @@ pub fn plan(stack: &ImageOptimizationStack, env: &AwsEnv) -> Result<DesiredStack
     plan_with(stack, env, &PlanOptions::default())
 }
 
+/// `memoryMb` must hold an image of `maxInputPixels` (the admission rule,
+/// checked again here for objects stored before it existed).
+fn check_memory(p: &crate::api::ProcessorSpec) -> Result<()> {
+    use imagestack_contract::memory;
+    let pixels = u64::try_from(p.max_input_pixels).unwrap_or(0);
+    let need = memory::required_mb(pixels);
+    if u64::try_from(p.memory_mb).unwrap_or(0) < need {
+        return Err(Error::InvalidSpec(format!(
+            "spec.processor.memoryMb: {} MB cannot hold an image of maxInputPixels {} (about {} bytes per pixel + {} MB): raise memoryMb to at least {need} or lower maxInputPixels",
+            p.memory_mb,
+            p.max_input_pixels,
+            memory::BYTES_PER_PIXEL,
+            memory::BASELINE_MB
+        )));
+    }
+    Ok(())
+}
+
 /// Plan every component of `stack`.
 pub fn plan_with(
     stack: &ImageOptimizationStack,
@@ -307,6 +330,7 @@ pub fn plan_with(
 ) -> Result<DesiredStack> {
     let id = stack_id_in(stack, &opts.cluster_id)?;
     let spec = &stack.spec;
+    check_memory(&spec.processor)?;
     let p = env.partition();
     let tags = id.tags(&spec.tags);
 
@@ -326,6 +350,7 @@ pub fn plan_with(
         (Format::Webp, name_for("webp", &spec.buckets.outputs.webp)?),
         (Format::Jpeg, name_for("jpeg", &spec.buckets.outputs.jpeg)?),
         (Format::Png, name_for("png", &spec.buckets.outputs.png)?),
+        (Format::Avif, name_for("avif", &spec.buckets.outputs.avif)?),
     ];
     let mut all_names: Vec<&str> = vec![&upload_name];
     all_names.extend(outputs.iter().map(|(_, n)| n.as_str()));
@@ -544,9 +569,29 @@ mod tests {
     }
 
     #[test]
+    fn memory_must_hold_the_largest_image() {
+        // The defaults fit; 100 MP at the default 2048 MB does not.
+        assert!(plan(&stack("environment: dev"), &env()).is_ok());
+        let err = plan(
+            &stack("environment: dev\nprocessor: {maxInputPixels: 100000000}"),
+            &env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("at least 3943"), "{err}");
+        assert!(
+            plan(
+                &stack("environment: dev\nprocessor: {maxInputPixels: 100000000, memoryMb: 3943}"),
+                &env()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn defaults_plan_everything() {
         let d = plan(&stack("environment: dev"), &env()).unwrap();
-        assert_eq!(d.buckets.len(), 4);
+        assert_eq!(d.buckets.len(), 5);
         let up = d.bucket(ComponentName::UploadBucket).unwrap();
         assert_eq!(up.versioning, Some(true));
         assert_eq!(up.acceleration, Some(true));
@@ -659,7 +704,7 @@ processor: {formats: [webp]}
         // The upload bucket gets no CloudFront grant.
         let up = d.bucket(ComponentName::UploadBucket).unwrap();
         assert!(d.grants.iter().all(|g| g.bucket != up.name));
-        assert_eq!(d.grants.len(), 3);
+        assert_eq!(d.grants.len(), 4);
     }
 
     #[test]
@@ -669,8 +714,14 @@ processor: {formats: [webp]}
         let g = d.graph().unwrap();
         let names = g.names();
         let pos = |n: N| names.iter().position(|x| *x == n).unwrap();
-        assert_eq!(names.len(), 15, "{names:?}");
-        for b in [N::UploadBucket, N::WebpBucket, N::JpegBucket, N::PngBucket] {
+        assert_eq!(names.len(), 17, "{names:?}");
+        for b in [
+            N::UploadBucket,
+            N::WebpBucket,
+            N::JpegBucket,
+            N::PngBucket,
+            N::AvifBucket,
+        ] {
             assert!(pos(b) < pos(N::ProcessorRole));
         }
         assert!(pos(N::MetadataTable) < pos(N::ProcessorRole));
@@ -679,6 +730,7 @@ processor: {formats: [webp]}
         assert!(pos(N::S3InvokePermission) < pos(N::UploadNotifications));
         assert!(pos(N::OriginAccessControl) < pos(N::Distribution));
         assert!(pos(N::Distribution) < pos(N::WebpCdnGrant));
+        assert!(pos(N::Distribution) < pos(N::AvifCdnGrant));
         assert!(pos(N::Distribution) < pos(N::Dashboard));
         let entry = |n: N| g.entries().iter().find(|e| e.node.name() == n).unwrap();
         // Writes through a name the stack does not own are gated: the role's
@@ -705,6 +757,7 @@ processor: {formats: [webp]}
                     | N::WebpCdnGrant
                     | N::JpegCdnGrant
                     | N::PngCdnGrant
+                    | N::AvifCdnGrant
             );
             assert_eq!(e.enabled, !cdn, "{}", e.node.name());
         }

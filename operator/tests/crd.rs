@@ -133,12 +133,13 @@ fn environment_is_immutable() {
 }
 
 /// The optional immutable fields (path under `spec`) with two valid values each.
-const IMMUTABLE: [(&str, &str, &str); 6] = [
+const IMMUTABLE: [(&str, &str, &str); 7] = [
     ("region", "eu-west-1", "us-east-1"),
     ("buckets.upload.name", "up-a", "up-b"),
     ("buckets.outputs.webp", "webp-a", "webp-b"),
     ("buckets.outputs.jpeg", "jpeg-a", "jpeg-b"),
     ("buckets.outputs.png", "png-a", "png-b"),
+    ("buckets.outputs.avif", "avif-a", "avif-b"),
     ("table.name", "table-a", "table-b"),
 ];
 
@@ -239,6 +240,30 @@ fn ttl_order_is_enforced() {
 }
 
 #[test]
+fn memory_must_hold_the_largest_image() {
+    // The API server fills in the defaults (2048 MB, 50 MP) before CEL runs.
+    let processor = |memory: i64, pixels: i64| {
+        full(json!({"processor": {"memoryMb": memory, "maxInputPixels": pixels}}))
+    };
+    check(processor(2048, 50_000_000), None).unwrap();
+    check(processor(3943, 100_000_000), None).unwrap();
+    for (memory, pixels, need) in [(2048, 100_000_000, 3943), (1024, 50_000_000, 2036)] {
+        let err = check(processor(memory, pixels), None).unwrap_err();
+        assert!(err.contains("spec.processor.memoryMb"), "{err}");
+        assert!(err.contains(&format!("at least {need}")), "{err}");
+    }
+}
+
+#[test]
+fn avif_is_an_output_format() {
+    check(
+        full(json!({"processor": {"formats": ["webp", "avif"], "quality": {"avif": 50}}})),
+        None,
+    )
+    .unwrap();
+}
+
+#[test]
 fn bucket_names_must_differ() {
     let err = check(
         full(json!({"buckets": {"upload": {"name": "same"}, "outputs": {"jpeg": "same"}}})),
@@ -249,6 +274,12 @@ fn bucket_names_must_differ() {
         err.contains("spec.buckets: upload and output bucket names must all be different"),
         "{err}"
     );
+    let err = check(
+        full(json!({"buckets": {"upload": {}, "outputs": {"webp": "same", "avif": "same"}}})),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.contains("must all be different"), "{err}");
 }
 
 #[test]

@@ -547,7 +547,7 @@ mod tests {
             environment: "dev".into(),
             table_name: "imagestack-dev-metadata-abc".into(),
             distribution_id: Some("E2QWRUHEXAMPLE".into()),
-            formats: Format::ALL.to_vec(),
+            formats: Format::DEFAULT.to_vec(),
         }
     }
 

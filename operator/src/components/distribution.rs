@@ -1143,7 +1143,7 @@ mod tests {
         assert_eq!(c.is_ipv6_enabled(), Some(true));
         assert_eq!(c.default_root_object(), Some(""));
         let origins = c.origins().unwrap().items();
-        assert_eq!(origins.len(), 3);
+        assert_eq!(origins.len(), 4);
         for (o, f) in origins.iter().zip(Format::ALL) {
             assert_eq!(o.id(), origin_id(f));
             assert_eq!(
@@ -1183,7 +1183,8 @@ mod tests {
             [
                 ("/webp/*", "s3-webp"),
                 ("/jpeg/*", "s3-jpeg"),
-                ("/png/*", "s3-png")
+                ("/png/*", "s3-png"),
+                ("/avif/*", "s3-avif")
             ]
         );
         for cb in cbs {
