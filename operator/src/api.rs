@@ -198,11 +198,16 @@ pub struct OutputsTarget {
 /// `memoryMb` must hold an image of `maxInputPixels` pixels
 /// ([`imagestack_contract::memory`]); the message says how much it needs.
 fn memory_rule() -> kube::core::Rule {
-    use imagestack_contract::memory::{BASELINE_MB, BYTES_PER_PIXEL};
-    let need =
-        format!("{BASELINE_MB} + (self.maxInputPixels * {BYTES_PER_PIXEL} + 1048575) / 1048576");
-    kube::core::Rule::new(format!("self.memoryMb >= {need}")).message(kube::core::Message::Expression(format!(
-        "'spec.processor.memoryMb: ' + string(self.memoryMb) + ' MB cannot hold an image of maxInputPixels ' + string(self.maxInputPixels) + ' (about {BYTES_PER_PIXEL} bytes per pixel + {BASELINE_MB} MB): raise memoryMb to at least ' + string({need}) + ' or lower maxInputPixels'"
+    use imagestack_contract::memory::{BASELINE_MB, BYTES_PER_PIXEL, required_mb};
+    // A static message: the API server refuses a messageExpression that
+    // concatenates strings (its estimated cost is unbounded).
+    kube::core::Rule::new(format!(
+        "self.memoryMb >= {BASELINE_MB} + (self.maxInputPixels * {BYTES_PER_PIXEL} + 1048575) / 1048576"
+    ))
+    .message(kube::core::Message::Message(format!(
+        "spec.processor.memoryMb must hold an image of maxInputPixels: at least {BASELINE_MB} + maxInputPixels x {BYTES_PER_PIXEL} / 1048576 MB ({} MB for 50 MP, {} MB for 100 MP); raise memoryMb or lower maxInputPixels",
+        required_mb(50_000_000),
+        required_mb(100_000_000)
     )))
 }
 

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::Reporter;
 use kube::{Client, Config};
@@ -107,8 +107,8 @@ pub struct RunArgs {
     /// Directory with the processor artifacts (`x86_64.zip`, `arm64.zip`) deployed as the Lambda code.
     #[arg(
         long,
-        default_value = "/opt/imagestack/processor",
-        env = "IMAGESTACK_PROCESSOR_ARTIFACT_DIR"
+        default_value = DEFAULT_ARTIFACT_DIR,
+        env = ARTIFACT_DIR_ENV
     )]
     pub processor_artifact_dir: PathBuf,
     /// Id of this installation, written into every resource's ownership tags
@@ -183,8 +183,53 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 }
 
 /// Entry point of the binary.
+/// Where the image keeps the processor zips.
+pub const DEFAULT_ARTIFACT_DIR: &str = "/opt/imagestack/processor";
+const ARTIFACT_DIR_ENV: &str = "IMAGESTACK_PROCESSOR_ARTIFACT_DIR";
+
+/// `operator --version`: the version, then the processor build each stack
+/// gets: every shipped zip's sha256 (the `.sha256` file the image build wrote
+/// beside it, else computed), so `kubectl exec … operator --version` tells
+/// which processor build the stacks run. (`-V`: the version alone.)
+pub fn long_version(artifact_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    let mut text = format!(
+        "{VERSION}\nprocessor artifacts in {}:",
+        artifact_dir.display()
+    );
+    let mut found = false;
+    for arch in ["x86_64", "arm64"] {
+        let zip = artifact_dir.join(format!("{arch}.zip"));
+        let recorded = std::fs::read_to_string(artifact_dir.join(format!("{arch}.zip.sha256")))
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string));
+        let sha = recorded.or_else(|| {
+            std::fs::read(&zip)
+                .ok()
+                .map(|b| hex::encode(sha2::Sha256::digest(&b)))
+        });
+        if let Some(sha) = sha {
+            found = true;
+            text.push_str(&format!("\n  {arch}.zip sha256 {sha}"));
+        }
+    }
+    if !found {
+        text.push_str(" none (set --processor-artifact-dir or IMAGESTACK_PROCESSOR_ARTIFACT_DIR)");
+    }
+    text
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let dir = std::env::var_os(ARTIFACT_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ARTIFACT_DIR));
+    let matches = Cli::command()
+        .long_version(long_version(&dir))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Crd => match crate::crd_yaml() {
             Ok(y) => {
@@ -377,11 +422,32 @@ pub async fn run(args: RunArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn long_version_names_each_shipped_zip() {
+        let dir = std::env::temp_dir().join(format!("imagestack-version-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Nothing there: says so.
+        assert!(long_version(&dir).contains("none"));
+        // The image's .sha256 file wins; a zip without one is hashed.
+        std::fs::write(dir.join("arm64.zip.sha256"), "abc123  arm64.zip\n").unwrap();
+        std::fs::write(dir.join("x86_64.zip"), b"zip").unwrap();
+        let text = long_version(&dir);
+        assert!(text.starts_with(VERSION), "{text}");
+        assert!(text.contains("arm64.zip sha256 abc123"), "{text}");
+        // sha256("zip")
+        assert!(
+            text.contains(
+                "x86_64.zip sha256 4a70fe9aa6436e02c2dea340fbd1e352e4ef2d8ce6ca52ad25d4b95471fc8bf2"
+            ),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

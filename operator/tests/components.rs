@@ -675,7 +675,10 @@ fn tiny_zip(dir: &std::path::Path, content: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn function_permission_notification_lifecycle() {
-    let mut h = harness("environment: dev\nprocessor: {memoryMb: 512, timeoutSeconds: 60}").await;
+    let mut h = harness(
+        "environment: dev\nprocessor: {memoryMb: 512, maxInputPixels: 5000000, timeoutSeconds: 60}",
+    )
+    .await;
     let dir = std::env::temp_dir().join(unique("artifact"));
     let zip = tiny_zip(&dir, "v1");
     h.desired.function.code = components::function::CodeSource::Zip { path: zip.clone() };

@@ -54,6 +54,8 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
     assert_eq!(
         names,
         [
+            "avif-bucket",
+            "avif-cdn-grant",
             "dashboard",
             "distribution",
             "jpeg-bucket",
@@ -305,6 +307,15 @@ async fn invalid_specs_are_rejected_naming_the_field() {
             "spec.deletionPolicy",
         ),
         ("environment: dev\ntags: {'aws:owner': x}", "spec.tags"),
+        // Memory that cannot hold the largest accepted image.
+        (
+            "environment: dev\nprocessor: {memoryMb: 1024}",
+            "spec.processor.memoryMb must hold",
+        ),
+        (
+            "environment: dev\nprocessor: {formats: [webp, gif]}",
+            "spec.processor.formats",
+        ),
     ];
     for (i, (spec, field)) in cases.iter().enumerate() {
         let (ok, out, err) = kubectl(
@@ -404,6 +415,7 @@ async fn optional_immutable_fields_cannot_be_added_removed_or_changed() {
         ("buckets.outputs.webp", "imm-webp-a", "imm-webp-b"),
         ("buckets.outputs.jpeg", "imm-jpeg-a", "imm-jpeg-b"),
         ("buckets.outputs.png", "imm-png-a", "imm-png-b"),
+        ("buckets.outputs.avif", "imm-avif-a", "imm-avif-b"),
         ("table.name", "imm-table-a", "imm-table-b"),
     ];
     let memory =
@@ -452,10 +464,10 @@ async fn optional_immutable_fields_cannot_be_added_removed_or_changed() {
         );
         // An unrelated change is admitted, and the field kept its value throughout.
         let kept = api
-            .patch(&set, &pp, &memory(2048))
+            .patch(&set, &pp, &memory(3072))
             .await
             .unwrap_or_else(|e| panic!("memoryMb change with {path} set: {e}"));
-        assert_eq!(kept.spec.processor.memory_mb, 2048);
+        assert_eq!(kept.spec.processor.memory_mb, 3072);
         assert_eq!(spec_field(&kept, path).as_deref(), Some(a), "{path}");
         let mut again = kept.clone();
         again.spec.processor.memory_mb = 3008;
@@ -488,7 +500,7 @@ async fn optional_immutable_fields_cannot_be_added_removed_or_changed() {
             api.replace(&unset, &Default::default(), &added).await,
         );
         let kept = api
-            .patch(&unset, &pp, &memory(2048))
+            .patch(&unset, &pp, &memory(3072))
             .await
             .unwrap_or_else(|e| panic!("memoryMb change with {path} unset: {e}"));
         assert_eq!(spec_field(&kept, path), None, "{path}");
@@ -716,7 +728,7 @@ async fn killed_after_every_write_converges_without_duplicates() {
             ours += 1;
         }
     }
-    assert_eq!(ours, 4, "expected exactly 4 buckets of {owner}");
+    assert_eq!(ours, 5, "expected exactly 5 buckets of {owner}");
     let table = out.table_name.unwrap();
     let tables = ddb.list_tables().send().await.unwrap();
     assert_eq!(

@@ -194,7 +194,12 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     )?;
     let (ok, _, err) = kubectl(
         &["apply", "-f", "-"],
-        Some(&manifest(&ns, "photos", "environment: dev")),
+        // Every format (AVIF is opt-in) and two widths.
+        Some(&manifest(
+            &ns,
+            "photos",
+            "environment: dev\nprocessor: {formats: [webp, jpeg, png, avif], widths: [320, 640]}",
+        )),
     )?;
     ensure!(ok, "{err}");
     let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
@@ -208,7 +213,7 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
 
     // The function as deployed: the contract's variables, pointing at this stack.
     let deployed = deployed_function(&c.lambda, &function_name).await?;
-    assert_eq!(deployed.memory_mb, 1024);
+    assert_eq!(deployed.memory_mb, 2048);
     assert_eq!(
         deployed.var(env::UPLOAD_BUCKET),
         Some(upload_bucket.as_str())
@@ -276,12 +281,12 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     api.patch(
         "photos",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"processor": {"memoryMb": 2048, "quality": {"jpeg": 40}}}})),
+        &Patch::Merge(json!({"spec": {"processor": {"memoryMb": 3072, "quality": {"jpeg": 40}}}})),
     )
     .await?;
     let updated = poll(READY_TIMEOUT, || async {
         let d = deployed_function(&c.lambda, &function_name).await.ok()?;
-        (d.memory_mb == 2048 && d.var(env::JPEG_QUALITY) == Some("40")).then_some(d)
+        (d.memory_mb == 3072 && d.var(env::JPEG_QUALITY) == Some("40")).then_some(d)
     })
     .await
     .map_err(|e| anyhow::anyhow!("function not updated: {e}\n{}", op.log_text()))?;
@@ -365,7 +370,7 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
         first("DeleteDistribution")? < first("DeleteOriginAccessControl")?,
         "{writes:?}"
     );
-    // The three output buckets wait for the distribution (it reads them); the
+    // The four output buckets wait for the distribution (it reads them); the
     // upload bucket only for what writes through it, so it may go earlier.
     let oac = first("DeleteOriginAccessControl")?;
     ensure!(
@@ -373,12 +378,12 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
             .iter()
             .filter(|w| *w == "DeleteBucket")
             .count()
-            >= 3,
+            >= 4,
         "output buckets deleted before the distribution and its OAC: {writes:?}"
     );
     ensure!(first("DeleteTable")? < first("DeleteBucket")?, "{writes:?}");
     ensure!(
-        writes.iter().filter(|w| *w == "DeleteBucket").count() == 4,
+        writes.iter().filter(|w| *w == "DeleteBucket").count() == 5,
         "{writes:?}"
     );
     first("DeleteDashboards")?;
@@ -389,6 +394,7 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
         &out.webp_bucket,
         &out.jpeg_bucket,
         &out.png_bucket,
+        &out.avif_bucket,
     ] {
         let b = b.as_deref().context("bucket output")?;
         ensure!(
