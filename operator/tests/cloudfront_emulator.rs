@@ -438,7 +438,8 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
             [
                 ("/webp/*", "s3-webp"),
                 ("/jpeg/*", "s3-jpeg"),
-                ("/png/*", "s3-png")
+                ("/png/*", "s3-png"),
+                ("/avif/*", "s3-avif")
             ]
         );
         for b in cbs {
