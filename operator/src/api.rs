@@ -267,6 +267,10 @@ pub struct UploadBucketSpec {
     /// CORS rule for browser uploads.
     #[serde(default)]
     pub cors: CorsSpec,
+    /// Lifecycle rules the stack owns on the upload bucket (rule ids
+    /// `imagestack-*`; your own lifecycle rules on the bucket are kept).
+    #[serde(default)]
+    pub lifecycle: LifecycleSpec,
 }
 
 impl Default for UploadBucketSpec {
@@ -276,6 +280,36 @@ impl Default for UploadBucketSpec {
             versioning: true,
             transfer_acceleration: true,
             cors: CorsSpec::default(),
+            lifecycle: LifecycleSpec::default(),
+        }
+    }
+}
+
+/// Retention of the upload bucket. The output buckets get the same
+/// `abortIncompleteMultipartUploadDays`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleSpec {
+    /// Days after an upload is overwritten or deleted before S3 removes the
+    /// old (noncurrent) version, 1–36500 (default 30). Rule
+    /// `imagestack-expire-noncurrent-versions`.
+    #[serde(default = "default_noncurrent_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub noncurrent_version_expiration_days: i32,
+    /// Days after a multipart upload started before S3 aborts it if it is
+    /// still incomplete (and deletes its parts), 1–36500 (default 7). Applies
+    /// to the upload bucket and the output buckets. Rule
+    /// `imagestack-abort-incomplete-multipart-uploads`.
+    #[serde(default = "default_abort_multipart_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub abort_incomplete_multipart_upload_days: i32,
+}
+
+impl Default for LifecycleSpec {
+    fn default() -> Self {
+        Self {
+            noncurrent_version_expiration_days: default_noncurrent_days(),
+            abort_incomplete_multipart_upload_days: default_abort_multipart_days(),
         }
     }
 }
@@ -427,6 +461,16 @@ pub struct ProcessorSpec {
     #[schemars(length(min = 1, max = 16), inner(range(min = 16, max = 8192)))]
     #[x_kube(validation = Rule::new("self.all(w, self.exists_one(v, v == w))").message("spec.processor.widths: every width must appear once"))]
     pub widths: Vec<i32>,
+    /// Concurrent executions reserved for the function (≥ 0): at most this
+    /// many run at once, and no other function of the account can take them.
+    /// Keeps a burst of uploads in one stack from starving the account's
+    /// other functions (another environment's processor). `0` stops all
+    /// processing. Unset (default): no reservation, the function shares the
+    /// account's unreserved pool. AWS refuses a reservation that would leave
+    /// the account fewer than 100 unreserved executions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub reserved_concurrency: Option<i32>,
     /// Where the function code comes from. Default: the processor artifact
     /// shipped with the operator for the chosen architecture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -445,6 +489,7 @@ impl Default for ProcessorSpec {
             max_input_bytes: default_max_input_bytes(),
             max_input_pixels: default_max_input_pixels(),
             widths: default_widths(),
+            reserved_concurrency: None,
             code: None,
         }
     }
@@ -545,7 +590,10 @@ pub struct S3CodeSpec {
 /// The CloudFront distribution.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.minTtlSeconds <= self.defaultTtlSeconds && self.defaultTtlSeconds <= self.maxTtlSeconds").message("spec.cdn: minTtlSeconds <= defaultTtlSeconds <= maxTtlSeconds must hold"))]
+#[x_kube(
+    validation = Rule::new("self.minTtlSeconds <= self.defaultTtlSeconds && self.defaultTtlSeconds <= self.maxTtlSeconds").message("spec.cdn: minTtlSeconds <= defaultTtlSeconds <= maxTtlSeconds must hold"),
+    validation = Rule::new("!has(self.aliases) || size(self.aliases) == 0 || has(self.certificateArn)").message("spec.cdn.aliases require spec.cdn.certificateArn: CloudFront serves a custom domain only with a certificate covering it")
+)]
 pub struct CdnSpec {
     /// Create the distribution (default true).
     #[serde(default = "default_true")]
@@ -565,6 +613,23 @@ pub struct CdnSpec {
     #[serde(default = "default_ttl")]
     #[schemars(range(min = 0, max = 31536000))]
     pub max_ttl_seconds: i64,
+    /// Custom domains (CNAMEs) the distribution answers for, e.g.
+    /// `images.example.com` (lowercase host names; a leading `*.` wildcard is
+    /// allowed). Requires `certificateArn`. Point each name's DNS at
+    /// `status.outputs.cnameTarget` (a CNAME, or a Route 53 alias record).
+    /// Default: none (the `*.cloudfront.net` domain only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 253)), extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(a, a.matches('^([*][.])?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?[.])+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'))").message("spec.cdn.aliases: every alias must be a lowercase host name such as images.example.com (a leading '*.' is allowed)"))]
+    pub aliases: Vec<String>,
+    /// ARN of the ACM certificate covering every alias. CloudFront requires
+    /// the certificate in us-east-1, whatever the stack's region. Served with
+    /// SNI and minimum protocol `TLSv1.2_2021`. Default: CloudFront's own
+    /// certificate for `*.cloudfront.net`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/[A-Za-z0-9-]+$')").message("spec.cdn.certificateArn must be an ACM certificate in us-east-1 (arn:aws:acm:us-east-1:<account>:certificate/<id>): CloudFront uses certificates from us-east-1 only"))]
+    pub certificate_arn: Option<String>,
 }
 
 impl Default for CdnSpec {
@@ -575,6 +640,8 @@ impl Default for CdnSpec {
             min_ttl_seconds: 0,
             default_ttl_seconds: default_ttl(),
             max_ttl_seconds: default_ttl(),
+            aliases: Vec::new(),
+            certificate_arn: None,
         }
     }
 }
@@ -666,6 +733,14 @@ pub struct StackOutputs {
     /// CloudFront domain serving `/webp/*`, `/jpeg/*` and `/png/*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdn_domain: Option<String>,
+    /// The custom domains (`spec.cdn.aliases`) the distribution answers for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cdn_aliases: Vec<String>,
+    /// Where to point the DNS of every alias: a CNAME record to this name
+    /// (or a Route 53 alias record to the distribution). Set when
+    /// `spec.cdn.aliases` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname_target: Option<String>,
     /// CloudWatch dashboard name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_name: Option<String>,
@@ -859,6 +934,12 @@ fn default_widths() -> Vec<i32> {
         .iter()
         .map(|w| *w as i32)
         .collect()
+}
+fn default_noncurrent_days() -> i32 {
+    30
+}
+fn default_abort_multipart_days() -> i32 {
+    7
 }
 fn default_ttl() -> i64 {
     30 * 24 * 3600

@@ -15,6 +15,7 @@ pub mod controller;
 pub mod driver;
 pub mod error;
 pub mod leader;
+pub mod lifecycle;
 pub mod metrics;
 pub mod naming;
 pub mod outputs;

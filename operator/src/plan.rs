@@ -30,6 +30,7 @@ use crate::components::role::DesiredRole;
 use crate::components::table::DesiredTable;
 use crate::driver::{Entry, Graph};
 use crate::error::{Error, Result};
+use crate::lifecycle::StackRule;
 use crate::naming::{StackId, is_valid_bucket_name};
 use crate::policy;
 
@@ -101,6 +102,11 @@ impl DesiredStack {
             role_arn: Some(self.role.arn.clone()),
             function_name: Some(self.function.name.clone()),
             function_arn: Some(self.function.arn.clone()),
+            cdn_aliases: if self.cdn_enabled {
+                self.distribution.aliases.clone()
+            } else {
+                Vec::new()
+            },
             dashboard_name: self.dashboard_enabled.then(|| self.dashboard.name.clone()),
             dashboard_url: self
                 .dashboard_enabled
@@ -339,6 +345,8 @@ pub fn plan_with(
     }
 
     let cors = &spec.buckets.upload.cors;
+    let lc = &spec.buckets.upload.lifecycle;
+    let abort_multipart = StackRule::abort_multipart(lc.abort_incomplete_multipart_upload_days);
     let empty_on_delete = spec.buckets.empty_on_delete;
     let upload = DesiredBucket {
         component: ComponentName::UploadBucket,
@@ -360,6 +368,10 @@ pub fn plan_with(
             max_age_seconds: cors.max_age_seconds,
         }]),
         tls_statement: policy::deny_insecure_transport(p, &upload_name),
+        lifecycle: vec![
+            StackRule::expire_noncurrent(lc.noncurrent_version_expiration_days),
+            abort_multipart.clone(),
+        ],
         empty_on_delete,
     };
     let mut buckets = vec![upload];
@@ -374,6 +386,7 @@ pub fn plan_with(
             acceleration: None,
             cors: None,
             tls_statement: policy::deny_insecure_transport(p, name),
+            lifecycle: vec![abort_multipart.clone()],
             empty_on_delete,
         });
     }
@@ -448,6 +461,7 @@ pub fn plan_with(
         log_retention_days: 30,
         max_retry_attempts: 2,
         max_event_age_seconds: 6 * 3600,
+        reserved_concurrency: spec.processor.reserved_concurrency,
     };
     let upload_arn = format!("arn:{p}:s3:::{upload_name}");
     let permission = DesiredPermission {
@@ -474,6 +488,8 @@ pub fn plan_with(
         ),
         function.tags.clone(),
     );
+    distribution.aliases = cdn.aliases.clone();
+    distribution.certificate_arn = cdn.certificate_arn.clone();
     distribution.known_id = stack
         .status
         .as_ref()
@@ -574,6 +590,35 @@ mod tests {
                 .starts_with("arn:aws:iam::123456789012:role/imagestack-dev-processor-")
         );
         assert!(!d.table.point_in_time_recovery);
+        // Lifecycle defaults: noncurrent versions 30 days, multipart uploads 7, on every bucket.
+        assert_eq!(
+            up.lifecycle,
+            vec![
+                StackRule::expire_noncurrent(30),
+                StackRule::abort_multipart(7)
+            ]
+        );
+        for b in &d.buckets[1..] {
+            assert_eq!(
+                b.lifecycle,
+                vec![StackRule::abort_multipart(7)],
+                "{}",
+                b.name
+            );
+        }
+        let d = plan(
+            &stack("environment: dev\nbuckets: {upload: {lifecycle: {noncurrentVersionExpirationDays: 5, abortIncompleteMultipartUploadDays: 2}}}"),
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(
+            d.buckets[0].lifecycle,
+            vec![
+                StackRule::expire_noncurrent(5),
+                StackRule::abort_multipart(2)
+            ]
+        );
+        assert_eq!(d.buckets[3].lifecycle, vec![StackRule::abort_multipart(2)]);
     }
 
     #[test]

@@ -748,3 +748,127 @@ async fn dashboard_create_read_back_drift_ownership_and_delete() {
     assert_eq!(h.writes(), before, "nothing to delete: no write");
     assert!(dashboard::console_url(&h.desired.env.region, &d.name).contains(&d.name));
 }
+
+/// `spec.cdn.aliases` + `certificateArn`: read back from the distribution
+/// (aliases, ACM certificate, SNI, TLSv1.2_2021); aliases and certificate
+/// changed out of band are repaired; removing them from the spec goes back to
+/// CloudFront's certificate; a pass in sync writes nothing.
+#[tokio::test]
+async fn custom_domain_read_back_drift_and_removal() {
+    const CERT: &str =
+        "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666";
+    let h = harness(&format!(
+        "environment: dev\ncdn: {{aliases: [images.example.com, cdn.example.com], certificateArn: '{CERT}'}}"
+    ))
+    .await;
+    let cf = &h.aws.cloudfront;
+    let id = h.desired.id.clone();
+    let none = Resolved::default();
+    let oac_d = h.desired.origin_access.clone();
+    let oac_cx = ctx(&h, &id, &none, false);
+    let oac = driver::reconcile_one(&oac_cx, &oac_d).await.unwrap().id;
+    let inputs = Resolved {
+        oac_id: Some(oac.clone()),
+        ..Resolved::default()
+    };
+    let cx = ctx(&h, &id, &inputs, false);
+    let mut d = h.desired.distribution.clone();
+    assert!(driver::reconcile_one(&cx, &d).await.unwrap().created);
+    let out = Component::observe(&d, &cx)
+        .await
+        .unwrap()
+        .unwrap()
+        .outputs();
+    d.known_id = Some(out.id.clone());
+    until_ready(&cx, &d).await;
+    // The CNAME target on status is the distribution's domain.
+    assert_eq!(
+        h.desired.outputs().cdn_aliases,
+        ["images.example.com", "cdn.example.com"]
+    );
+
+    let read = || cf.get_distribution_config().id(&out.id).send();
+    let got = read().await.unwrap();
+    let c = got.distribution_config().unwrap();
+    let mut aliases = c.aliases().unwrap().items().to_vec();
+    aliases.sort();
+    assert_eq!(aliases, ["cdn.example.com", "images.example.com"]);
+    let vc = c.viewer_certificate().unwrap();
+    assert_eq!(vc.acm_certificate_arn(), Some(CERT));
+    assert_eq!(
+        vc.ssl_support_method().map(|m| m.as_str()),
+        Some("sni-only")
+    );
+    assert_eq!(
+        vc.minimum_protocol_version().map(|m| m.as_str()),
+        Some("TLSv1.2_2021")
+    );
+    let before = h.writes();
+    driver::reconcile_one(&cx, &d).await.unwrap();
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Out of band: one alias dropped, the certificate swapped for CloudFront's.
+    let mut changed = c.clone();
+    changed.aliases = Some(
+        aws_sdk_cloudfront::types::Aliases::builder()
+            .quantity(1)
+            .items("images.example.com")
+            .build()
+            .unwrap(),
+    );
+    changed.viewer_certificate = Some(
+        aws_sdk_cloudfront::types::ViewerCertificate::builder()
+            .cloud_front_default_certificate(true)
+            .build(),
+    );
+    cf.update_distribution()
+        .id(&out.id)
+        .if_match(got.e_tag().unwrap())
+        .distribution_config(changed)
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["aliases", "viewerCertificate"], "{r:?}");
+    let got = read().await.unwrap();
+    let c = got.distribution_config().unwrap();
+    assert_eq!(c.aliases().unwrap().quantity(), 2);
+    assert_eq!(
+        c.viewer_certificate().unwrap().acm_certificate_arn(),
+        Some(CERT)
+    );
+    until_ready(&cx, &d).await;
+
+    // Removed from the spec: no aliases, CloudFront's certificate.
+    let mut plain = d.clone();
+    plain.aliases.clear();
+    plain.certificate_arn = None;
+    let r = driver::reconcile_one(&cx, &plain).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["aliases", "viewerCertificate"], "{r:?}");
+    let got = read().await.unwrap();
+    let c = got.distribution_config().unwrap();
+    assert_eq!(c.aliases().map(|a| a.quantity()).unwrap_or(0), 0);
+    assert_eq!(
+        c.viewer_certificate()
+            .unwrap()
+            .cloud_front_default_certificate(),
+        Some(true)
+    );
+    until_ready(&cx, &plain).await;
+    let before = h.writes();
+    driver::reconcile_one(&cx, &plain).await.unwrap();
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Clean up: the distribution (several passes), then the OAC.
+    for _ in 0..10 {
+        if driver::delete_one(&cx, &plain).await.unwrap() == Deletion::Gone {
+            break;
+        }
+    }
+    assert_eq!(
+        driver::delete_one(&oac_cx, &oac_d).await.unwrap(),
+        Deletion::Gone
+    );
+}

@@ -71,6 +71,7 @@ fn desired() -> DesiredFunction {
         log_retention_days: 30,
         max_retry_attempts: 2,
         max_event_age_seconds: 6 * 3600,
+        reserved_concurrency: None,
     }
 }
 

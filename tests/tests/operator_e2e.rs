@@ -305,6 +305,30 @@ async fn invalid_specs_are_rejected_naming_the_field() {
             "spec.deletionPolicy",
         ),
         ("environment: dev\ntags: {'aws:owner': x}", "spec.tags"),
+        (
+            "environment: dev\nbuckets: {upload: {lifecycle: {noncurrentVersionExpirationDays: 0}}}",
+            "spec.buckets.upload.lifecycle.noncurrentVersionExpirationDays",
+        ),
+        (
+            "environment: dev\nbuckets: {upload: {lifecycle: {abortIncompleteMultipartUploadDays: 0}}}",
+            "spec.buckets.upload.lifecycle.abortIncompleteMultipartUploadDays",
+        ),
+        (
+            "environment: dev\nprocessor: {reservedConcurrency: -1}",
+            "spec.processor.reservedConcurrency",
+        ),
+        (
+            "environment: dev\ncdn: {aliases: [images.example.com]}",
+            "spec.cdn.aliases require spec.cdn.certificateArn",
+        ),
+        (
+            "environment: dev\ncdn: {aliases: [Not_A_Host], certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abc'}",
+            "spec.cdn.aliases",
+        ),
+        (
+            "environment: dev\ncdn: {certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc'}",
+            "spec.cdn.certificateArn must be an ACM certificate in us-east-1",
+        ),
     ];
     for (i, (spec, field)) in cases.iter().enumerate() {
         let (ok, out, err) = kubectl(

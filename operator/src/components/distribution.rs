@@ -6,7 +6,10 @@
 //! default behaviour to the WebP one; HTTPS redirect, GET/HEAD/OPTIONS
 //! allowed, GET/HEAD cached, compression, HTTP/2 and HTTP/3, IPv6, price class
 //! and TTLs from the spec, no default root object, the stack's tags and a
-//! comment naming the stack.
+//! comment naming the stack. Custom domains: the spec's aliases with its ACM
+//! certificate (SNI, minimum protocol [`MIN_PROTOCOL`]), or none with
+//! CloudFront's default certificate — both managed, so aliases added by hand
+//! are removed (put them in `spec.cdn.aliases`).
 //!
 //! TTLs use the legacy cache settings (`ForwardedValues` + `MinTTL` /
 //! `DefaultTTL` / `MaxTTL` on every behaviour) rather than a cache policy: the
@@ -26,8 +29,8 @@
 //! Updates: only when the normalized configuration of the managed fields
 //! differs ([`diff`]); the config and a fresh ETag are read
 //! (`GetDistributionConfig`) right before `UpdateDistribution`, the managed
-//! fields are replaced and every other field (aliases, certificate, logging,
-//! restrictions, WAF, …) is sent back unchanged; one retry on
+//! fields are replaced and every other field (logging, restrictions, WAF,
+//! error responses, …) is sent back unchanged; one retry on
 //! `PreconditionFailed`. Tag drift is one more change (`tags`), repaired with
 //! `TagResource`/`UntagResource`. CloudFront accepts updates while a
 //! distribution is `InProgress`, so nothing waits for it; but the component is
@@ -42,11 +45,12 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use aws_sdk_cloudfront::types::{
-    AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, CookiePreference,
+    Aliases, AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, CookiePreference,
     DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, ForwardedValues,
     FunctionAssociations, Headers, HttpVersion, ItemSelection, LambdaFunctionAssociations, Method,
-    Origin, Origins, PriceClass, QueryStringCacheKeys, S3OriginConfig, Tag, TagKeys, Tags,
-    TrustedKeyGroups, TrustedSigners, ViewerProtocolPolicy,
+    MinimumProtocolVersion, Origin, Origins, PriceClass, QueryStringCacheKeys, S3OriginConfig,
+    SslSupportMethod, Tag, TagKeys, Tags, TrustedKeyGroups, TrustedSigners, ViewerCertificate,
+    ViewerProtocolPolicy,
 };
 use imagestack_contract::Format;
 
@@ -95,6 +99,10 @@ pub struct DesiredDistribution {
     pub tags: BTreeMap<String, String>,
     /// Serve traffic.
     pub enabled: bool,
+    /// Custom domains (CNAMEs); sorted, no duplicates.
+    pub aliases: Vec<String>,
+    /// ACM certificate (us-east-1) for the aliases; `None`: CloudFront's default certificate.
+    pub certificate_arn: Option<String>,
     /// The distribution id the stack's status last reported, read first
     /// (`None`: found by caller reference).
     pub known_id: Option<String>,
@@ -176,6 +184,8 @@ pub fn desired(
         max_ttl: ttls.2,
         tags,
         enabled: true,
+        aliases: Vec::new(),
+        certificate_arn: None,
         known_id: None,
         adopted_id: OnceLock::new(),
     }
@@ -345,13 +355,45 @@ pub fn config(d: &DesiredDistribution, oac_id: &str) -> Result<DistributionConfi
         .is_ipv6_enabled(true)
         // Empty element: no default root object (an image CDN has no index page).
         .default_root_object("")
+        .aliases(aliases(d)?)
+        .viewer_certificate(viewer_certificate(d))
         .build()
         .map_err(build_err("config"))
 }
 
+/// Minimum TLS version viewers must speak on a custom domain.
+pub const MIN_PROTOCOL: &str = "TLSv1.2_2021";
+
+fn aliases(d: &DesiredDistribution) -> Result<Aliases> {
+    let mut items = d.aliases.clone();
+    items.sort();
+    items.dedup();
+    Aliases::builder()
+        .quantity(items.len() as i32)
+        .set_items((!items.is_empty()).then_some(items))
+        .build()
+        .map_err(build_err("aliases"))
+}
+
+/// The ACM certificate with SNI and TLS 1.2 (2021 ciphers) when the spec
+/// names one, else CloudFront's default certificate.
+fn viewer_certificate(d: &DesiredDistribution) -> ViewerCertificate {
+    match &d.certificate_arn {
+        Some(arn) => ViewerCertificate::builder()
+            .cloud_front_default_certificate(false)
+            .acm_certificate_arn(arn)
+            .ssl_support_method(SslSupportMethod::SniOnly)
+            .minimum_protocol_version(MinimumProtocolVersion::from(MIN_PROTOCOL))
+            .build(),
+        None => ViewerCertificate::builder()
+            .cloud_front_default_certificate(true)
+            .build(),
+    }
+}
+
 /// Replace the managed fields of `observed` by those of `desired`, keeping
-/// everything else (caller reference, aliases, certificate, logging,
-/// restrictions, web ACL, error responses, origin groups, …) as it is.
+/// everything else (caller reference, logging, restrictions, web ACL, error
+/// responses, origin groups, …) as it is.
 pub fn merge(mut observed: DistributionConfig, desired: &DistributionConfig) -> DistributionConfig {
     observed.origins = desired.origins.clone();
     observed.default_cache_behavior = desired.default_cache_behavior.clone();
@@ -362,6 +404,8 @@ pub fn merge(mut observed: DistributionConfig, desired: &DistributionConfig) -> 
     observed.http_version = desired.http_version.clone();
     observed.is_ipv6_enabled = desired.is_ipv6_enabled;
     observed.default_root_object = desired.default_root_object.clone();
+    observed.aliases = desired.aliases.clone();
+    observed.viewer_certificate = desired.viewer_certificate.clone();
     observed
 }
 
@@ -521,6 +565,48 @@ pub fn normalize(cfg: &DistributionConfig) -> BTreeMap<String, String> {
     );
     out.insert("isIPV6Enabled".into(), b(cfg.is_ipv6_enabled()));
     out.insert("defaultRootObject".into(), s(cfg.default_root_object()));
+    out.insert(
+        "aliases".into(),
+        list(
+            cfg.aliases()
+                .map(|a| a.items())
+                .unwrap_or_default()
+                .iter()
+                .map(String::as_str),
+        ),
+    );
+    // CloudFront's default certificate is one setting (AWS fills in its own
+    // protocol version for it); an ACM certificate is the ARN, SNI and the
+    // minimum protocol.
+    let cert = cfg.viewer_certificate();
+    let acm = cert
+        .and_then(|c| c.acm_certificate_arn())
+        .unwrap_or_default();
+    let iam = cert
+        .and_then(|c| c.iam_certificate_id())
+        .unwrap_or_default();
+    let viewer_certificate = if !acm.is_empty() || !iam.is_empty() {
+        let c = cert.map(|c| {
+            (
+                c.ssl_support_method()
+                    .map(|m| m.as_str())
+                    .unwrap_or("unset"),
+                c.minimum_protocol_version()
+                    .map(|m| m.as_str())
+                    .unwrap_or("unset"),
+            )
+        });
+        let (method, protocol) = c.unwrap_or(("unset", "unset"));
+        let source = if acm.is_empty() {
+            format!("iam:{iam}")
+        } else {
+            format!("acm:{acm}")
+        };
+        format!("{source} {method} {protocol}")
+    } else {
+        "cloudfront-default".to_string()
+    };
+    out.insert("viewerCertificate".into(), viewer_certificate);
     let origins = cfg.origins().map(|o| o.items()).unwrap_or_default();
     out.insert("origins".into(), list(origins.iter().map(|o| o.id())));
     for o in origins {
@@ -1323,6 +1409,76 @@ mod tests {
         assert_eq!(merged.caller_reference(), "original");
         assert_eq!(merged.web_acl_id(), Some("acl"));
         assert!(diff(&want, &merged).is_empty());
+    }
+
+    const CERT: &str = "arn:aws:acm:us-east-1:123456789012:certificate/abc-123";
+
+    #[test]
+    fn custom_domain_uses_the_certificate_with_sni_and_tls12() {
+        let mut d = desired_dist();
+        d.aliases = vec!["img.example.com".into(), "cdn.example.com".into()];
+        d.certificate_arn = Some(CERT.into());
+        let c = config(&d, "OAC1").unwrap();
+        assert_eq!(
+            c.aliases().unwrap().items(),
+            ["cdn.example.com", "img.example.com"]
+        );
+        assert_eq!(c.aliases().unwrap().quantity(), 2);
+        let vc = c.viewer_certificate().unwrap();
+        assert_eq!(vc.acm_certificate_arn(), Some(CERT));
+        assert_eq!(vc.ssl_support_method(), Some(&SslSupportMethod::SniOnly));
+        assert_eq!(
+            vc.minimum_protocol_version().map(|v| v.as_str()),
+            Some("TLSv1.2_2021")
+        );
+        assert_eq!(vc.cloud_front_default_certificate(), Some(false));
+        // Without: CloudFront's certificate, no aliases.
+        let c = config(&desired_dist(), "OAC1").unwrap();
+        assert_eq!(c.aliases().unwrap().quantity(), 0);
+        assert_eq!(
+            c.viewer_certificate()
+                .unwrap()
+                .cloud_front_default_certificate(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn aliases_and_certificate_drift_is_named_and_merged() {
+        let mut d = desired_dist();
+        d.aliases = vec!["img.example.com".into()];
+        d.certificate_arn = Some(CERT.into());
+        let want = config(&d, "OAC1").unwrap();
+        // What AWS returned before: no aliases, the default certificate (with its own
+        // protocol version, which is not drift for the default certificate).
+        let plain = config(&desired_dist(), "OAC1").unwrap();
+        let mut have = plain.clone();
+        have.viewer_certificate = Some(
+            ViewerCertificate::builder()
+                .cloud_front_default_certificate(true)
+                .minimum_protocol_version(MinimumProtocolVersion::TlSv1)
+                .ssl_support_method(SslSupportMethod::SniOnly)
+                .acm_certificate_arn("")
+                .build(),
+        );
+        assert!(diff(&plain, &have).is_empty(), "{:?}", diff(&plain, &have));
+        let text: Vec<String> = diff(&want, &have).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "aliases: \"\" → img.example.com",
+                &format!(
+                    "viewerCertificate: cloudfront-default → acm:{CERT} sni-only TLSv1.2_2021"
+                ),
+            ]
+        );
+        assert!(diff(&want, &merge(have, &want)).is_empty());
+        // A weaker protocol set out of band is drift.
+        let mut weak = want.clone();
+        let mut vc = weak.viewer_certificate.clone().unwrap();
+        vc.minimum_protocol_version = Some(MinimumProtocolVersion::TlSv1);
+        weak.viewer_certificate = Some(vc);
+        assert_eq!(diff(&want, &weak).len(), 1);
     }
 
     #[test]

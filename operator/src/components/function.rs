@@ -78,6 +78,8 @@ pub struct DesiredFunction {
     pub max_retry_attempts: i32,
     /// Maximum age of an asynchronous event, seconds.
     pub max_event_age_seconds: i32,
+    /// Reserved concurrent executions; `None`: unreserved (the account's pool).
+    pub reserved_concurrency: Option<i32>,
 }
 
 /// Runtime of every processor function.
@@ -118,6 +120,8 @@ pub struct ObservedFunction {
     pub invoke_config: Option<(Option<i32>, Option<i32>)>,
     /// Retention of the log group; `None` when the group does not exist, `Some(None)` never expires.
     pub log_retention: Option<Option<i32>>,
+    /// Reserved concurrent executions (`GetFunction`'s `Concurrency`); `None`: unreserved.
+    pub reserved_concurrency: Option<i32>,
 }
 
 /// A field of the function that can differ.
@@ -127,6 +131,8 @@ pub enum Field {
     Tags,
     /// The log group (missing, or another retention).
     LogGroup,
+    /// Reserved concurrency (`PutFunctionConcurrency` / `DeleteFunctionConcurrency`).
+    Concurrency,
     /// Code or architecture (`UpdateFunctionCode`).
     Code,
     /// Role, runtime, handler, memory, timeout, description, environment.
@@ -273,6 +279,17 @@ pub fn diff(
             ),
         ));
     }
+    if o.reserved_concurrency != d.reserved_concurrency {
+        let show = |c: Option<i32>| c.map_or_else(|| "unreserved".to_string(), |n| n.to_string());
+        out.push((
+            Field::Concurrency,
+            Change::new(
+                "reservedConcurrency",
+                show(o.reserved_concurrency),
+                show(d.reserved_concurrency),
+            ),
+        ));
+    }
     let code_differs = code_sha256.is_some_and(|s| s != o.code_sha256);
     if code_differs || o.architecture != d.architecture {
         out.push((
@@ -366,6 +383,9 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunctio
             .tags()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
+        reserved_concurrency: out
+            .concurrency()
+            .and_then(|c| c.reserved_concurrent_executions()),
         ..Default::default()
     };
     if !is_ours(ctx, &o.tags) {
@@ -577,6 +597,25 @@ impl Component for DesiredFunction {
             match field {
                 Field::Tags => apply_tags(cx, self, seen).await?,
                 Field::LogGroup => ensure_log_group(cx, self, seen.log_retention).await?,
+                Field::Concurrency => match self.reserved_concurrency {
+                    Some(n) => {
+                        lambda
+                            .put_function_concurrency()
+                            .function_name(&self.name)
+                            .reserved_concurrent_executions(n)
+                            .send()
+                            .await
+                            .map_err(|e| Error::aws("lambda:PutFunctionConcurrency", e))?;
+                    }
+                    None => {
+                        lambda
+                            .delete_function_concurrency()
+                            .function_name(&self.name)
+                            .send()
+                            .await
+                            .map_err(|e| Error::aws("lambda:DeleteFunctionConcurrency", e))?;
+                    }
+                },
                 Field::InvokeConfig => {
                     lambda
                         .put_function_event_invoke_config()
@@ -770,6 +809,7 @@ mod tests {
             log_retention_days: 30,
             max_retry_attempts: 2,
             max_event_age_seconds: 3600,
+            reserved_concurrency: Some(5),
         }
     }
 
@@ -790,6 +830,7 @@ mod tests {
             tags: d.tags.clone(),
             invoke_config: Some((Some(2), Some(3600))),
             log_retention: Some(Some(30)),
+            reserved_concurrency: d.reserved_concurrency,
         }
     }
 
@@ -809,15 +850,39 @@ mod tests {
         o.environment.insert("A".into(), "2".into());
         o.code_sha256 = "old".into();
         o.log_retention = Some(None);
+        o.reserved_concurrency = None;
         let ch = diff(&d, ROLE, &o, Some("abc"));
         let fields: Vec<Field> = ch.iter().map(|(f, _)| *f).collect();
         assert_eq!(
             fields,
-            vec![Field::LogGroup, Field::Code, Field::Configuration]
+            vec![
+                Field::LogGroup,
+                Field::Concurrency,
+                Field::Code,
+                Field::Configuration
+            ]
         );
-        let cfg = &ch[2].1;
+        assert_eq!(ch[1].1.to_string(), "reservedConcurrency: unreserved → 5");
+        let cfg = &ch[3].1;
         assert!(cfg.from.contains("memoryMb: 512 → 1024"), "{cfg}");
         assert!(cfg.from.contains("environment[A]"), "{cfg}");
+    }
+
+    #[test]
+    fn reserved_concurrency_zero_and_unreserved_differ() {
+        let mut d = desired();
+        d.reserved_concurrency = Some(0);
+        let mut o = in_sync(&d);
+        assert!(diff(&d, ROLE, &o, Some("abc")).is_empty());
+        o.reserved_concurrency = None;
+        let ch = diff(&d, ROLE, &o, Some("abc"));
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].1.to_string(), "reservedConcurrency: unreserved → 0");
+        // Unset in the spec: a reservation made out of band is removed.
+        d.reserved_concurrency = None;
+        o.reserved_concurrency = Some(10);
+        let ch = diff(&d, ROLE, &o, Some("abc"));
+        assert_eq!(ch[0].1.to_string(), "reservedConcurrency: 10 → unreserved");
     }
 
     #[test]
