@@ -250,6 +250,7 @@ pub fn stack_region(
 /// The processor's environment: the contract between operator and processor.
 pub fn function_environment(
     spec: &ImageOptimizationStackSpec,
+    stack: &str,
     environment: &str,
     upload: &str,
     outputs: &[(Format, String)],
@@ -258,6 +259,7 @@ pub fn function_environment(
     use imagestack_contract::env;
     let mut m = BTreeMap::new();
     m.insert(env::ENVIRONMENT.to_string(), environment.to_string());
+    m.insert(env::STACK.to_string(), stack.to_string());
     m.insert(env::UPLOAD_BUCKET.to_string(), upload.to_string());
     for (f, name) in outputs {
         m.insert(env::bucket_var(*f).to_string(), name.clone());
@@ -450,6 +452,7 @@ pub fn plan_with(
         timeout_seconds: spec.processor.timeout_seconds,
         environment: function_environment(
             spec,
+            &id.owner_tag_value(),
             &id.environment,
             &upload_name,
             &outputs,
@@ -670,6 +673,9 @@ processor: {formats: [webp]}
             assert!(e.contains_key(var), "missing {var}");
         }
         assert_eq!(e[imagestack_contract::env::FORMATS], "webp,png");
+        // The processor's Stack metric dimension is the one the dashboard selects by.
+        assert_eq!(e[imagestack_contract::env::STACK], "team-a/images");
+        assert_eq!(d.dashboard.input.stack, "team-a/images");
         assert_eq!(e[imagestack_contract::env::JPEG_QUALITY], "70");
         assert_eq!(e[imagestack_contract::env::WIDTHS], "320,640,1280,1920");
         assert_eq!(

@@ -819,6 +819,22 @@ async fn killed_after_every_write_converges_without_duplicates() {
         .unwrap();
     // One configuration per suffix, in lower and upper case.
     assert_eq!(notifications.lambda_function_configurations().len(), 8);
+    // The stack's two lifecycle rules on the upload bucket, once each.
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(out.upload_bucket.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = lifecycle.rules().iter().filter_map(|r| r.id()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "imagestack-abort-incomplete-multipart-uploads",
+            "imagestack-expire-noncurrent-versions"
+        ]
+    );
 }
 
 /// S1: a stack whose `buckets.outputs.webp` names another stack's bucket is

@@ -24,6 +24,103 @@ use tests::*;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// ACM certificate of the custom domain (us-east-1, as CloudFront requires).
+const CERT: &str =
+    "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666";
+
+/// The stack with the production settings of issue 11: retention, reserved
+/// concurrency and a custom domain.
+const PRODUCTION_SPEC: &str = "environment: dev
+buckets: {upload: {lifecycle: {noncurrentVersionExpirationDays: 10}}}
+processor: {reservedConcurrency: 5}
+cdn:
+  aliases: [photos.example.com]
+  certificateArn: arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666";
+
+/// The production settings read back from AWS: lifecycle rules on every
+/// bucket, the function's reserved concurrency, the distribution's aliases
+/// and certificate, and the CNAME target on status.
+async fn assert_production_settings(c: &Clients, out: &StackOutputs, function: &str) -> Result<()> {
+    let rules = |bucket: String| async move {
+        let lc =
+            c.s3.get_bucket_lifecycle_configuration()
+                .bucket(&bucket)
+                .send()
+                .await
+                .with_context(|| format!("lifecycle of {bucket}"))?;
+        let mut v: Vec<(String, Option<i32>, Option<i32>)> = lc
+            .rules()
+            .iter()
+            .map(|r| {
+                (
+                    r.id().unwrap_or_default().to_string(),
+                    r.noncurrent_version_expiration()
+                        .and_then(|n| n.noncurrent_days()),
+                    r.abort_incomplete_multipart_upload()
+                        .and_then(|a| a.days_after_initiation()),
+                )
+            })
+            .collect();
+        v.sort();
+        anyhow::Ok(v)
+    };
+    let abort = (
+        "imagestack-abort-incomplete-multipart-uploads".to_string(),
+        None,
+        Some(7),
+    );
+    let upload = out.upload_bucket.clone().context("uploadBucket")?;
+    assert_eq!(
+        rules(upload).await?,
+        [
+            abort.clone(),
+            (
+                "imagestack-expire-noncurrent-versions".to_string(),
+                Some(10),
+                None
+            )
+        ]
+    );
+    for b in [&out.webp_bucket, &out.jpeg_bucket, &out.png_bucket] {
+        let b = b.clone().context("output bucket")?;
+        assert_eq!(rules(b).await?, [abort.clone()]);
+    }
+    let f = c
+        .lambda
+        .get_function()
+        .function_name(function)
+        .send()
+        .await?;
+    assert_eq!(
+        f.concurrency()
+            .and_then(|c| c.reserved_concurrent_executions()),
+        Some(5)
+    );
+    let dist = out.distribution_id.as_deref().context("distributionId")?;
+    let cfg = c.cf.get_distribution_config().id(dist).send().await?;
+    let cfg = cfg.distribution_config().context("config")?;
+    assert_eq!(
+        cfg.aliases()
+            .map(|a| a.items().to_vec())
+            .unwrap_or_default(),
+        ["photos.example.com"]
+    );
+    let vc = cfg.viewer_certificate().context("viewer certificate")?;
+    assert_eq!(vc.acm_certificate_arn(), Some(CERT));
+    assert_eq!(
+        vc.ssl_support_method().map(|m| m.as_str()),
+        Some("sni-only")
+    );
+    assert_eq!(
+        vc.minimum_protocol_version().map(|m| m.as_str()),
+        Some("TLSv1.2_2021")
+    );
+    assert_eq!(out.cdn_aliases, ["photos.example.com"]);
+    assert_eq!(out.cname_target.as_deref(), out.cdn_domain.as_deref());
+    assert!(out.cname_target.is_some());
+    Ok(())
+}
+
 struct Clients {
     s3: aws_sdk_s3::Client,
     ddb: aws_sdk_dynamodb::Client,
@@ -194,7 +291,7 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     )?;
     let (ok, _, err) = kubectl(
         &["apply", "-f", "-"],
-        Some(&manifest(&ns, "photos", "environment: dev")),
+        Some(&manifest(&ns, "photos", PRODUCTION_SPEC)),
     )?;
     ensure!(ok, "{err}");
     let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
@@ -205,6 +302,7 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     let upload_bucket = out.upload_bucket.clone().context("uploadBucket")?;
     let function_name = out.function_name.clone().context("functionName")?;
     let c = clients().await;
+    assert_production_settings(&c, &out, &function_name).await?;
 
     // The function as deployed: the contract's variables, pointing at this stack.
     let deployed = deployed_function(&c.lambda, &function_name).await?;
