@@ -167,6 +167,10 @@ pub struct ImageOptimizationStackSpec {
     #[serde(default)]
     pub dashboard: DashboardSpec,
 
+    /// CloudWatch alarms on the processor and the CDN.
+    #[serde(default)]
+    pub alarms: AlarmsSpec,
+
     /// Publish the stack's outputs (bucket names, table, CDN domain and URL
     /// prefix, region, dashboard URL) into a ConfigMap in the stack's
     /// namespace, so that an app's Deployment can `envFrom` it. The ConfigMap
@@ -676,6 +680,35 @@ impl Default for DashboardSpec {
     }
 }
 
+/// The stack's CloudWatch alarms: the processor function's errors (> 0 in 5
+/// minutes) and throttles (> 0), the processor's ProcessingErrors rate (> 5 %
+/// of the images in 5 minutes) and the distribution's 5xx error rate (> 1 %,
+/// in us-east-1 where CloudFront's metrics are).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmsSpec {
+    /// Create the alarms (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// SNS topic ARNs notified when an alarm fires and when it recovers
+    /// (default none: the alarms only change state). Each alarm notifies the
+    /// topics of its own region: the CDN alarm lives in us-east-1, so list a
+    /// topic there too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5), inner(length(max = 1024)), extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(a, a.matches('^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$'))").message("spec.alarms.actions: every action must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>)"))]
+    pub actions: Vec<String>,
+}
+
+impl Default for AlarmsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            actions: Vec::new(),
+        }
+    }
+}
+
 /// Observed state of the stack, written by the operator.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
@@ -763,7 +796,9 @@ pub struct ComponentStatus {
     /// `upload-notifications` (the stack's event rules on the upload bucket);
     /// `origin-access-control`, `distribution` (CloudFront); `webp-cdn-grant`,
     /// `jpeg-cdn-grant`, `png-cdn-grant` (the statement in each output bucket's
-    /// policy that lets the distribution read it); `dashboard` (CloudWatch).
+    /// policy that lets the distribution read it); `dashboard` (CloudWatch);
+    /// `function-errors-alarm`, `function-throttles-alarm`,
+    /// `processing-errors-alarm`, `cdn-errors-alarm` (CloudWatch alarms).
     pub name: ComponentName,
     /// AWS identifier: ARN or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -793,7 +828,9 @@ pub struct ComponentStatus {
 /// `upload-notifications`: the upload bucket's event rules;
 /// `origin-access-control`, `distribution`: CloudFront; `webp-cdn-grant`,
 /// `jpeg-cdn-grant`, `png-cdn-grant`: the statement in each output bucket's
-/// policy that lets the distribution read it; `dashboard`: CloudWatch.
+/// policy that lets the distribution read it; `dashboard`: CloudWatch;
+/// `function-errors-alarm`, `function-throttles-alarm`,
+/// `processing-errors-alarm`, `cdn-errors-alarm`: CloudWatch alarms.
 #[derive(
     Serialize,
     Deserialize,
@@ -824,6 +861,10 @@ pub enum ComponentName {
     JpegCdnGrant,
     PngCdnGrant,
     Dashboard,
+    FunctionErrorsAlarm,
+    FunctionThrottlesAlarm,
+    ProcessingErrorsAlarm,
+    CdnErrorsAlarm,
 }
 
 impl ComponentName {
@@ -845,6 +886,10 @@ impl ComponentName {
             ComponentName::JpegCdnGrant => "jpeg-cdn-grant",
             ComponentName::PngCdnGrant => "png-cdn-grant",
             ComponentName::Dashboard => "dashboard",
+            ComponentName::FunctionErrorsAlarm => "function-errors-alarm",
+            ComponentName::FunctionThrottlesAlarm => "function-throttles-alarm",
+            ComponentName::ProcessingErrorsAlarm => "processing-errors-alarm",
+            ComponentName::CdnErrorsAlarm => "cdn-errors-alarm",
         }
     }
 

@@ -297,6 +297,9 @@ pub struct AwsClients {
     /// CloudFront is global; its API lives in us-east-1.
     pub cloudfront: aws_sdk_cloudfront::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// CloudWatch in us-east-1, where CloudFront's metrics (and so the CDN
+    /// alarm) live.
+    pub cloudwatch_global: aws_sdk_cloudwatch::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
 }
 
@@ -317,6 +320,11 @@ impl AwsClients {
             lambda: aws_sdk_lambda::Client::new(cfg),
             cloudfront: aws_sdk_cloudfront::Client::new(cfg),
             cloudwatch: aws_sdk_cloudwatch::Client::new(cfg),
+            cloudwatch_global: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(cfg)
+                    .region(Region::new("us-east-1"))
+                    .build(),
+            ),
             logs: aws_sdk_cloudwatchlogs::Client::new(cfg),
         }
     }
@@ -436,6 +444,10 @@ impl AwsFactory {
         let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(&cfg)
             .interceptor(counter.clone())
             .build();
+        let cloudwatch_global = aws_sdk_cloudwatch::config::Builder::from(&cfg)
+            .region(Region::new("us-east-1"))
+            .interceptor(counter.clone())
+            .build();
         let logs = aws_sdk_cloudwatchlogs::config::Builder::from(&cfg)
             .interceptor(counter)
             .build();
@@ -448,6 +460,7 @@ impl AwsFactory {
             lambda: aws_sdk_lambda::Client::from_conf(lambda),
             cloudfront: aws_sdk_cloudfront::Client::from_conf(cloudfront),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
+            cloudwatch_global: aws_sdk_cloudwatch::Client::from_conf(cloudwatch_global),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
         }
     }

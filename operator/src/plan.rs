@@ -18,6 +18,7 @@ use crate::api::{
     ComponentName, ImageOptimizationStack, ImageOptimizationStackSpec, PriceClass, StackOutputs,
 };
 use crate::aws::partition;
+use crate::components::alarm::{DesiredAlarm, MetricSpec, Watched};
 use crate::components::bucket::{Cors, DesiredBucket};
 use crate::components::cdn_grant::DesiredCdnGrant;
 use crate::components::dashboard::{self, DashboardInput, DesiredDashboard};
@@ -86,6 +87,10 @@ pub struct DesiredStack {
     pub cdn_enabled: bool,
     /// `spec.dashboard.enabled`.
     pub dashboard_enabled: bool,
+    /// The CloudWatch alarms (the CDN's last).
+    pub alarms: Vec<DesiredAlarm>,
+    /// `spec.alarms.enabled`.
+    pub alarms_enabled: bool,
 }
 
 impl DesiredStack {
@@ -188,6 +193,18 @@ impl DesiredStack {
             board = board.after([N::Distribution]);
         }
         entries.push(board);
+        for a in &self.alarms {
+            let entry = Entry::new(a.clone());
+            entries.push(match a.component {
+                N::CdnErrorsAlarm => entry
+                    .after([N::Distribution])
+                    .enabled(self.alarms_enabled && self.cdn_enabled),
+                N::FunctionErrorsAlarm | N::FunctionThrottlesAlarm => entry
+                    .after([N::ProcessorFunction])
+                    .enabled(self.alarms_enabled),
+                _ => entry.enabled(self.alarms_enabled),
+            });
+        }
         Graph::new(entries)
     }
 }
@@ -520,6 +537,14 @@ pub fn plan_with(
         },
     );
 
+    let alarms = alarms(
+        &id,
+        env,
+        &function.name,
+        &spec.alarms.actions,
+        &function.tags,
+    );
+
     Ok(DesiredStack {
         origin_access: origin_access::desired(&id),
         id,
@@ -535,7 +560,136 @@ pub fn plan_with(
         dashboard,
         cdn_enabled: cdn.enabled,
         dashboard_enabled: spec.dashboard.enabled,
+        alarms,
+        alarms_enabled: spec.alarms.enabled,
     })
+}
+
+/// The stack's alarms: function errors and throttles (> 0 in 5 minutes), the
+/// processor's ProcessingErrors rate (> 5 % of the images of 5 minutes, by
+/// the `Stack` and `Environment` dimensions) and the distribution's 5xx
+/// error rate (> 1 %, in us-east-1). No data (no traffic) is not an alarm.
+pub fn alarms(
+    id: &StackId,
+    env: &AwsEnv,
+    function: &str,
+    actions: &[String],
+    tags: &BTreeMap<String, String>,
+) -> Vec<DesiredAlarm> {
+    use ComponentName as N;
+    use imagestack_contract::metrics as m;
+    let p = env.partition();
+    let who = format!("imagestack {} ({})", id.owner_tag_value(), id.environment);
+    let metric = |namespace: &str, name: &str, statistic: &str, dims: &[(&str, &str)]| MetricSpec {
+        namespace: namespace.into(),
+        name: name.into(),
+        statistic: statistic.into(),
+        dimensions: dims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let stack = id.owner_tag_value();
+    let scope = [
+        (m::DIMENSION_STACK, stack.as_str()),
+        (m::DIMENSION_ENVIRONMENT, id.environment.as_str()),
+    ];
+    let make = |component: N,
+                purpose: &str,
+                global: bool,
+                description: String,
+                watched: Watched,
+                threshold: f64| {
+        let name = id.alarm_name(purpose);
+        let region = if global {
+            "us-east-1"
+        } else {
+            env.region.as_str()
+        };
+        DesiredAlarm {
+            component,
+            arn: format!(
+                "arn:{p}:cloudwatch:{region}:{}:alarm:{name}",
+                env.account_id
+            ),
+            name,
+            global,
+            description,
+            distribution_dimensions: component == N::CdnErrorsAlarm,
+            watched,
+            threshold,
+            comparison: "GreaterThanThreshold".into(),
+            evaluation_periods: 1,
+            treat_missing_data: "notBreaching".into(),
+            // An alarm notifies topics of its own region only.
+            actions: actions
+                .iter()
+                .filter(|a| a.split(':').nth(3) == Some(region))
+                .cloned()
+                .collect(),
+            tags: tags.clone(),
+        }
+    };
+    vec![
+        make(
+            N::FunctionErrorsAlarm,
+            "function-errors",
+            false,
+            format!(
+                "{who}: the processor function {function} failed (Lambda Errors > 0 in 5 minutes)"
+            ),
+            Watched::Metric(metric(
+                "AWS/Lambda",
+                "Errors",
+                "Sum",
+                &[("FunctionName", function)],
+            )),
+            0.0,
+        ),
+        make(
+            N::FunctionThrottlesAlarm,
+            "function-throttles",
+            false,
+            format!(
+                "{who}: the processor function {function} was throttled (Lambda Throttles > 0 in 5 minutes)"
+            ),
+            Watched::Metric(metric(
+                "AWS/Lambda",
+                "Throttles",
+                "Sum",
+                &[("FunctionName", function)],
+            )),
+            0.0,
+        ),
+        make(
+            N::ProcessingErrorsAlarm,
+            "processing-errors",
+            false,
+            format!("{who}: more than 5 % of the images of 5 minutes failed (ProcessingErrors)"),
+            Watched::Expression {
+                expression: "100 * FILL(errors, 0) / (FILL(errors, 0) + FILL(processed, 0))".into(),
+                metrics: vec![
+                    (
+                        "errors".into(),
+                        metric(m::NAMESPACE, m::PROCESSING_ERRORS, "Sum", &scope),
+                    ),
+                    (
+                        "processed".into(),
+                        metric(m::NAMESPACE, m::PROCESSED_IMAGES, "Sum", &scope),
+                    ),
+                ],
+            },
+            5.0,
+        ),
+        make(
+            N::CdnErrorsAlarm,
+            "cdn-5xx",
+            true,
+            format!("{who}: more than 1 % of the CDN's responses were 5xx errors in 5 minutes"),
+            Watched::Metric(metric("AWS/CloudFront", "5xxErrorRate", "Average", &[])),
+            1.0,
+        ),
+    ]
 }
 
 /// User tags merged with ownership tags (exposed for tests and docs).
@@ -720,7 +874,7 @@ processor: {formats: [webp]}
         let g = d.graph().unwrap();
         let names = g.names();
         let pos = |n: N| names.iter().position(|x| *x == n).unwrap();
-        assert_eq!(names.len(), 15, "{names:?}");
+        assert_eq!(names.len(), 19, "{names:?}");
         for b in [N::UploadBucket, N::WebpBucket, N::JpegBucket, N::PngBucket] {
             assert!(pos(b) < pos(N::ProcessorRole));
         }
@@ -756,6 +910,7 @@ processor: {formats: [webp]}
                     | N::WebpCdnGrant
                     | N::JpegCdnGrant
                     | N::PngCdnGrant
+                    | N::CdnErrorsAlarm
             );
             assert_eq!(e.enabled, !cdn, "{}", e.node.name());
         }
@@ -765,6 +920,72 @@ processor: {formats: [webp]}
             .find(|e| e.node.name() == N::Dashboard)
             .unwrap();
         assert!(board.depends_on.is_empty());
+    }
+
+    #[test]
+    fn alarms_watch_this_stack_and_notify_the_actions() {
+        use ComponentName as N;
+        let topic = "arn:aws:sns:eu-west-1:123456789012:ops";
+        let global_topic = "arn:aws:sns:us-east-1:123456789012:ops";
+        let d = plan(
+            &stack(&format!(
+                "environment: dev\nalarms: {{actions: ['{topic}', '{global_topic}']}}"
+            )),
+            &env(),
+        )
+        .unwrap();
+        let names: Vec<N> = d.alarms.iter().map(|a| a.component).collect();
+        assert_eq!(
+            names,
+            [
+                N::FunctionErrorsAlarm,
+                N::FunctionThrottlesAlarm,
+                N::ProcessingErrorsAlarm,
+                N::CdnErrorsAlarm
+            ]
+        );
+        for a in &d.alarms {
+            assert!(a.name.starts_with("imagestack-dev-"), "{}", a.name);
+            // Each alarm notifies the topics of its own region.
+            let want = if a.global { global_topic } else { topic };
+            assert_eq!(a.actions, [want], "{}", a.name);
+            assert_eq!(a.tags, d.function.tags);
+            assert_eq!(a.treat_missing_data, "notBreaching");
+        }
+        let errors = &d.alarms[0];
+        assert!(
+            errors
+                .arn
+                .starts_with("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:")
+        );
+        assert!(matches!(&errors.watched, Watched::Metric(m)
+            if m.name == "Errors" && m.dimensions["FunctionName"] == d.function.name));
+        // The rate: by the Stack and Environment dimensions the processor emits.
+        let Watched::Expression { metrics, .. } = &d.alarms[2].watched else {
+            panic!("ProcessingErrors is a rate")
+        };
+        for (_, m) in metrics {
+            assert_eq!(m.dimensions["Stack"], "team-a/images");
+            assert_eq!(m.dimensions["Environment"], "dev");
+        }
+        assert_eq!(d.alarms[2].threshold, 5.0);
+        // CloudFront's metrics are in us-east-1.
+        let cdn = &d.alarms[3];
+        assert!(cdn.global && cdn.distribution_dimensions);
+        assert!(
+            cdn.arn.starts_with("arn:aws:cloudwatch:us-east-1:"),
+            "{}",
+            cdn.arn
+        );
+        assert_eq!(cdn.threshold, 1.0);
+        // Switched off: every alarm is disabled in the graph.
+        let d = plan(&stack("environment: dev\nalarms: {enabled: false}"), &env()).unwrap();
+        let g = d.graph().unwrap();
+        for e in g.entries() {
+            if d.alarms.iter().any(|a| a.component == e.node.name()) {
+                assert!(!e.enabled, "{}", e.node.name());
+            }
+        }
     }
 
     #[test]

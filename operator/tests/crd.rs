@@ -372,3 +372,24 @@ fn custom_domain_is_validated() {
         );
     }
 }
+
+#[test]
+fn alarm_actions_are_sns_topics() {
+    check(
+        full(json!({"alarms": {"actions": ["arn:aws:sns:eu-west-1:123456789012:ops-alerts"]}})),
+        None,
+    )
+    .unwrap();
+    check(full(json!({"alarms": {"enabled": false}})), None).unwrap();
+    for bad in [
+        "arn:aws:sqs:eu-west-1:123456789012:queue",
+        "ops-alerts",
+        "arn:aws:sns:eu-west-1:1234:ops",
+    ] {
+        let err = check(full(json!({"alarms": {"actions": [bad]}})), None).unwrap_err();
+        assert!(
+            err.contains("spec.alarms.actions: every action must be an SNS topic ARN"),
+            "{bad}: {err}"
+        );
+    }
+}

@@ -54,14 +54,18 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
     assert_eq!(
         names,
         [
+            "cdn-errors-alarm",
             "dashboard",
             "distribution",
+            "function-errors-alarm",
+            "function-throttles-alarm",
             "jpeg-bucket",
             "jpeg-cdn-grant",
             "metadata-table",
             "origin-access-control",
             "png-bucket",
             "png-cdn-grant",
+            "processing-errors-alarm",
             "processor-function",
             "processor-role",
             "s3-invoke-permission",
@@ -328,6 +332,10 @@ async fn invalid_specs_are_rejected_naming_the_field() {
         (
             "environment: dev\ncdn: {certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc'}",
             "spec.cdn.certificateArn must be an ACM certificate in us-east-1",
+        ),
+        (
+            "environment: dev\nalarms: {actions: [ops-alerts]}",
+            "spec.alarms.actions: every action must be an SNS topic ARN",
         ),
     ];
     for (i, (spec, field)) in cases.iter().enumerate() {

@@ -33,9 +33,58 @@ const CERT: &str =
 const PRODUCTION_SPEC: &str = "environment: dev
 buckets: {upload: {lifecycle: {noncurrentVersionExpirationDays: 10}}}
 processor: {reservedConcurrency: 5}
+alarms: {actions: ['arn:aws:sns:us-east-1:123456789012:photos-ops']}
 cdn:
   aliases: [photos.example.com]
   certificateArn: arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666";
+
+/// The stack's four alarms are on status, Ready, and exist in CloudWatch with
+/// the stack's actions; the ProcessingErrors rate selects by `Stack`.
+async fn assert_alarms(
+    components: &[imagestack_operator::api::ComponentStatus],
+    stack: &str,
+) -> Result<()> {
+    use imagestack_operator::api::{ComponentName as N, ComponentState};
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let cw = imagestack_operator::aws::AwsClients::from_sdk_config(&cfg).cloudwatch;
+    for name in [
+        N::FunctionErrorsAlarm,
+        N::FunctionThrottlesAlarm,
+        N::ProcessingErrorsAlarm,
+        N::CdnErrorsAlarm,
+    ] {
+        let c = components
+            .iter()
+            .find(|c| c.name == name)
+            .with_context(|| format!("{name} not on status: {components:?}"))?;
+        ensure!(c.state == ComponentState::Ready, "{c:?}");
+        let arn = c.id.as_deref().context("alarm ARN on status")?;
+        let alarm_name = arn.rsplit(':').next().unwrap_or_default();
+        let out = cw.describe_alarms().alarm_names(alarm_name).send().await?;
+        let a = out
+            .metric_alarms()
+            .first()
+            .with_context(|| format!("{alarm_name} missing"))?;
+        assert_eq!(
+            a.alarm_actions(),
+            ["arn:aws:sns:us-east-1:123456789012:photos-ops"]
+        );
+        if name == N::ProcessingErrorsAlarm {
+            let stacks: Vec<&str> = a
+                .metrics()
+                .iter()
+                .filter_map(|q| q.metric_stat()?.metric())
+                .flat_map(|m| m.dimensions())
+                .filter(|d| d.name() == Some("Stack"))
+                .filter_map(|d| d.value())
+                .collect();
+            assert_eq!(stacks, [stack, stack]);
+        }
+    }
+    Ok(())
+}
 
 /// The production settings read back from AWS: lifecycle rules on every
 /// bucket, the function's reserved concurrency, the distribution's aliases
@@ -83,7 +132,7 @@ async fn assert_production_settings(c: &Clients, out: &StackOutputs, function: &
     );
     for b in [&out.webp_bucket, &out.jpeg_bucket, &out.png_bucket] {
         let b = b.clone().context("output bucket")?;
-        assert_eq!(rules(b).await?, [abort.clone()]);
+        assert_eq!(rules(b).await?, std::slice::from_ref(&abort));
     }
     let f = c
         .lambda
@@ -298,11 +347,17 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     let s = wait_ready(&api, "photos", READY_TIMEOUT)
         .await
         .map_err(|e| anyhow::anyhow!("{e}\n{}", op.log_text()))?;
+    let components = s
+        .status
+        .as_ref()
+        .map(|s| s.components.clone())
+        .unwrap_or_default();
     let out = s.status.and_then(|s| s.outputs).context("outputs")?;
     let upload_bucket = out.upload_bucket.clone().context("uploadBucket")?;
     let function_name = out.function_name.clone().context("functionName")?;
     let c = clients().await;
     assert_production_settings(&c, &out, &function_name).await?;
+    assert_alarms(&components, &format!("{ns}/photos")).await?;
 
     // The function as deployed: the contract's variables, pointing at this stack.
     let deployed = deployed_function(&c.lambda, &function_name).await?;

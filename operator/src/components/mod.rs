@@ -20,6 +20,7 @@
 //! If it hands something to its dependants (an id, an ARN), add an [`Output`]
 //! variant and read it back from [`Ctx::inputs`] in the dependant.
 
+pub mod alarm;
 pub mod bucket;
 pub mod cdn_grant;
 pub mod dashboard;
