@@ -682,8 +682,9 @@ impl Default for DashboardSpec {
 
 /// The stack's CloudWatch alarms: the processor function's errors (> 0 in 5
 /// minutes) and throttles (> 0), the processor's ProcessingErrors rate (> 5 %
-/// of the images in 5 minutes) and the distribution's 5xx error rate (> 1 %,
-/// in us-east-1 where CloudFront's metrics are).
+/// of the images in 5 minutes), failed events waiting in the failed-event
+/// queue (> 0) and the distribution's 5xx error rate (> 1 %, in us-east-1
+/// where CloudFront's metrics are).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct AlarmsSpec {
@@ -774,6 +775,10 @@ pub struct StackOutputs {
     /// `spec.cdn.aliases` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cname_target: Option<String>,
+    /// The failed-event queue (SQS): events whose processing kept failing;
+    /// `operator redrive` sends them back to the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_event_queue: Option<String>,
     /// CloudWatch dashboard name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_name: Option<String>,
@@ -798,7 +803,9 @@ pub struct ComponentStatus {
     /// `jpeg-cdn-grant`, `png-cdn-grant` (the statement in each output bucket's
     /// policy that lets the distribution read it); `dashboard` (CloudWatch);
     /// `function-errors-alarm`, `function-throttles-alarm`,
-    /// `processing-errors-alarm`, `cdn-errors-alarm` (CloudWatch alarms).
+    /// `processing-errors-alarm`, `cdn-errors-alarm`, `failed-events-alarm`
+    /// (CloudWatch alarms); `failed-event-queue` (SQS, the function's
+    /// on-failure destination).
     pub name: ComponentName,
     /// AWS identifier: ARN or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -830,7 +837,9 @@ pub struct ComponentStatus {
 /// `jpeg-cdn-grant`, `png-cdn-grant`: the statement in each output bucket's
 /// policy that lets the distribution read it; `dashboard`: CloudWatch;
 /// `function-errors-alarm`, `function-throttles-alarm`,
-/// `processing-errors-alarm`, `cdn-errors-alarm`: CloudWatch alarms.
+/// `processing-errors-alarm`, `cdn-errors-alarm`, `failed-events-alarm`:
+/// CloudWatch alarms; `failed-event-queue`: the function's on-failure
+/// destination (SQS).
 #[derive(
     Serialize,
     Deserialize,
@@ -865,6 +874,8 @@ pub enum ComponentName {
     FunctionThrottlesAlarm,
     ProcessingErrorsAlarm,
     CdnErrorsAlarm,
+    FailedEventQueue,
+    FailedEventsAlarm,
 }
 
 impl ComponentName {
@@ -890,6 +901,8 @@ impl ComponentName {
             ComponentName::FunctionThrottlesAlarm => "function-throttles-alarm",
             ComponentName::ProcessingErrorsAlarm => "processing-errors-alarm",
             ComponentName::CdnErrorsAlarm => "cdn-errors-alarm",
+            ComponentName::FailedEventQueue => "failed-event-queue",
+            ComponentName::FailedEventsAlarm => "failed-events-alarm",
         }
     }
 

@@ -301,6 +301,7 @@ pub struct AwsClients {
     /// alarm) live.
     pub cloudwatch_global: aws_sdk_cloudwatch::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl AwsClients {
@@ -326,6 +327,7 @@ impl AwsClients {
                     .build(),
             ),
             logs: aws_sdk_cloudwatchlogs::Client::new(cfg),
+            sqs: aws_sdk_sqs::Client::new(cfg),
         }
     }
 }
@@ -449,6 +451,9 @@ impl AwsFactory {
             .interceptor(counter.clone())
             .build();
         let logs = aws_sdk_cloudwatchlogs::config::Builder::from(&cfg)
+            .interceptor(counter.clone())
+            .build();
+        let sqs = aws_sdk_sqs::config::Builder::from(&cfg)
             .interceptor(counter)
             .build();
         AwsClients {
@@ -462,6 +467,7 @@ impl AwsFactory {
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
             cloudwatch_global: aws_sdk_cloudwatch::Client::from_conf(cloudwatch_global),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs),
         }
     }
 

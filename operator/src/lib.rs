@@ -21,6 +21,7 @@ pub mod naming;
 pub mod outputs;
 pub mod plan;
 pub mod policy;
+pub mod redrive;
 pub mod status;
 
 pub use error::{Error, Result};

@@ -27,6 +27,7 @@ use crate::components::function::{CodeSource, DesiredFunction};
 use crate::components::notification::DesiredNotification;
 use crate::components::origin_access::{self, DesiredOriginAccess};
 use crate::components::permission::DesiredPermission;
+use crate::components::queue::DesiredQueue;
 use crate::components::role::DesiredRole;
 use crate::components::table::DesiredTable;
 use crate::driver::{Entry, Graph};
@@ -77,6 +78,8 @@ pub struct DesiredStack {
     pub role: DesiredRole,
     pub function: DesiredFunction,
     pub permission: DesiredPermission,
+    /// The failed-event queue (the function's on-failure destination).
+    pub queue: DesiredQueue,
     pub notification: DesiredNotification,
     pub origin_access: DesiredOriginAccess,
     pub distribution: DesiredDistribution,
@@ -107,6 +110,7 @@ impl DesiredStack {
             role_arn: Some(self.role.arn.clone()),
             function_name: Some(self.function.name.clone()),
             function_arn: Some(self.function.arn.clone()),
+            failed_event_queue: Some(self.queue.name.clone()),
             cdn_aliases: if self.cdn_enabled {
                 self.distribution.aliases.clone()
             } else {
@@ -145,8 +149,14 @@ impl DesiredStack {
         let outputs: Vec<N> = Format::ALL.iter().map(|f| N::bucket_of(*f)).collect();
         let mut entries: Vec<Entry> = self.buckets.iter().cloned().map(Entry::new).collect();
         entries.push(Entry::new(self.table.clone()));
-        // The role's policy and the function's environment name every bucket and the table.
-        let data: Vec<N> = buckets.iter().copied().chain([N::MetadataTable]).collect();
+        entries.push(Entry::new(self.queue.clone()));
+        // The role's policy and the function's environment name every bucket and
+        // the table; the policy and the function's on-failure destination the queue.
+        let data: Vec<N> = buckets
+            .iter()
+            .copied()
+            .chain([N::MetadataTable, N::FailedEventQueue])
+            .collect();
         entries.push(Entry::new(self.role.clone()).after(data.clone()));
         entries.push(
             Entry::new(self.function.clone())
@@ -201,6 +211,9 @@ impl DesiredStack {
                     .enabled(self.alarms_enabled && self.cdn_enabled),
                 N::FunctionErrorsAlarm | N::FunctionThrottlesAlarm => entry
                     .after([N::ProcessorFunction])
+                    .enabled(self.alarms_enabled),
+                N::FailedEventsAlarm => entry
+                    .after([N::FailedEventQueue])
                     .enabled(self.alarms_enabled),
                 _ => entry.enabled(self.alarms_enabled),
             });
@@ -424,6 +437,14 @@ pub fn plan_with(
         .filter(|(f, _)| enabled.contains(f))
         .map(|(f, n)| (n.as_str(), f.key_prefix()))
         .collect();
+    let queue_name = id.queue_name();
+    let queue_arn = format!("arn:{p}:sqs:{}:{}:{queue_name}", env.region, env.account_id);
+    let queue = DesiredQueue {
+        name: queue_name,
+        tls_statement: policy::deny_insecure_transport_queue(&queue_arn),
+        arn: queue_arn.clone(),
+        tags: tags.clone(),
+    };
     let role_name = id.role_name();
     let role = DesiredRole {
         arn: format!("arn:{p}:iam::{}:role/{role_name}", env.account_id),
@@ -438,6 +459,7 @@ pub fn plan_with(
             upload_bucket: &upload_name,
             outputs: policy_outputs,
             table_name: &table_name,
+            failed_event_queue: Some(&queue_arn),
         }),
         tags,
         description: format!(
@@ -482,6 +504,7 @@ pub fn plan_with(
         max_retry_attempts: 2,
         max_event_age_seconds: 6 * 3600,
         reserved_concurrency: spec.processor.reserved_concurrency,
+        on_failure_destination: Some(queue_arn),
     };
     let upload_arn = format!("arn:{p}:s3:::{upload_name}");
     let permission = DesiredPermission {
@@ -541,6 +564,7 @@ pub fn plan_with(
         &id,
         env,
         &function.name,
+        &queue.name,
         &spec.alarms.actions,
         &function.tags,
     );
@@ -554,6 +578,7 @@ pub fn plan_with(
         role,
         function,
         permission,
+        queue,
         notification,
         distribution,
         grants,
@@ -573,6 +598,7 @@ pub fn alarms(
     id: &StackId,
     env: &AwsEnv,
     function: &str,
+    queue: &str,
     actions: &[String],
     tags: &BTreeMap<String, String>,
 ) -> Vec<DesiredAlarm> {
@@ -680,6 +706,21 @@ pub fn alarms(
                 ],
             },
             5.0,
+        ),
+        make(
+            N::FailedEventsAlarm,
+            "failed-events",
+            false,
+            format!(
+                "{who}: events failed for good and wait in the failed-event queue {queue} (run `operator redrive` once the cause is fixed)"
+            ),
+            Watched::Metric(metric(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "Maximum",
+                &[("QueueName", queue)],
+            )),
+            0.0,
         ),
         make(
             N::CdnErrorsAlarm,
@@ -874,7 +915,9 @@ processor: {formats: [webp]}
         let g = d.graph().unwrap();
         let names = g.names();
         let pos = |n: N| names.iter().position(|x| *x == n).unwrap();
-        assert_eq!(names.len(), 19, "{names:?}");
+        assert_eq!(names.len(), 21, "{names:?}");
+        assert!(pos(N::FailedEventQueue) < pos(N::ProcessorRole));
+        assert!(pos(N::FailedEventQueue) < pos(N::ProcessorFunction));
         for b in [N::UploadBucket, N::WebpBucket, N::JpegBucket, N::PngBucket] {
             assert!(pos(b) < pos(N::ProcessorRole));
         }
@@ -941,6 +984,7 @@ processor: {formats: [webp]}
                 N::FunctionErrorsAlarm,
                 N::FunctionThrottlesAlarm,
                 N::ProcessingErrorsAlarm,
+                N::FailedEventsAlarm,
                 N::CdnErrorsAlarm
             ]
         );
@@ -970,7 +1014,10 @@ processor: {formats: [webp]}
         }
         assert_eq!(d.alarms[2].threshold, 5.0);
         // CloudFront's metrics are in us-east-1.
-        let cdn = &d.alarms[3];
+        let failed = &d.alarms[3];
+        assert!(matches!(&failed.watched, Watched::Metric(m)
+            if m.name == "ApproximateNumberOfMessagesVisible" && m.dimensions["QueueName"] == d.queue.name));
+        let cdn = &d.alarms[4];
         assert!(cdn.global && cdn.distribution_dimensions);
         assert!(
             cdn.arn.starts_with("arn:aws:cloudwatch:us-east-1:"),

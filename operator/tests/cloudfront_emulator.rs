@@ -965,7 +965,7 @@ async fn alarms_create_read_back_drift_ownership_delete() {
         stat_dims.contains(&("Environment".into(), "dev".into())),
         "{stat_dims:?}"
     );
-    let cdn = describe(h.desired.alarms[3].name.clone()).await;
+    let cdn = describe(h.desired.alarms[4].name.clone()).await;
     assert_eq!(cdn.metric_name(), Some("5xxErrorRate"));
     let mut dims: Vec<(&str, &str)> = cdn
         .dimensions()

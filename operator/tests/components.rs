@@ -785,6 +785,13 @@ async fn function_permission_notification_lifecycle() {
         .await
         .unwrap();
     assert_eq!(inv.maximum_retry_attempts(), Some(2));
+    // Failed events go to the stack's queue.
+    assert_eq!(
+        inv.destination_config()
+            .and_then(|d| d.on_failure())
+            .and_then(|f| f.destination()),
+        Some(h.desired.queue.arn.as_str())
+    );
     let reserved = |f: &aws_sdk_lambda::operation::get_function::GetFunctionOutput| {
         f.concurrency()
             .and_then(|c| c.reserved_concurrent_executions())
@@ -1301,4 +1308,126 @@ async fn lifecycle_rules_are_merged_and_drift_repaired() {
     let before = h.writes();
     driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert_eq!(h.writes(), before);
+}
+
+/// The failed-event queue: created with 14 days' retention, SSE and the
+/// TLS-only policy, tagged; a user's policy statement survives the repair of
+/// ours; retention and encryption changed out of band are repaired; a pass in
+/// sync writes nothing; another stack's queue of that name is a conflict.
+#[tokio::test]
+async fn failed_event_queue_create_read_back_drift_delete() {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let h = harness("environment: dev\ntags: {team: media}").await;
+    let q = h.desired.queue.clone();
+    let r = driver::reconcile_one(&h.ctx(), &q).await.unwrap();
+    assert!(r.created, "{r:?}");
+    assert_eq!(r.state, State::Ready, "{r:?}");
+    let sqs = &h.aws.sqs;
+    let url = components::queue::url(&h.ctx(), &q.name)
+        .await
+        .unwrap()
+        .unwrap();
+    let attrs = || async {
+        sqs.get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let a = attrs().await;
+    assert_eq!(
+        a.get(&A::MessageRetentionPeriod).map(String::as_str),
+        Some("1209600")
+    );
+    assert_eq!(
+        a.get(&A::SqsManagedSseEnabled).map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(a.get(&A::QueueArn), Some(&q.arn));
+    let doc = policy::parse(a.get(&A::Policy).unwrap()).unwrap();
+    let tls = policy::statement(&doc, policy::TLS_ONLY_SID).expect("TLS-only statement");
+    assert!(policy::same_statement(&tls, &q.tls_statement));
+    let tags = sqs.list_queue_tags().queue_url(&url).send().await.unwrap();
+    let tags = tags.tags().unwrap();
+    assert_eq!(tags.get(OWNER_TAG), Some(&h.desired.id.owner_tag_value()));
+    assert_eq!(tags.get("team").map(String::as_str), Some("media"));
+    let before = h.writes();
+    let r = driver::reconcile_one(&h.ctx(), &q).await.unwrap();
+    assert!(!r.created && r.changes.is_empty(), "{r:?}");
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Out of band: 4 days' retention, no encryption, the policy replaced by a user's own.
+    let theirs = serde_json::json!({"Sid": "AuditorsMayPeek", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": "sqs:GetQueueAttributes", "Resource": q.arn});
+    sqs.set_queue_attributes()
+        .queue_url(&url)
+        .attributes(A::MessageRetentionPeriod, "345600")
+        .attributes(A::SqsManagedSseEnabled, "false")
+        .attributes(
+            A::Policy,
+            policy::bucket_policy(vec![theirs.clone()]).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &q).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "messageRetentionSeconds",
+            "encryption",
+            "queuePolicy[DenyInsecureTransport]"
+        ],
+        "{r:?}"
+    );
+    let a = attrs().await;
+    assert_eq!(
+        a.get(&A::MessageRetentionPeriod).map(String::as_str),
+        Some("1209600")
+    );
+    assert_eq!(
+        a.get(&A::SqsManagedSseEnabled).map(String::as_str),
+        Some("true")
+    );
+    let doc = policy::parse(a.get(&A::Policy).unwrap()).unwrap();
+    assert!(policy::statement(&doc, policy::TLS_ONLY_SID).is_some());
+    let kept = policy::statement(&doc, "AuditorsMayPeek").expect("their statement kept");
+    assert!(policy::same_statement(&kept, &theirs));
+    let before = h.writes();
+    driver::reconcile_one(&h.ctx(), &q).await.unwrap();
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Another stack's view of the name: a conflict, nothing written or deleted.
+    let other = StackId::new("someone", "else", "dev");
+    let before = h.writes();
+    let err = driver::reconcile_one(&h.ctx_for(&other), &q)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "NameConflict", "{err}");
+    assert_eq!(
+        driver::delete_one(&h.ctx_for(&other), &q).await.unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(h.writes(), before);
+
+    assert_eq!(
+        driver::delete_one(&h.ctx(), &q).await.unwrap(),
+        Deletion::Gone
+    );
+    assert!(
+        components::queue::url(&h.ctx(), &q.name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        driver::delete_one(&h.ctx(), &q).await.unwrap(),
+        Deletion::Absent
+    );
 }

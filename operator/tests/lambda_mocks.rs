@@ -72,6 +72,7 @@ fn desired() -> DesiredFunction {
         max_retry_attempts: 2,
         max_event_age_seconds: 6 * 3600,
         reserved_concurrency: None,
+        on_failure_destination: None,
     }
 }
 

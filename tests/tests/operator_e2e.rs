@@ -57,6 +57,8 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
             "cdn-errors-alarm",
             "dashboard",
             "distribution",
+            "failed-event-queue",
+            "failed-events-alarm",
             "function-errors-alarm",
             "function-throttles-alarm",
             "jpeg-bucket",

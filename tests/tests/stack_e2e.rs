@@ -423,6 +423,74 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     )
     .await?;
     assert_served_by_cdn(&c, &out, &transparent).await?;
+
+    // A failed event: the function's on-failure destination is the stack's
+    // queue; what Lambda puts there, `operator redrive` sends back, and the
+    // processor handles it like the S3 event it carries.
+    let queue = out.failed_event_queue.clone().context("failedEventQueue")?;
+    let invoke_cfg = c
+        .lambda
+        .get_function_event_invoke_config()
+        .function_name(&function_name)
+        .send()
+        .await?;
+    let destination = invoke_cfg
+        .destination_config()
+        .and_then(|d| d.on_failure())
+        .and_then(|f| f.destination())
+        .unwrap_or_default();
+    ensure!(
+        destination.ends_with(&format!(":{queue}")),
+        "on-failure destination {destination:?} is not the queue {queue}"
+    );
+    let event = pipeline::upload(
+        &c.s3,
+        &c.region,
+        &upload_bucket,
+        "photos/retried later.png",
+        coffee.clone(),
+    )
+    .await?;
+    let record = json!({
+        "version": "1.0",
+        "timestamp": "2026-12-01T10:00:00.000Z",
+        "requestContext": {"requestId": "e2e", "functionArn": deployed.arn,
+            "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "DynamoDB throttled"}
+    });
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sqs = imagestack_operator::aws::AwsClients::from_sdk_config(&cfg).sqs;
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await?
+        .queue_url()
+        .context("queue url")?
+        .to_string();
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(record.to_string())
+        .send()
+        .await?;
+    let redrive = std::process::Command::new(operator_bin()?)
+        .args(["redrive", "--namespace", &ns, "--name", "photos"])
+        .output()?;
+    let said = String::from_utf8_lossy(&redrive.stdout);
+    ensure!(
+        redrive.status.success() && said.contains("sent 1 event(s)") && said.contains("0 left"),
+        "operator redrive: {said}{}",
+        String::from_utf8_lossy(&redrive.stderr)
+    );
+    let response = invoke(&runtime, &function, record).await?;
+    ensure!(
+        response["records"][0]["status"] == "completed",
+        "{response}"
+    );
     drop(function);
 
     // A spec change reaches the function, and the next upload uses it.

@@ -20,7 +20,9 @@ use std::sync::{LazyLock, Mutex};
 use std::time::SystemTime;
 
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
+use aws_sdk_lambda::types::{
+    Architecture, DestinationConfig, Environment, FunctionCode, OnFailure, Runtime,
+};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
@@ -80,6 +82,9 @@ pub struct DesiredFunction {
     pub max_event_age_seconds: i32,
     /// Reserved concurrent executions; `None`: unreserved (the account's pool).
     pub reserved_concurrency: Option<i32>,
+    /// ARN of the on-failure destination of asynchronous invocations (the
+    /// failed-event queue); `None`: none.
+    pub on_failure_destination: Option<String>,
 }
 
 /// Runtime of every processor function.
@@ -116,8 +121,9 @@ pub struct ObservedFunction {
     pub last_update_status: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
-    /// (max retries, max event age) of the async invoke config, when set.
-    pub invoke_config: Option<(Option<i32>, Option<i32>)>,
+    /// (max retries, max event age, on-failure destination) of the async
+    /// invoke config, when set.
+    pub invoke_config: Option<(Option<i32>, Option<i32>, Option<String>)>,
     /// Retention of the log group; `None` when the group does not exist, `Some(None)` never expires.
     pub log_retention: Option<Option<i32>>,
     /// Reserved concurrent executions (`GetFunction`'s `Concurrency`); `None`: unreserved.
@@ -312,16 +318,22 @@ pub fn diff(
             Change::new("configuration", cfg.join(", "), "as spec"),
         ));
     }
-    let want_invoke = (Some(d.max_retry_attempts), Some(d.max_event_age_seconds));
-    if o.invoke_config != Some(want_invoke) {
+    let want_invoke = (
+        Some(d.max_retry_attempts),
+        Some(d.max_event_age_seconds),
+        d.on_failure_destination.clone(),
+    );
+    if o.invoke_config.as_ref() != Some(&want_invoke) {
         out.push((
             Field::InvokeConfig,
             Change::new(
                 "asyncInvokeConfig",
                 format!("{:?}", o.invoke_config),
                 format!(
-                    "retries={} maxAge={}s",
-                    d.max_retry_attempts, d.max_event_age_seconds
+                    "retries={} maxAge={}s onFailure={}",
+                    d.max_retry_attempts,
+                    d.max_event_age_seconds,
+                    d.on_failure_destination.as_deref().unwrap_or("none")
                 ),
             ),
         ));
@@ -397,7 +409,15 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunctio
         .send()
         .await
     {
-        Ok(c) => Some((c.maximum_retry_attempts(), c.maximum_event_age_in_seconds())),
+        Ok(c) => Some((
+            c.maximum_retry_attempts(),
+            c.maximum_event_age_in_seconds(),
+            c.destination_config()
+                .and_then(|d| d.on_failure())
+                .and_then(|f| f.destination())
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
+        )),
         Err(e) if code_of(&e) == Some("ResourceNotFoundException") => None,
         Err(e) => return Err(Error::aws("lambda:GetFunctionEventInvokeConfig", e)),
     };
@@ -617,11 +637,21 @@ impl Component for DesiredFunction {
                     }
                 },
                 Field::InvokeConfig => {
+                    // Put replaces the whole configuration: no destination
+                    // unless the spec has one.
+                    let destination = DestinationConfig::builder()
+                        .set_on_failure(
+                            self.on_failure_destination
+                                .as_ref()
+                                .map(|d| OnFailure::builder().destination(d).build()),
+                        )
+                        .build();
                     lambda
                         .put_function_event_invoke_config()
                         .function_name(&self.name)
                         .maximum_retry_attempts(self.max_retry_attempts)
                         .maximum_event_age_in_seconds(self.max_event_age_seconds)
+                        .destination_config(destination)
                         .send()
                         .await
                         .map_err(|e| Error::aws("lambda:PutFunctionEventInvokeConfig", e))?;
@@ -810,6 +840,7 @@ mod tests {
             max_retry_attempts: 2,
             max_event_age_seconds: 3600,
             reserved_concurrency: Some(5),
+            on_failure_destination: Some("arn:aws:sqs:us-east-1:1:q".into()),
         }
     }
 
@@ -828,7 +859,7 @@ mod tests {
             state: "Active".into(),
             last_update_status: "Successful".into(),
             tags: d.tags.clone(),
-            invoke_config: Some((Some(2), Some(3600))),
+            invoke_config: Some((Some(2), Some(3600), d.on_failure_destination.clone())),
             log_retention: Some(Some(30)),
             reserved_concurrency: d.reserved_concurrency,
         }

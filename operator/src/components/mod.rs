@@ -29,6 +29,7 @@ pub mod function;
 pub mod notification;
 pub mod origin_access;
 pub mod permission;
+pub mod queue;
 pub mod role;
 pub mod table;
 
