@@ -53,6 +53,23 @@ pub enum Command {
     /// Lambda accepted it; running it twice changes no result (processing is
     /// idempotent by image id).
     Redrive(RedriveArgs),
+    /// Print the least-privilege IAM policy the operator needs (JSON), for
+    /// its IRSA role or EKS Pod Identity association; `--redrive`: the one
+    /// `operator redrive` needs.
+    IamPolicy(IamPolicyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IamPolicyArgs {
+    /// AWS account id the resources are in (default: any account, `*`).
+    #[arg(long, default_value = "*")]
+    pub account: String,
+    /// AWS partition (`aws`, `aws-cn`, `aws-us-gov`).
+    #[arg(long, default_value = "aws")]
+    pub partition: String,
+    /// Print the policy for `operator redrive` instead.
+    #[arg(long)]
+    pub redrive: bool,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -222,6 +239,23 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::IamPolicy(args) => {
+            let doc = if args.redrive {
+                crate::iam_policy::redrive_policy(&args.partition, &args.account)
+            } else {
+                crate::iam_policy::operator_policy(&args.partition, &args.account)
+            };
+            match serde_json::to_string_pretty(&doc) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Redrive(args) => {
             let _ = tracing_subscriber::fmt()
                 .with_writer(std::io::stderr)

@@ -14,6 +14,7 @@ pub mod components;
 pub mod controller;
 pub mod driver;
 pub mod error;
+pub mod iam_policy;
 pub mod leader;
 pub mod lifecycle;
 pub mod metrics;
