@@ -591,7 +591,9 @@ pub struct S3CodeSpec {
     pub sha256: Option<String>,
 }
 
-/// The CloudFront distribution.
+/// The CloudFront distribution. With the default TTLs every behaviour uses
+/// AWS's managed `CachingOptimized` cache policy (the renditions' own
+/// `Cache-Control` decides); other TTLs are set on the behaviours.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 #[x_kube(

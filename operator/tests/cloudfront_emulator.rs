@@ -803,6 +803,17 @@ async fn custom_domain_read_back_drift_and_removal() {
         vc.minimum_protocol_version().map(|m| m.as_str()),
         Some("TLSv1.2_2021")
     );
+    // Default TTLs: every behaviour uses AWS's managed CachingOptimized policy.
+    let behaviours = std::iter::once(c.default_cache_behavior().unwrap().cache_policy_id()).chain(
+        c.cache_behaviors()
+            .unwrap()
+            .items()
+            .iter()
+            .map(|b| b.cache_policy_id()),
+    );
+    for id in behaviours {
+        assert_eq!(id, Some(distribution::CACHING_OPTIMIZED));
+    }
     let before = h.writes();
     driver::reconcile_one(&cx, &d).await.unwrap();
     assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());

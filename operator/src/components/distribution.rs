@@ -11,11 +11,13 @@
 //! CloudFront's default certificate — both managed, so aliases added by hand
 //! are removed (put them in `spec.cdn.aliases`).
 //!
-//! TTLs use the legacy cache settings (`ForwardedValues` + `MinTTL` /
-//! `DefaultTTL` / `MaxTTL` on every behaviour) rather than a cache policy: the
-//! spec's TTLs would need a custom cache policy (one more resource to own), AWS
-//! still accepts the legacy fields, and they round-trip through our emulator
-//! (moto has no cache-policy API), so a second reconcile makes zero writes.
+//! Caching: with the spec's default TTLs every behaviour uses AWS's managed
+//! `CachingOptimized` cache policy ([`CACHING_OPTIMIZED`]; the renditions'
+//! own `Cache-Control` decides how long they stay). With other TTLs the
+//! behaviours still carry them in the legacy cache settings
+//! (`ForwardedValues` + `MinTTL` / `DefaultTTL` / `MaxTTL`, deprecated in the
+//! SDK, still accepted by AWS): a cache policy owned by the stack would need
+//! the cache-policy API, which the emulator lacks (issue 11, item 6, not done).
 //!
 //! Identity: the `CallerReference` is deterministic per stack
 //! ([`caller_reference`]). The distribution is read by the id the stack's
@@ -73,6 +75,11 @@ pub const DEPLOYED: &str = "Deployed";
 pub const MAX_COMMENT_LEN: usize = 128;
 /// Seed defaults (seconds): minimum, default and maximum TTL.
 pub const DEFAULT_TTLS: (i64, i64, i64) = (0, 30 * 24 * 3600, 30 * 24 * 3600);
+/// AWS's managed cache policy `Managed-CachingOptimized` (same id in every
+/// account): cache key = path (+ gzip/brotli), no cookies, headers or query
+/// strings; TTLs 1 s / 1 day / 1 year, so the renditions' own
+/// `Cache-Control: max-age=31536000, immutable` decides.
+pub const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
 /// The field name of tag drift among the changes.
 const TAGS_FIELD: &str = "tags";
 
@@ -95,6 +102,10 @@ pub struct DesiredDistribution {
     pub default_ttl: i64,
     /// Maximum TTL, seconds.
     pub max_ttl: i64,
+    /// The cache policy of every behaviour: AWS's managed `CachingOptimized`
+    /// when the spec's TTLs are the defaults; `None`: the legacy
+    /// `ForwardedValues` and TTL fields carry the spec's TTLs.
+    pub cache_policy_id: Option<String>,
     /// Resource tags, including the ownership tags.
     pub tags: BTreeMap<String, String>,
     /// Serve traffic.
@@ -182,6 +193,7 @@ pub fn desired(
         min_ttl: ttls.0,
         default_ttl: ttls.1,
         max_ttl: ttls.2,
+        cache_policy_id: (ttls == DEFAULT_TTLS).then(|| CACHING_OPTIMIZED.to_string()),
         tags,
         enabled: true,
         aliases: Vec::new(),
@@ -243,8 +255,8 @@ fn forwarded_values() -> Result<ForwardedValues> {
 /// The same settings on the default and on every path behaviour (the two
 /// builder types share method names but no trait).
 macro_rules! behavior_settings {
-    ($builder:expr, $target:expr, $d:expr) => {
-        $builder
+    ($builder:expr, $target:expr, $d:expr) => {{
+        let b = $builder
             .target_origin_id($target)
             .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
             .allowed_methods(allowed_methods()?)
@@ -275,12 +287,16 @@ macro_rules! behavior_settings {
                     .quantity(0)
                     .build()
                     .map_err(build_err("function associations"))?,
-            )
-            .forwarded_values(forwarded_values()?)
-            .min_ttl($d.min_ttl)
-            .default_ttl($d.default_ttl)
-            .max_ttl($d.max_ttl)
-    };
+            );
+        match &$d.cache_policy_id {
+            Some(id) => b.cache_policy_id(id),
+            None => b
+                .forwarded_values(forwarded_values()?)
+                .min_ttl($d.min_ttl)
+                .default_ttl($d.default_ttl)
+                .max_ttl($d.max_ttl),
+        }
+    }};
 }
 
 /// The full `DistributionConfig` for create (and the managed fields for update).
@@ -501,44 +517,48 @@ macro_rules! flatten_behavior {
                 })
                 .unwrap_or_default(),
         );
-        let fv = bh.forwarded_values();
-        put(
-            "forwardedValues.queryString",
-            fv.map(|f| f.query_string().to_string())
-                .unwrap_or_else(|| "unset".into()),
-        );
-        put(
-            "forwardedValues.cookies",
-            fv.and_then(|f| f.cookies())
-                .map(|c| {
-                    let names = c
-                        .whitelisted_names()
-                        .map(|n| list(n.items().iter().map(String::as_str)))
-                        .unwrap_or_default();
-                    if names.is_empty() {
-                        c.forward().as_str().to_string()
-                    } else {
-                        format!("{}:{names}", c.forward().as_str())
-                    }
-                })
-                .unwrap_or_else(|| "unset".into()),
-        );
-        put(
-            "forwardedValues.headers",
-            fv.and_then(|f| f.headers())
-                .map(|h| list(h.items().iter().map(String::as_str)))
-                .unwrap_or_default(),
-        );
-        put(
-            "forwardedValues.queryStringCacheKeys",
-            fv.and_then(|f| f.query_string_cache_keys())
-                .map(|h| list(h.items().iter().map(String::as_str)))
-                .unwrap_or_default(),
-        );
-        let ttl = |v: Option<i64>| v.map(|t| t.to_string()).unwrap_or_else(|| "unset".into());
-        put("minTTL", ttl(bh.min_ttl()));
-        put("defaultTTL", ttl(bh.default_ttl()));
-        put("maxTTL", ttl(bh.max_ttl()));
+        // With a cache policy CloudFront ignores the legacy cache settings
+        // (and AWS may still return some of them): compare them only without one.
+        if bh.cache_policy_id().is_none_or(str::is_empty) {
+            let fv = bh.forwarded_values();
+            put(
+                "forwardedValues.queryString",
+                fv.map(|f| f.query_string().to_string())
+                    .unwrap_or_else(|| "unset".into()),
+            );
+            put(
+                "forwardedValues.cookies",
+                fv.and_then(|f| f.cookies())
+                    .map(|c| {
+                        let names = c
+                            .whitelisted_names()
+                            .map(|n| list(n.items().iter().map(String::as_str)))
+                            .unwrap_or_default();
+                        if names.is_empty() {
+                            c.forward().as_str().to_string()
+                        } else {
+                            format!("{}:{names}", c.forward().as_str())
+                        }
+                    })
+                    .unwrap_or_else(|| "unset".into()),
+            );
+            put(
+                "forwardedValues.headers",
+                fv.and_then(|f| f.headers())
+                    .map(|h| list(h.items().iter().map(String::as_str)))
+                    .unwrap_or_default(),
+            );
+            put(
+                "forwardedValues.queryStringCacheKeys",
+                fv.and_then(|f| f.query_string_cache_keys())
+                    .map(|h| list(h.items().iter().map(String::as_str)))
+                    .unwrap_or_default(),
+            );
+            let ttl = |v: Option<i64>| v.map(|t| t.to_string()).unwrap_or_else(|| "unset".into());
+            put("minTTL", ttl(bh.min_ttl()));
+            put("defaultTTL", ttl(bh.default_ttl()));
+            put("maxTTL", ttl(bh.max_ttl()));
+        }
     }};
 }
 
@@ -1249,10 +1269,13 @@ mod tests {
             &ViewerProtocolPolicy::RedirectToHttps
         );
         assert_eq!(def.compress(), Some(true));
-        assert_eq!(def.min_ttl(), Some(0));
-        assert_eq!(def.default_ttl(), Some(2_592_000));
-        assert_eq!(def.max_ttl(), Some(2_592_000));
-        assert!(def.cache_policy_id().is_none());
+        // Default TTLs: AWS's managed CachingOptimized policy, no legacy settings.
+        assert_eq!(def.cache_policy_id(), Some(CACHING_OPTIMIZED));
+        assert!(def.forwarded_values().is_none());
+        assert_eq!(
+            (def.min_ttl(), def.default_ttl(), def.max_ttl()),
+            (None, None, None)
+        );
         let am = def.allowed_methods().unwrap();
         assert_eq!(am.items(), [Method::Get, Method::Head, Method::Options]);
         assert_eq!(
@@ -1278,8 +1301,38 @@ mod tests {
                 &ViewerProtocolPolicy::RedirectToHttps
             );
             assert_eq!(cb.compress(), Some(true));
-            assert_eq!(cb.default_ttl(), Some(2_592_000));
+            assert_eq!(cb.cache_policy_id(), Some(CACHING_OPTIMIZED));
+            assert!(cb.forwarded_values().is_none());
         }
+    }
+
+    #[test]
+    #[allow(deprecated)] // asserts the legacy cache settings
+    fn custom_ttls_keep_the_legacy_cache_settings() {
+        let d = desired(
+            &id(),
+            "eu-west-1",
+            &buckets(),
+            "PriceClass_100",
+            (60, 3600, 86400),
+            id().tags(&BTreeMap::new()),
+        );
+        assert_eq!(d.cache_policy_id, None);
+        let c = config(&d, "OAC1").unwrap();
+        let def = c.default_cache_behavior().unwrap();
+        assert!(def.cache_policy_id().is_none());
+        assert!(def.forwarded_values().is_some());
+        assert_eq!(
+            (def.min_ttl(), def.default_ttl(), def.max_ttl()),
+            (Some(60), Some(3600), Some(86400))
+        );
+        // Going from custom TTLs back to the defaults is a change of every behaviour.
+        let want = config(&desired_dist(), "OAC1").unwrap();
+        let fields: Vec<String> = diff(&want, &c).into_iter().map(|c| c.field).collect();
+        assert!(
+            fields.contains(&"defaultCacheBehavior.cachePolicyId".to_string()),
+            "{fields:?}"
+        );
     }
 
     #[test]
@@ -1338,7 +1391,7 @@ mod tests {
         let mut am = def.allowed_methods.clone().unwrap();
         am.items.reverse();
         def.allowed_methods = Some(am);
-        def.cache_policy_id = Some(String::new());
+        def.origin_request_policy_id = Some(String::new());
         def.realtime_log_config_arn = Some(String::new());
         def.field_level_encryption_id = Some(String::new());
         have.default_cache_behavior = Some(def);
@@ -1355,6 +1408,8 @@ mod tests {
         let mut cbs = have.cache_behaviors.clone().unwrap();
         let items = cbs.items.as_mut().unwrap();
         items[1].viewer_protocol_policy = ViewerProtocolPolicy::AllowAll;
+        items[2].viewer_protocol_policy = ViewerProtocolPolicy::AllowAll;
+        // Legacy TTLs beside the cache policy are ignored by CloudFront: not drift.
         items[2].max_ttl = Some(60);
         have.cache_behaviors = Some(cbs);
         let mut origins = have.origins.clone().unwrap();
@@ -1366,7 +1421,7 @@ mod tests {
             text,
             [
                 "cacheBehaviors[/jpeg/*].viewerProtocolPolicy: allow-all → redirect-to-https",
-                "cacheBehaviors[/png/*].maxTTL: 60 → 2592000",
+                "cacheBehaviors[/png/*].viewerProtocolPolicy: allow-all → redirect-to-https",
                 "httpVersion: http2 → http2and3",
                 "origins[s3-webp].originAccessControlId: \"\" → OAC1",
                 "priceClass: PriceClass_All → PriceClass_100",
