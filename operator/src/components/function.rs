@@ -443,6 +443,32 @@ async fn log_group_retention(ctx: &Ctx<'_>, group: &str) -> Result<Option<Option
         .map(|g| g.retention_in_days()))
 }
 
+const ACTION_INVOKE_CONFIG: &str = "lambda:PutFunctionEventInvokeConfig";
+
+/// Lambda checks that the execution role may send to the on-failure
+/// destination; right after the role's policy got `sqs:SendMessage` (IAM is
+/// eventually consistent) it answers `InvalidParameterValueException` "…
+/// execution role does not have permissions to call SendMessage …": retry,
+/// do not stall.
+pub fn destination_error(code: Option<&str>, err: Error) -> Error {
+    match err {
+        Error::Aws { message, .. }
+            if code == Some("InvalidParameterValueException")
+                && message.contains("does not have permissions") =>
+        {
+            Error::Aws {
+                action: ACTION_INVOKE_CONFIG.into(),
+                code: "DestinationPermissionNotVisibleYet".into(),
+                message: format!(
+                    "the role's permission on the failed-event queue is not yet visible to Lambda (IAM is eventually consistent); retrying. {message}"
+                ),
+                class: ErrorClass::Retryable,
+            }
+        }
+        other => other,
+    }
+}
+
 /// True for the error Lambda returns while a just-created role is not yet
 /// visible to it (IAM eventual consistency, ~10 s).
 pub fn is_role_not_ready(code: Option<&str>, message: &str) -> bool {
@@ -654,7 +680,10 @@ impl Component for DesiredFunction {
                         .destination_config(destination)
                         .send()
                         .await
-                        .map_err(|e| Error::aws("lambda:PutFunctionEventInvokeConfig", e))?;
+                        .map_err(|e| {
+                            let code = code_of(&e).map(str::to_string);
+                            destination_error(code.as_deref(), Error::aws(ACTION_INVOKE_CONFIG, e))
+                        })?;
                 }
                 // One code or configuration update per pass: Lambda applies it
                 // (LastUpdateStatus InProgress) before it accepts another.
