@@ -168,6 +168,10 @@ pub struct ImageOptimizationStackSpec {
     #[serde(default)]
     pub dashboard: DashboardSpec,
 
+    /// CloudWatch alarms on the processor and the CDN.
+    #[serde(default)]
+    pub alarms: AlarmsSpec,
+
     /// Publish the stack's outputs (bucket names, table, CDN domain and URL
     /// prefix, region, dashboard URL) into a ConfigMap in the stack's
     /// namespace, so that an app's Deployment can `envFrom` it. The ConfigMap
@@ -284,6 +288,10 @@ pub struct UploadBucketSpec {
     /// CORS rule for browser uploads.
     #[serde(default)]
     pub cors: CorsSpec,
+    /// Lifecycle rules the stack owns on the upload bucket (rule ids
+    /// `imagestack-*`; your own lifecycle rules on the bucket are kept).
+    #[serde(default)]
+    pub lifecycle: LifecycleSpec,
 }
 
 impl Default for UploadBucketSpec {
@@ -293,6 +301,36 @@ impl Default for UploadBucketSpec {
             versioning: true,
             transfer_acceleration: true,
             cors: CorsSpec::default(),
+            lifecycle: LifecycleSpec::default(),
+        }
+    }
+}
+
+/// Retention of the upload bucket. The output buckets get the same
+/// `abortIncompleteMultipartUploadDays`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleSpec {
+    /// Days after an upload is overwritten or deleted before S3 removes the
+    /// old (noncurrent) version, 1–36500 (default 30). Rule
+    /// `imagestack-expire-noncurrent-versions`.
+    #[serde(default = "default_noncurrent_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub noncurrent_version_expiration_days: i32,
+    /// Days after a multipart upload started before S3 aborts it if it is
+    /// still incomplete (and deletes its parts), 1–36500 (default 7). Applies
+    /// to the upload bucket and the output buckets. Rule
+    /// `imagestack-abort-incomplete-multipart-uploads`.
+    #[serde(default = "default_abort_multipart_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub abort_incomplete_multipart_upload_days: i32,
+}
+
+impl Default for LifecycleSpec {
+    fn default() -> Self {
+        Self {
+            noncurrent_version_expiration_days: default_noncurrent_days(),
+            abort_incomplete_multipart_upload_days: default_abort_multipart_days(),
         }
     }
 }
@@ -456,6 +494,16 @@ pub struct ProcessorSpec {
     #[schemars(length(min = 1, max = 16), inner(range(min = 16, max = 8192)))]
     #[x_kube(validation = Rule::new("self.all(w, self.exists_one(v, v == w))").message("spec.processor.widths: every width must appear once"))]
     pub widths: Vec<i32>,
+    /// Concurrent executions reserved for the function (≥ 0): at most this
+    /// many run at once, and no other function of the account can take them.
+    /// Keeps a burst of uploads in one stack from starving the account's
+    /// other functions (another environment's processor). `0` stops all
+    /// processing. Unset (default): no reservation, the function shares the
+    /// account's unreserved pool. AWS refuses a reservation that would leave
+    /// the account fewer than 100 unreserved executions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub reserved_concurrency: Option<i32>,
     /// Where the function code comes from. Default: the processor artifact
     /// shipped with the operator for the chosen architecture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -474,6 +522,7 @@ impl Default for ProcessorSpec {
             max_input_bytes: default_max_input_bytes(),
             max_input_pixels: default_max_input_pixels(),
             widths: default_widths(),
+            reserved_concurrency: None,
             code: None,
         }
     }
@@ -580,10 +629,15 @@ pub struct S3CodeSpec {
     pub sha256: Option<String>,
 }
 
-/// The CloudFront distribution.
+/// The CloudFront distribution. With the default TTLs every behaviour uses
+/// AWS's managed `CachingOptimized` cache policy (the renditions' own
+/// `Cache-Control` decides); other TTLs are set on the behaviours.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.minTtlSeconds <= self.defaultTtlSeconds && self.defaultTtlSeconds <= self.maxTtlSeconds").message("spec.cdn: minTtlSeconds <= defaultTtlSeconds <= maxTtlSeconds must hold"))]
+#[x_kube(
+    validation = Rule::new("self.minTtlSeconds <= self.defaultTtlSeconds && self.defaultTtlSeconds <= self.maxTtlSeconds").message("spec.cdn: minTtlSeconds <= defaultTtlSeconds <= maxTtlSeconds must hold"),
+    validation = Rule::new("!has(self.aliases) || size(self.aliases) == 0 || has(self.certificateArn)").message("spec.cdn.aliases require spec.cdn.certificateArn: CloudFront serves a custom domain only with a certificate covering it")
+)]
 pub struct CdnSpec {
     /// Create the distribution (default true).
     #[serde(default = "default_true")]
@@ -603,6 +657,23 @@ pub struct CdnSpec {
     #[serde(default = "default_ttl")]
     #[schemars(range(min = 0, max = 31536000))]
     pub max_ttl_seconds: i64,
+    /// Custom domains (CNAMEs) the distribution answers for, e.g.
+    /// `images.example.com` (lowercase host names; a leading `*.` wildcard is
+    /// allowed). Requires `certificateArn`. Point each name's DNS at
+    /// `status.outputs.cnameTarget` (a CNAME, or a Route 53 alias record).
+    /// Default: none (the `*.cloudfront.net` domain only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 253)), extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(a, a.matches('^([*][.])?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?[.])+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'))").message("spec.cdn.aliases: every alias must be a lowercase host name such as images.example.com (a leading '*.' is allowed)"))]
+    pub aliases: Vec<String>,
+    /// ARN of the ACM certificate covering every alias. CloudFront requires
+    /// the certificate in us-east-1, whatever the stack's region. Served with
+    /// SNI and minimum protocol `TLSv1.2_2021`. Default: CloudFront's own
+    /// certificate for `*.cloudfront.net`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/[A-Za-z0-9-]+$')").message("spec.cdn.certificateArn must be an ACM certificate in us-east-1 (arn:aws:acm:us-east-1:<account>:certificate/<id>): CloudFront uses certificates from us-east-1 only"))]
+    pub certificate_arn: Option<String>,
 }
 
 impl Default for CdnSpec {
@@ -613,6 +684,8 @@ impl Default for CdnSpec {
             min_ttl_seconds: 0,
             default_ttl_seconds: default_ttl(),
             max_ttl_seconds: default_ttl(),
+            aliases: Vec::new(),
+            certificate_arn: None,
         }
     }
 }
@@ -644,6 +717,36 @@ pub struct DashboardSpec {
 impl Default for DashboardSpec {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// The stack's CloudWatch alarms: the processor function's errors (> 0 in 5
+/// minutes) and throttles (> 0), the processor's ProcessingErrors rate (> 5 %
+/// of the images in 5 minutes), failed events waiting in the failed-event
+/// queue (> 0) and the distribution's 5xx error rate (> 1 %, in us-east-1
+/// where CloudFront's metrics are).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmsSpec {
+    /// Create the alarms (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// SNS topic ARNs notified when an alarm fires and when it recovers
+    /// (default none: the alarms only change state). Each alarm notifies the
+    /// topics of its own region: the CDN alarm lives in us-east-1, so list a
+    /// topic there too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5), inner(length(max = 1024)), extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(a, a.matches('^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$'))").message("spec.alarms.actions: every action must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>)"))]
+    pub actions: Vec<String>,
+}
+
+impl Default for AlarmsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            actions: Vec::new(),
+        }
     }
 }
 
@@ -707,6 +810,18 @@ pub struct StackOutputs {
     /// CloudFront domain serving `/webp/*`, `/jpeg/*`, `/png/*` and `/avif/*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdn_domain: Option<String>,
+    /// The custom domains (`spec.cdn.aliases`) the distribution answers for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cdn_aliases: Vec<String>,
+    /// Where to point the DNS of every alias: a CNAME record to this name
+    /// (or a Route 53 alias record to the distribution). Set when
+    /// `spec.cdn.aliases` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname_target: Option<String>,
+    /// The failed-event queue (SQS): events whose processing kept failing;
+    /// `operator redrive` sends them back to the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_event_queue: Option<String>,
     /// CloudWatch dashboard name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_name: Option<String>,
@@ -730,7 +845,10 @@ pub struct ComponentStatus {
     /// `origin-access-control`, `distribution` (CloudFront); `webp-cdn-grant`,
     /// `jpeg-cdn-grant`, `png-cdn-grant`, `avif-cdn-grant` (the statement in each
     /// output bucket's policy that lets the distribution read it); `dashboard`
-    /// (CloudWatch).
+    /// (CloudWatch); `function-errors-alarm`, `function-throttles-alarm`,
+    /// `processing-errors-alarm`, `cdn-errors-alarm`, `failed-events-alarm`
+    /// (CloudWatch alarms); `failed-event-queue` (SQS, the function's
+    /// on-failure destination).
     pub name: ComponentName,
     /// AWS identifier: ARN or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -760,7 +878,11 @@ pub struct ComponentStatus {
 /// `upload-notifications`: the upload bucket's event rules;
 /// `origin-access-control`, `distribution`: CloudFront; `webp-cdn-grant`,
 /// `jpeg-cdn-grant`, `png-cdn-grant`, `avif-cdn-grant`: the statement in each output bucket's
-/// policy that lets the distribution read it; `dashboard`: CloudWatch.
+/// policy that lets the distribution read it; `dashboard`: CloudWatch;
+/// `function-errors-alarm`, `function-throttles-alarm`,
+/// `processing-errors-alarm`, `cdn-errors-alarm`, `failed-events-alarm`:
+/// CloudWatch alarms; `failed-event-queue`: the function's on-failure
+/// destination (SQS).
 #[derive(
     Serialize,
     Deserialize,
@@ -793,6 +915,12 @@ pub enum ComponentName {
     PngCdnGrant,
     AvifCdnGrant,
     Dashboard,
+    FunctionErrorsAlarm,
+    FunctionThrottlesAlarm,
+    ProcessingErrorsAlarm,
+    CdnErrorsAlarm,
+    FailedEventQueue,
+    FailedEventsAlarm,
 }
 
 impl ComponentName {
@@ -816,6 +944,12 @@ impl ComponentName {
             ComponentName::PngCdnGrant => "png-cdn-grant",
             ComponentName::AvifCdnGrant => "avif-cdn-grant",
             ComponentName::Dashboard => "dashboard",
+            ComponentName::FunctionErrorsAlarm => "function-errors-alarm",
+            ComponentName::FunctionThrottlesAlarm => "function-throttles-alarm",
+            ComponentName::ProcessingErrorsAlarm => "processing-errors-alarm",
+            ComponentName::CdnErrorsAlarm => "cdn-errors-alarm",
+            ComponentName::FailedEventQueue => "failed-event-queue",
+            ComponentName::FailedEventsAlarm => "failed-events-alarm",
         }
     }
 
@@ -910,6 +1044,12 @@ fn default_widths() -> Vec<i32> {
         .iter()
         .map(|w| *w as i32)
         .collect()
+}
+fn default_noncurrent_days() -> i32 {
+    30
+}
+fn default_abort_multipart_days() -> i32 {
+    7
 }
 fn default_ttl() -> i64 {
     30 * 24 * 3600

@@ -56,14 +56,20 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
         [
             "avif-bucket",
             "avif-cdn-grant",
+            "cdn-errors-alarm",
             "dashboard",
             "distribution",
+            "failed-event-queue",
+            "failed-events-alarm",
+            "function-errors-alarm",
+            "function-throttles-alarm",
             "jpeg-bucket",
             "jpeg-cdn-grant",
             "metadata-table",
             "origin-access-control",
             "png-bucket",
             "png-cdn-grant",
+            "processing-errors-alarm",
             "processor-function",
             "processor-role",
             "s3-invoke-permission",
@@ -307,6 +313,34 @@ async fn invalid_specs_are_rejected_naming_the_field() {
             "spec.deletionPolicy",
         ),
         ("environment: dev\ntags: {'aws:owner': x}", "spec.tags"),
+        (
+            "environment: dev\nbuckets: {upload: {lifecycle: {noncurrentVersionExpirationDays: 0}}}",
+            "spec.buckets.upload.lifecycle.noncurrentVersionExpirationDays",
+        ),
+        (
+            "environment: dev\nbuckets: {upload: {lifecycle: {abortIncompleteMultipartUploadDays: 0}}}",
+            "spec.buckets.upload.lifecycle.abortIncompleteMultipartUploadDays",
+        ),
+        (
+            "environment: dev\nprocessor: {reservedConcurrency: -1}",
+            "spec.processor.reservedConcurrency",
+        ),
+        (
+            "environment: dev\ncdn: {aliases: [images.example.com]}",
+            "spec.cdn.aliases require spec.cdn.certificateArn",
+        ),
+        (
+            "environment: dev\ncdn: {aliases: [Not_A_Host], certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abc'}",
+            "spec.cdn.aliases",
+        ),
+        (
+            "environment: dev\ncdn: {certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc'}",
+            "spec.cdn.certificateArn must be an ACM certificate in us-east-1",
+        ),
+        (
+            "environment: dev\nalarms: {actions: [ops-alerts]}",
+            "spec.alarms.actions: every action must be an SNS topic ARN",
+        ),
         // Memory that cannot hold the largest accepted image.
         (
             "environment: dev\nprocessor: {memoryMb: 1024}",
@@ -807,6 +841,22 @@ async fn killed_after_every_write_converges_without_duplicates() {
         .unwrap();
     // One configuration per suffix, in lower and upper case.
     assert_eq!(notifications.lambda_function_configurations().len(), 8);
+    // The stack's two lifecycle rules on the upload bucket, once each.
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(out.upload_bucket.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = lifecycle.rules().iter().filter_map(|r| r.id()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "imagestack-abort-incomplete-multipart-uploads",
+            "imagestack-expire-noncurrent-versions"
+        ]
+    );
 }
 
 /// S1: a stack whose `buckets.outputs.webp` names another stack's bucket is

@@ -303,6 +303,11 @@ pub const RENDITION_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 pub mod env {
     /// Environment name of the stack (`spec.environment`); metric dimension.
     pub const ENVIRONMENT: &str = "IMAGESTACK_ENVIRONMENT";
+    /// The stack's identity (`<namespace>/<name>`): the `Stack` metric
+    /// dimension, so two stacks of one environment in one account keep their
+    /// metrics apart. The operator always sets it; without it the processor
+    /// emits the `Environment` dimension alone (as before it existed).
+    pub const STACK: &str = "IMAGESTACK_STACK";
     /// Upload bucket name (source of events).
     pub const UPLOAD_BUCKET: &str = "IMAGESTACK_UPLOAD_BUCKET";
     /// Output bucket for WebP renditions.
@@ -516,6 +521,9 @@ pub mod table {
 pub mod metrics {
     pub const NAMESPACE: &str = "ImageOptimization";
     pub const DIMENSION_ENVIRONMENT: &str = "Environment";
+    /// The stack's identity, beside [`DIMENSION_ENVIRONMENT`] on every metric
+    /// (from [`super::env::STACK`]).
+    pub const DIMENSION_STACK: &str = "Stack";
     pub const PROCESSING_TIME: &str = "ProcessingTime";
     pub const PROCESSED_IMAGES: &str = "ProcessedImages";
     pub const PROCESSING_ERRORS: &str = "ProcessingErrors";
