@@ -23,14 +23,25 @@ export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO/target}
 log() { printf '==> %s\n' "$*" >&2; }
 cd "$REPO"
 
+mkdir -p "$CARGO_TARGET_DIR"
+CARGO_TARGET_DIR=$(cd "$CARGO_TARGET_DIR" && pwd)
+
+# Build from a mirror of the sources at a path that depends only on the target dir, not on where
+# this checkout is: a new checkout sharing the target dir recompiles only what changed, and the
+# zips are byte-identical (scripts/stage-sources.sh, processor/scripts/build-artifact.sh).
+SRC=$CARGO_TARGET_DIR/imagestack-src
+exec 9>"$CARGO_TARGET_DIR/imagestack-src.lock"
+flock 9
+log "sources mirrored to $("$REPO/scripts/stage-sources.sh" "$SRC")"
+
 log "operator (release)"
-cargo build --release --locked -p imagestack-operator --bin operator
+(cd "$SRC" && cargo build --release --locked -p imagestack-operator --bin operator)
 install -D -m 0755 "$CARGO_TARGET_DIR/release/operator" "$OUT/usr/local/bin/operator"
 
 log "processor Lambda artifacts (x86_64, arm64) via processor/scripts/build-artifact.sh"
 artifacts=$(mktemp -d)
 trap 'rm -rf "$artifacts"' EXIT
-IMAGESTACK_ARTIFACT_DIR=$artifacts "$REPO/processor/scripts/build-artifact.sh" x86_64 arm64
+IMAGESTACK_STAGED_SRC=$SRC IMAGESTACK_ARTIFACT_DIR=$artifacts "$SRC/processor/scripts/build-artifact.sh" x86_64 arm64
 for arch in x86_64 arm64; do
   install -D -m 0644 "$artifacts/$arch/bootstrap.zip" "$OUT/opt/imagestack/processor/$arch.zip"
   (cd "$OUT/opt/imagestack/processor" && sha256sum "$arch.zip" > "$arch.zip.sha256")

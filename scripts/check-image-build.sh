@@ -12,7 +12,7 @@
 #     crash-safety test hook (cargo feature crash-hook) and whose `operator crd` is the committed
 #     crds/imagestack.dev_imagestacks.yaml;
 #   - opt/imagestack/processor/{x86_64,arm64}.zip: a zip holding one executable `bootstrap`, an
-#     ELF for that architecture, with a matching .sha256 file.
+#     ELF for that architecture, with a matching .sha256 file; `operator --version` prints both.
 # Knobs: IMAGESTACK_IMAGE_OUT (staging dir, default a temp dir, removed unless kept with --keep),
 #        CARGO_TARGET_DIR (with --fast), IMAGESTACK_BUILD_VENV (build tools venv).
 set -euo pipefail
@@ -61,6 +61,12 @@ op_version() { "$op" --version | grep -q '^operator '; }
 op_without_crash_hook() { # the crash-after-N-writes test hook (cargo feature crash-hook) is not in it
   ! "$op" --version | grep -q crash-hook && ! grep -aq IMAGESTACK_CRASH_AFTER_WRITES "$op"
 }
+op_version_names_zips() { # operator --version lists each shipped zip's sha256 (as the image holds them)
+  local v; v=$(IMAGESTACK_PROCESSOR_ARTIFACT_DIR=$OUT/opt/imagestack/processor "$op" --version)
+  for arch in x86_64 arm64; do
+    grep -q "$arch.zip sha256 $(cut -d' ' -f1 "$OUT/opt/imagestack/processor/$arch.zip.sha256")" <<<"$v" || return 1
+  done
+}
 op_crd_matches() { "$op" crd | cmp -s - "$REPO/crds/imagestack.dev_imagestacks.yaml"; }
 zip_holds_bootstrap() {
   python3 - "$1" <<'PY'
@@ -98,6 +104,7 @@ for arch in x86_64 arm64; do
   check "$arch.zip's bootstrap is an ELF for $arch" is_elf_for "$arch" "$unz/bootstrap"
   check "$arch.zip.sha256 matches" sha_matches "$arch"
 done
+check "operator --version names both zips' sha256" op_version_names_zips
 
 echo "image files: $(cd "$OUT" && find . -type f -printf '%p %s bytes; ' | sort)"
 echo "$passed passed, $failed failed"

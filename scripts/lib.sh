@@ -12,7 +12,8 @@ die() { printf 'error: %s\n' "$*" >&2; exit 1; }
 
 # Install the Debian packages the build and the tests need when they are missing (as root, or with
 # sudo); otherwise say exactly what to install. `ensure_packages` for ./scripts/up,
-# `ensure_packages test` adds what only the tests need.
+# `ensure_packages test` adds what only the tests need, `ensure_packages shipped` what running
+# the shipped arm64 processor needs (user-mode emulation and an aarch64 glibc).
 ensure_packages() {
   local need=()
   command -v openssl >/dev/null || need+=(openssl)
@@ -23,6 +24,11 @@ ensure_packages() {
   [ -f /etc/ssl/certs/ca-certificates.crt ] || need+=(ca-certificates)
   if [ "${1:-}" = test ]; then
     command -v lua5.1 >/dev/null || need+=(lua5.1)            # Argo CD health check tests
+    command -v avifdec >/dev/null || need+=(libavif-bin)      # decodes AVIF renditions (libavif + dav1d)
+  fi
+  if [ "${1:-}" = shipped ]; then
+    command -v qemu-aarch64 >/dev/null || need+=(qemu-user)
+    [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || need+=(libc6-arm64-cross)
   fi
   [ ${#need[@]} -eq 0 ] && return 0
   local sudo=()

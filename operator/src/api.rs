@@ -110,6 +110,7 @@ pub const PAUSED_ANNOTATION: &str = "imagestack.dev/paused";
     validation = immutable_field("buckets.outputs.webp", " (create a new stack to use another bucket)"),
     validation = immutable_field("buckets.outputs.jpeg", " (create a new stack to use another bucket)"),
     validation = immutable_field("buckets.outputs.png", " (create a new stack to use another bucket)"),
+    validation = immutable_field("buckets.outputs.avif", " (create a new stack to use another bucket)"),
     validation = immutable_field("table.name", " (create a new stack to use another table)")
 )]
 pub struct ImageOptimizationStackSpec {
@@ -167,6 +168,10 @@ pub struct ImageOptimizationStackSpec {
     #[serde(default)]
     pub dashboard: DashboardSpec,
 
+    /// CloudWatch alarms on the processor and the CDN.
+    #[serde(default)]
+    pub alarms: AlarmsSpec,
+
     /// Publish the stack's outputs (bucket names, table, CDN domain and URL
     /// prefix, region, dashboard URL) into a ConfigMap in the stack's
     /// namespace, so that an app's Deployment can `envFrom` it. The ConfigMap
@@ -194,6 +199,22 @@ pub struct OutputsTarget {
 /// present in both the old and the new spec or in neither, and equal when present.
 /// `has()` is checked at every level, so missing intermediate objects count as
 /// the field being absent. `hint` ends the message (e.g. what to do instead).
+/// `memoryMb` must hold an image of `maxInputPixels` pixels
+/// ([`imagestack_contract::memory`]); the message says how much it needs.
+fn memory_rule() -> kube::core::Rule {
+    use imagestack_contract::memory::{BASELINE_MB, BYTES_PER_PIXEL, required_mb};
+    // A static message: the API server refuses a messageExpression that
+    // concatenates strings (its estimated cost is unbounded).
+    kube::core::Rule::new(format!(
+        "self.memoryMb >= {BASELINE_MB} + (self.maxInputPixels * {BYTES_PER_PIXEL} + 1048575) / 1048576"
+    ))
+    .message(kube::core::Message::Message(format!(
+        "spec.processor.memoryMb must hold an image of maxInputPixels: at least {BASELINE_MB} + maxInputPixels x {BYTES_PER_PIXEL} / 1048576 MB ({} MB for 50 MP, {} MB for 100 MP); raise memoryMb or lower maxInputPixels",
+        required_mb(50_000_000),
+        required_mb(100_000_000)
+    )))
+}
+
 fn immutable_field(path: &str, hint: &str) -> kube::core::Rule {
     let segments: Vec<&str> = path.split('.').collect();
     let present = |root: &str| {
@@ -232,7 +253,7 @@ pub enum DeletionPolicy {
 /// The stack's S3 buckets.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Default, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("[has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : ''].filter(n, n != '').all(n, [has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : ''].filter(m, m == n).size() == 1)").message("spec.buckets: upload and output bucket names must all be different"))]
+#[x_kube(validation = Rule::new("[has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : '', has(self.outputs.avif) ? self.outputs.avif : ''].filter(n, n != '').all(n, [has(self.upload.name) ? self.upload.name : '', has(self.outputs.webp) ? self.outputs.webp : '', has(self.outputs.jpeg) ? self.outputs.jpeg : '', has(self.outputs.png) ? self.outputs.png : '', has(self.outputs.avif) ? self.outputs.avif : ''].filter(m, m == n).size() == 1)").message("spec.buckets: upload and output bucket names must all be different"))]
 pub struct BucketsSpec {
     /// The bucket clients upload originals to (the processor's trigger).
     #[serde(default)]
@@ -267,6 +288,10 @@ pub struct UploadBucketSpec {
     /// CORS rule for browser uploads.
     #[serde(default)]
     pub cors: CorsSpec,
+    /// Lifecycle rules the stack owns on the upload bucket (rule ids
+    /// `imagestack-*`; your own lifecycle rules on the bucket are kept).
+    #[serde(default)]
+    pub lifecycle: LifecycleSpec,
 }
 
 impl Default for UploadBucketSpec {
@@ -276,6 +301,36 @@ impl Default for UploadBucketSpec {
             versioning: true,
             transfer_acceleration: true,
             cors: CorsSpec::default(),
+            lifecycle: LifecycleSpec::default(),
+        }
+    }
+}
+
+/// Retention of the upload bucket. The output buckets get the same
+/// `abortIncompleteMultipartUploadDays`.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct LifecycleSpec {
+    /// Days after an upload is overwritten or deleted before S3 removes the
+    /// old (noncurrent) version, 1–36500 (default 30). Rule
+    /// `imagestack-expire-noncurrent-versions`.
+    #[serde(default = "default_noncurrent_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub noncurrent_version_expiration_days: i32,
+    /// Days after a multipart upload started before S3 aborts it if it is
+    /// still incomplete (and deletes its parts), 1–36500 (default 7). Applies
+    /// to the upload bucket and the output buckets. Rule
+    /// `imagestack-abort-incomplete-multipart-uploads`.
+    #[serde(default = "default_abort_multipart_days")]
+    #[schemars(range(min = 1, max = 36500))]
+    pub abort_incomplete_multipart_upload_days: i32,
+}
+
+impl Default for LifecycleSpec {
+    fn default() -> Self {
+        Self {
+            noncurrent_version_expiration_days: default_noncurrent_days(),
+            abort_incomplete_multipart_upload_days: default_abort_multipart_days(),
         }
     }
 }
@@ -363,6 +418,13 @@ pub struct OutputBucketsSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
     pub png: Option<String>,
+    /// Name of the AVIF bucket (created with the others whether or not `avif`
+    /// is among `processor.formats`, so enabling it later adds no bucket).
+    /// Default: derived like the upload bucket's. Immutable: cannot be added,
+    /// removed or changed after creation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"))]
+    pub avif: Option<String>,
 }
 
 /// The DynamoDB metadata table.
@@ -383,9 +445,12 @@ pub struct TableSpec {
 /// The processor Lambda function.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
+#[x_kube(validation = memory_rule())]
 pub struct ProcessorSpec {
-    /// Memory of the function in MB, 128–10240 (default 1024). Lambda gives CPU
-    /// in proportion: 1769 MB is one full vCPU.
+    /// Memory of the function in MB, 128–10240 (default 2048). Lambda gives CPU
+    /// in proportion: 1769 MB is one full vCPU. Must hold the largest image
+    /// accepted: at least 128 + maxInputPixels × 40 / 2^20 (2036 MB for the
+    /// default 50 MP; checked at admission).
     #[serde(default = "default_memory_mb")]
     #[schemars(range(min = 128, max = 10240))]
     pub memory_mb: i32,
@@ -396,10 +461,11 @@ pub struct ProcessorSpec {
     /// CPU architecture of the function: `x86_64` (default) or `arm64`.
     #[serde(default)]
     pub architecture: Architecture,
-    /// Renditions to produce: a non-empty subset of `webp`, `jpeg`, `png`
-    /// (default all three).
+    /// Renditions to produce: a non-empty subset of `webp`, `jpeg`, `png`,
+    /// `avif` (default `webp`, `jpeg`, `png`; AVIF is opt-in: an AV1 encode
+    /// costs about as much CPU as the other three together).
     #[serde(default = "default_formats")]
-    #[schemars(length(min = 1, max = 3), extend("x-kubernetes-list-type" = "set"))]
+    #[schemars(length(min = 1, max = 4), extend("x-kubernetes-list-type" = "set"))]
     pub formats: Vec<OutputFormat>,
     /// Encoder quality settings.
     #[serde(default)]
@@ -414,8 +480,9 @@ pub struct ProcessorSpec {
     #[serde(default = "default_max_input_bytes")]
     #[schemars(range(min = 1, max = 5368709120_i64))]
     pub max_input_bytes: i64,
-    /// Largest accepted image in pixels, width × height (default 100000000);
+    /// Largest accepted image in pixels, width × height (default 50000000);
     /// checked from the header before decoding (reason `TooManyPixels`).
+    /// `memoryMb` must hold it (about 40 bytes per pixel, see `memoryMb`).
     #[serde(default = "default_max_input_pixels")]
     #[schemars(range(min = 1, max = 1000000000_i64))]
     pub max_input_pixels: i64,
@@ -427,6 +494,16 @@ pub struct ProcessorSpec {
     #[schemars(length(min = 1, max = 16), inner(range(min = 16, max = 8192)))]
     #[x_kube(validation = Rule::new("self.all(w, self.exists_one(v, v == w))").message("spec.processor.widths: every width must appear once"))]
     pub widths: Vec<i32>,
+    /// Concurrent executions reserved for the function (≥ 0): at most this
+    /// many run at once, and no other function of the account can take them.
+    /// Keeps a burst of uploads in one stack from starving the account's
+    /// other functions (another environment's processor). `0` stops all
+    /// processing. Unset (default): no reservation, the function shares the
+    /// account's unreserved pool. AWS refuses a reservation that would leave
+    /// the account fewer than 100 unreserved executions.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 1000000))]
+    pub reserved_concurrency: Option<i32>,
     /// Where the function code comes from. Default: the processor artifact
     /// shipped with the operator for the chosen architecture.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -445,6 +522,7 @@ impl Default for ProcessorSpec {
             max_input_bytes: default_max_input_bytes(),
             max_input_pixels: default_max_input_pixels(),
             widths: default_widths(),
+            reserved_concurrency: None,
             code: None,
         }
     }
@@ -482,6 +560,7 @@ pub enum OutputFormat {
     Webp,
     Jpeg,
     Png,
+    Avif,
 }
 
 impl From<OutputFormat> for imagestack_contract::Format {
@@ -490,11 +569,13 @@ impl From<OutputFormat> for imagestack_contract::Format {
             OutputFormat::Webp => imagestack_contract::Format::Webp,
             OutputFormat::Jpeg => imagestack_contract::Format::Jpeg,
             OutputFormat::Png => imagestack_contract::Format::Png,
+            OutputFormat::Avif => imagestack_contract::Format::Avif,
         }
     }
 }
 
-/// Encoder quality settings (1–100, default 85 as in the reference).
+/// Encoder quality settings (1–100; WebP and JPEG default to 85 as in the
+/// reference, AVIF to the quality that matches WebP's perceptually).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct QualitySpec {
@@ -506,6 +587,11 @@ pub struct QualitySpec {
     #[serde(default = "default_quality")]
     #[schemars(range(min = 1, max = 100))]
     pub jpeg: i32,
+    /// AVIF quality 1–100 (default 62: about WebP 85's perceptual quality at
+    /// fewer bytes; AVIF's scale is not WebP's).
+    #[serde(default = "default_avif_quality")]
+    #[schemars(range(min = 1, max = 100))]
+    pub avif: i32,
 }
 
 impl Default for QualitySpec {
@@ -513,6 +599,7 @@ impl Default for QualitySpec {
         Self {
             webp: default_quality(),
             jpeg: default_quality(),
+            avif: default_avif_quality(),
         }
     }
 }
@@ -542,10 +629,15 @@ pub struct S3CodeSpec {
     pub sha256: Option<String>,
 }
 
-/// The CloudFront distribution.
+/// The CloudFront distribution. With the default TTLs every behaviour uses
+/// AWS's managed `CachingOptimized` cache policy (the renditions' own
+/// `Cache-Control` decides); other TTLs are set on the behaviours.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
 #[serde(rename_all = "camelCase")]
-#[x_kube(validation = Rule::new("self.minTtlSeconds <= self.defaultTtlSeconds && self.defaultTtlSeconds <= self.maxTtlSeconds").message("spec.cdn: minTtlSeconds <= defaultTtlSeconds <= maxTtlSeconds must hold"))]
+#[x_kube(
+    validation = Rule::new("self.minTtlSeconds <= self.defaultTtlSeconds && self.defaultTtlSeconds <= self.maxTtlSeconds").message("spec.cdn: minTtlSeconds <= defaultTtlSeconds <= maxTtlSeconds must hold"),
+    validation = Rule::new("!has(self.aliases) || size(self.aliases) == 0 || has(self.certificateArn)").message("spec.cdn.aliases require spec.cdn.certificateArn: CloudFront serves a custom domain only with a certificate covering it")
+)]
 pub struct CdnSpec {
     /// Create the distribution (default true).
     #[serde(default = "default_true")]
@@ -565,6 +657,23 @@ pub struct CdnSpec {
     #[serde(default = "default_ttl")]
     #[schemars(range(min = 0, max = 31536000))]
     pub max_ttl_seconds: i64,
+    /// Custom domains (CNAMEs) the distribution answers for, e.g.
+    /// `images.example.com` (lowercase host names; a leading `*.` wildcard is
+    /// allowed). Requires `certificateArn`. Point each name's DNS at
+    /// `status.outputs.cnameTarget` (a CNAME, or a Route 53 alias record).
+    /// Default: none (the `*.cloudfront.net` domain only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 100), inner(length(min = 1, max = 253)), extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(a, a.matches('^([*][.])?([a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?[.])+[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$'))").message("spec.cdn.aliases: every alias must be a lowercase host name such as images.example.com (a leading '*.' is allowed)"))]
+    pub aliases: Vec<String>,
+    /// ARN of the ACM certificate covering every alias. CloudFront requires
+    /// the certificate in us-east-1, whatever the stack's region. Served with
+    /// SNI and minimum protocol `TLSv1.2_2021`. Default: CloudFront's own
+    /// certificate for `*.cloudfront.net`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(max = 2048))]
+    #[x_kube(validation = Rule::new("self.matches('^arn:aws[a-z-]*:acm:us-east-1:[0-9]{12}:certificate/[A-Za-z0-9-]+$')").message("spec.cdn.certificateArn must be an ACM certificate in us-east-1 (arn:aws:acm:us-east-1:<account>:certificate/<id>): CloudFront uses certificates from us-east-1 only"))]
+    pub certificate_arn: Option<String>,
 }
 
 impl Default for CdnSpec {
@@ -575,6 +684,8 @@ impl Default for CdnSpec {
             min_ttl_seconds: 0,
             default_ttl_seconds: default_ttl(),
             max_ttl_seconds: default_ttl(),
+            aliases: Vec::new(),
+            certificate_arn: None,
         }
     }
 }
@@ -606,6 +717,36 @@ pub struct DashboardSpec {
 impl Default for DashboardSpec {
     fn default() -> Self {
         Self { enabled: true }
+    }
+}
+
+/// The stack's CloudWatch alarms: the processor function's errors (> 0 in 5
+/// minutes) and throttles (> 0), the processor's ProcessingErrors rate (> 5 %
+/// of the images in 5 minutes), failed events waiting in the failed-event
+/// queue (> 0) and the distribution's 5xx error rate (> 1 %, in us-east-1
+/// where CloudFront's metrics are).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, KubeSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AlarmsSpec {
+    /// Create the alarms (default true).
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// SNS topic ARNs notified when an alarm fires and when it recovers
+    /// (default none: the alarms only change state). Each alarm notifies the
+    /// topics of its own region: the CDN alarm lives in us-east-1, so list a
+    /// topic there too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 5), inner(length(max = 1024)), extend("x-kubernetes-list-type" = "set"))]
+    #[x_kube(validation = Rule::new("self.all(a, a.matches('^arn:aws[a-z-]*:sns:[a-z0-9-]+:[0-9]{12}:[A-Za-z0-9_-]{1,256}$'))").message("spec.alarms.actions: every action must be an SNS topic ARN (arn:aws:sns:<region>:<account>:<topic>)"))]
+    pub actions: Vec<String>,
+}
+
+impl Default for AlarmsSpec {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            actions: Vec::new(),
+        }
     }
 }
 
@@ -648,6 +789,9 @@ pub struct StackOutputs {
     /// PNG output bucket name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub png_bucket: Option<String>,
+    /// AVIF output bucket name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub avif_bucket: Option<String>,
     /// Metadata table name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub table_name: Option<String>,
@@ -663,9 +807,21 @@ pub struct StackOutputs {
     /// CloudFront distribution id.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub distribution_id: Option<String>,
-    /// CloudFront domain serving `/webp/*`, `/jpeg/*` and `/png/*`.
+    /// CloudFront domain serving `/webp/*`, `/jpeg/*`, `/png/*` and `/avif/*`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cdn_domain: Option<String>,
+    /// The custom domains (`spec.cdn.aliases`) the distribution answers for.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cdn_aliases: Vec<String>,
+    /// Where to point the DNS of every alias: a CNAME record to this name
+    /// (or a Route 53 alias record to the distribution). Set when
+    /// `spec.cdn.aliases` is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cname_target: Option<String>,
+    /// The failed-event queue (SQS): events whose processing kept failing;
+    /// `operator redrive` sends them back to the function.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_event_queue: Option<String>,
     /// CloudWatch dashboard name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub dashboard_name: Option<String>,
@@ -682,13 +838,17 @@ pub struct StackOutputs {
 #[serde(rename_all = "camelCase")]
 pub struct ComponentStatus {
     /// The component: `upload-bucket`, `webp-bucket`, `jpeg-bucket`,
-    /// `png-bucket` (S3 buckets); `metadata-table` (DynamoDB);
+    /// `png-bucket`, `avif-bucket` (S3 buckets); `metadata-table` (DynamoDB);
     /// `processor-role`, `processor-function` (IAM, Lambda);
     /// `s3-invoke-permission` (lets S3 invoke the function);
     /// `upload-notifications` (the stack's event rules on the upload bucket);
     /// `origin-access-control`, `distribution` (CloudFront); `webp-cdn-grant`,
-    /// `jpeg-cdn-grant`, `png-cdn-grant` (the statement in each output bucket's
-    /// policy that lets the distribution read it); `dashboard` (CloudWatch).
+    /// `jpeg-cdn-grant`, `png-cdn-grant`, `avif-cdn-grant` (the statement in each
+    /// output bucket's policy that lets the distribution read it); `dashboard`
+    /// (CloudWatch); `function-errors-alarm`, `function-throttles-alarm`,
+    /// `processing-errors-alarm`, `cdn-errors-alarm`, `failed-events-alarm`
+    /// (CloudWatch alarms); `failed-event-queue` (SQS, the function's
+    /// on-failure destination).
     pub name: ComponentName,
     /// AWS identifier: ARN or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -711,14 +871,18 @@ pub struct ComponentStatus {
 
 /// A component of a stack: one AWS resource, or one part of a resource that the
 /// stack shares (the upload bucket's notification rules, an output bucket's
-/// CloudFront read grant). `upload-bucket`, `webp-bucket`, `jpeg-bucket` and
-/// `png-bucket`: the S3 buckets; `metadata-table`: the DynamoDB table;
+/// CloudFront read grant). `upload-bucket`, `webp-bucket`, `jpeg-bucket`,
+/// `png-bucket`, `avif-bucket`: the S3 buckets; `metadata-table`: the DynamoDB table;
 /// `processor-role` and `processor-function`: the Lambda and its IAM role;
 /// `s3-invoke-permission`: the statement that lets S3 invoke the function;
 /// `upload-notifications`: the upload bucket's event rules;
 /// `origin-access-control`, `distribution`: CloudFront; `webp-cdn-grant`,
-/// `jpeg-cdn-grant`, `png-cdn-grant`: the statement in each output bucket's
-/// policy that lets the distribution read it; `dashboard`: CloudWatch.
+/// `jpeg-cdn-grant`, `png-cdn-grant`, `avif-cdn-grant`: the statement in each output bucket's
+/// policy that lets the distribution read it; `dashboard`: CloudWatch;
+/// `function-errors-alarm`, `function-throttles-alarm`,
+/// `processing-errors-alarm`, `cdn-errors-alarm`, `failed-events-alarm`:
+/// CloudWatch alarms; `failed-event-queue`: the function's on-failure
+/// destination (SQS).
 #[derive(
     Serialize,
     Deserialize,
@@ -738,6 +902,7 @@ pub enum ComponentName {
     WebpBucket,
     JpegBucket,
     PngBucket,
+    AvifBucket,
     MetadataTable,
     ProcessorRole,
     ProcessorFunction,
@@ -748,7 +913,14 @@ pub enum ComponentName {
     WebpCdnGrant,
     JpegCdnGrant,
     PngCdnGrant,
+    AvifCdnGrant,
     Dashboard,
+    FunctionErrorsAlarm,
+    FunctionThrottlesAlarm,
+    ProcessingErrorsAlarm,
+    CdnErrorsAlarm,
+    FailedEventQueue,
+    FailedEventsAlarm,
 }
 
 impl ComponentName {
@@ -759,6 +931,7 @@ impl ComponentName {
             ComponentName::WebpBucket => "webp-bucket",
             ComponentName::JpegBucket => "jpeg-bucket",
             ComponentName::PngBucket => "png-bucket",
+            ComponentName::AvifBucket => "avif-bucket",
             ComponentName::MetadataTable => "metadata-table",
             ComponentName::ProcessorRole => "processor-role",
             ComponentName::ProcessorFunction => "processor-function",
@@ -769,7 +942,14 @@ impl ComponentName {
             ComponentName::WebpCdnGrant => "webp-cdn-grant",
             ComponentName::JpegCdnGrant => "jpeg-cdn-grant",
             ComponentName::PngCdnGrant => "png-cdn-grant",
+            ComponentName::AvifCdnGrant => "avif-cdn-grant",
             ComponentName::Dashboard => "dashboard",
+            ComponentName::FunctionErrorsAlarm => "function-errors-alarm",
+            ComponentName::FunctionThrottlesAlarm => "function-throttles-alarm",
+            ComponentName::ProcessingErrorsAlarm => "processing-errors-alarm",
+            ComponentName::CdnErrorsAlarm => "cdn-errors-alarm",
+            ComponentName::FailedEventQueue => "failed-event-queue",
+            ComponentName::FailedEventsAlarm => "failed-events-alarm",
         }
     }
 
@@ -779,6 +959,7 @@ impl ComponentName {
             imagestack_contract::Format::Webp => ComponentName::WebpBucket,
             imagestack_contract::Format::Jpeg => ComponentName::JpegBucket,
             imagestack_contract::Format::Png => ComponentName::PngBucket,
+            imagestack_contract::Format::Avif => ComponentName::AvifBucket,
         }
     }
 
@@ -788,6 +969,7 @@ impl ComponentName {
             imagestack_contract::Format::Webp => ComponentName::WebpCdnGrant,
             imagestack_contract::Format::Jpeg => ComponentName::JpegCdnGrant,
             imagestack_contract::Format::Png => ComponentName::PngCdnGrant,
+            imagestack_contract::Format::Avif => ComponentName::AvifCdnGrant,
         }
     }
 }
@@ -834,7 +1016,7 @@ fn default_expose_headers() -> Vec<String> {
     vec!["ETag".to_string()]
 }
 fn default_memory_mb() -> i32 {
-    1024
+    imagestack_contract::defaults::MEMORY_MB as i32
 }
 fn default_timeout_seconds() -> i32 {
     300
@@ -844,6 +1026,9 @@ fn default_formats() -> Vec<OutputFormat> {
 }
 fn default_quality() -> i32 {
     i32::from(imagestack_contract::defaults::WEBP_QUALITY)
+}
+fn default_avif_quality() -> i32 {
+    i32::from(imagestack_contract::defaults::AVIF_QUALITY)
 }
 fn default_webp_method() -> i32 {
     i32::from(imagestack_contract::defaults::WEBP_METHOD)
@@ -859,6 +1044,12 @@ fn default_widths() -> Vec<i32> {
         .iter()
         .map(|w| *w as i32)
         .collect()
+}
+fn default_noncurrent_days() -> i32 {
+    30
+}
+fn default_abort_multipart_days() -> i32 {
+    7
 }
 fn default_ttl() -> i64 {
     30 * 24 * 3600

@@ -297,7 +297,11 @@ pub struct AwsClients {
     /// CloudFront is global; its API lives in us-east-1.
     pub cloudfront: aws_sdk_cloudfront::Client,
     pub cloudwatch: aws_sdk_cloudwatch::Client,
+    /// CloudWatch in us-east-1, where CloudFront's metrics (and so the CDN
+    /// alarm) live.
+    pub cloudwatch_global: aws_sdk_cloudwatch::Client,
     pub logs: aws_sdk_cloudwatchlogs::Client,
+    pub sqs: aws_sdk_sqs::Client,
 }
 
 impl AwsClients {
@@ -317,7 +321,13 @@ impl AwsClients {
             lambda: aws_sdk_lambda::Client::new(cfg),
             cloudfront: aws_sdk_cloudfront::Client::new(cfg),
             cloudwatch: aws_sdk_cloudwatch::Client::new(cfg),
+            cloudwatch_global: aws_sdk_cloudwatch::Client::from_conf(
+                aws_sdk_cloudwatch::config::Builder::from(cfg)
+                    .region(Region::new("us-east-1"))
+                    .build(),
+            ),
             logs: aws_sdk_cloudwatchlogs::Client::new(cfg),
+            sqs: aws_sdk_sqs::Client::new(cfg),
         }
     }
 }
@@ -436,7 +446,14 @@ impl AwsFactory {
         let cloudwatch = aws_sdk_cloudwatch::config::Builder::from(&cfg)
             .interceptor(counter.clone())
             .build();
+        let cloudwatch_global = aws_sdk_cloudwatch::config::Builder::from(&cfg)
+            .region(Region::new("us-east-1"))
+            .interceptor(counter.clone())
+            .build();
         let logs = aws_sdk_cloudwatchlogs::config::Builder::from(&cfg)
+            .interceptor(counter.clone())
+            .build();
+        let sqs = aws_sdk_sqs::config::Builder::from(&cfg)
             .interceptor(counter)
             .build();
         AwsClients {
@@ -448,7 +465,9 @@ impl AwsFactory {
             lambda: aws_sdk_lambda::Client::from_conf(lambda),
             cloudfront: aws_sdk_cloudfront::Client::from_conf(cloudfront),
             cloudwatch: aws_sdk_cloudwatch::Client::from_conf(cloudwatch),
+            cloudwatch_global: aws_sdk_cloudwatch::Client::from_conf(cloudwatch_global),
             logs: aws_sdk_cloudwatchlogs::Client::from_conf(logs),
+            sqs: aws_sdk_sqs::Client::from_conf(sqs),
         }
     }
 

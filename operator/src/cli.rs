@@ -1,4 +1,5 @@
-//! Command line: `operator run` (the controller) and `operator crd`.
+//! Command line: `operator run` (the controller), `operator crd` and
+//! `operator redrive`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -6,7 +7,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::runtime::events::Reporter;
 use kube::{Client, Config};
@@ -46,6 +47,48 @@ pub enum Command {
     Run(Box<RunArgs>),
     /// Print the CustomResourceDefinition YAML (what crds/ holds).
     Crd,
+    /// Send the events waiting in a stack's failed-event queue back to its
+    /// processor function (asynchronous invoke), once the cause of their
+    /// failure is fixed. A message is deleted from the queue only after
+    /// Lambda accepted it; running it twice changes no result (processing is
+    /// idempotent by image id).
+    Redrive(RedriveArgs),
+    /// Print the least-privilege IAM policy the operator needs (JSON), for
+    /// its IRSA role or EKS Pod Identity association; `--redrive`: the one
+    /// `operator redrive` needs.
+    IamPolicy(IamPolicyArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct IamPolicyArgs {
+    /// AWS account id the resources are in (default: any account, `*`).
+    #[arg(long, default_value = "*")]
+    pub account: String,
+    /// AWS partition (`aws`, `aws-cn`, `aws-us-gov`).
+    #[arg(long, default_value = "aws")]
+    pub partition: String,
+    /// Print the policy for `operator redrive` instead.
+    #[arg(long)]
+    pub redrive: bool,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct RedriveArgs {
+    /// Namespace of the stack.
+    #[arg(long, short = 'n')]
+    pub namespace: String,
+    /// Name of the stack.
+    #[arg(long)]
+    pub name: String,
+    /// Send at most this many messages.
+    #[arg(long, default_value_t = 1000)]
+    pub max: usize,
+    /// Kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster).
+    #[arg(long)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Kubeconfig context to use (default: the current context).
+    #[arg(long)]
+    pub context: Option<String>,
 }
 
 #[derive(Args, Debug, Clone)]
@@ -107,8 +150,8 @@ pub struct RunArgs {
     /// Directory with the processor artifacts (`x86_64.zip`, `arm64.zip`) deployed as the Lambda code.
     #[arg(
         long,
-        default_value = "/opt/imagestack/processor",
-        env = "IMAGESTACK_PROCESSOR_ARTIFACT_DIR"
+        default_value = DEFAULT_ARTIFACT_DIR,
+        env = ARTIFACT_DIR_ENV
     )]
     pub processor_artifact_dir: PathBuf,
     /// Id of this installation, written into every resource's ownership tags
@@ -183,8 +226,53 @@ fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
 }
 
 /// Entry point of the binary.
+/// Where the image keeps the processor zips.
+pub const DEFAULT_ARTIFACT_DIR: &str = "/opt/imagestack/processor";
+const ARTIFACT_DIR_ENV: &str = "IMAGESTACK_PROCESSOR_ARTIFACT_DIR";
+
+/// `operator --version`: the version, then the processor build each stack
+/// gets: every shipped zip's sha256 (the `.sha256` file the image build wrote
+/// beside it, else computed), so `kubectl exec … operator --version` tells
+/// which processor build the stacks run. (`-V`: the version alone.)
+pub fn long_version(artifact_dir: &std::path::Path) -> String {
+    use sha2::Digest;
+    let mut text = format!(
+        "{VERSION}\nprocessor artifacts in {}:",
+        artifact_dir.display()
+    );
+    let mut found = false;
+    for arch in ["x86_64", "arm64"] {
+        let zip = artifact_dir.join(format!("{arch}.zip"));
+        let recorded = std::fs::read_to_string(artifact_dir.join(format!("{arch}.zip.sha256")))
+            .ok()
+            .and_then(|l| l.split_whitespace().next().map(str::to_string));
+        let sha = recorded.or_else(|| {
+            std::fs::read(&zip)
+                .ok()
+                .map(|b| hex::encode(sha2::Sha256::digest(&b)))
+        });
+        if let Some(sha) = sha {
+            found = true;
+            text.push_str(&format!("\n  {arch}.zip sha256 {sha}"));
+        }
+    }
+    if !found {
+        text.push_str(" none (set --processor-artifact-dir or IMAGESTACK_PROCESSOR_ARTIFACT_DIR)");
+    }
+    text
+}
+
 pub fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let dir = std::env::var_os(ARTIFACT_DIR_ENV)
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(DEFAULT_ARTIFACT_DIR));
+    let matches = Cli::command()
+        .long_version(long_version(&dir))
+        .get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match cli.command {
         Command::Crd => match crate::crd_yaml() {
             Ok(y) => {
@@ -196,6 +284,55 @@ pub fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::IamPolicy(args) => {
+            let doc = if args.redrive {
+                crate::iam_policy::redrive_policy(&args.partition, &args.account)
+            } else {
+                crate::iam_policy::operator_policy(&args.partition, &args.account)
+            };
+            match serde_json::to_string_pretty(&doc) {
+                Ok(text) => {
+                    println!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
+        Command::Redrive(args) => {
+            let _ = tracing_subscriber::fmt()
+                .with_writer(std::io::stderr)
+                .with_env_filter(
+                    tracing_subscriber::EnvFilter::try_from_default_env()
+                        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                )
+                .try_init();
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("error: cannot start the async runtime: {e}");
+                    return ExitCode::FAILURE;
+                }
+            };
+            match rt.block_on(redrive(args)) {
+                Ok(r) => {
+                    println!(
+                        "sent {} event(s) back to the function; {} left in the queue",
+                        r.sent, r.left
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Command::Run(args) => {
             init_logging(&args);
             let rt = match tokio::runtime::Builder::new_multi_thread()
@@ -240,11 +377,16 @@ fn init_logging(args: &RunArgs) {
 }
 
 async fn kube_client(args: &RunArgs) -> Result<Client> {
+    kube_client_for(args.kubeconfig.as_ref(), args.context.clone()).await
+}
+
+async fn kube_client_for(kubeconfig: Option<&PathBuf>, context: Option<String>) -> Result<Client> {
+    let has_context = context.is_some();
     let options = KubeConfigOptions {
-        context: args.context.clone(),
+        context,
         ..Default::default()
     };
-    let config = match &args.kubeconfig {
+    let config = match kubeconfig {
         Some(path) => {
             let kc = Kubeconfig::read_from(path).map_err(|e| {
                 Error::Config(format!("cannot read kubeconfig {}: {e}", path.display()))
@@ -253,7 +395,7 @@ async fn kube_client(args: &RunArgs) -> Result<Client> {
                 .await
                 .map_err(|e| Error::Config(format!("invalid kubeconfig {}: {e}", path.display())))?
         }
-        None if args.context.is_some() => Config::from_kubeconfig(&options)
+        None if has_context => Config::from_kubeconfig(&options)
             .await
             .map_err(|e| Error::Config(format!("kubeconfig: {e}")))?,
         None => Config::infer().await.map_err(|e| {
@@ -289,6 +431,36 @@ impl RunArgs {
         t.validate().map_err(Error::Config)?;
         Ok(t)
     }
+}
+
+/// `operator redrive`: the stack's queue, function and region from its
+/// status, then [`crate::redrive::redrive`].
+pub async fn redrive(args: RedriveArgs) -> Result<crate::redrive::Redriven> {
+    use crate::api::ImageOptimizationStack;
+    let client = kube_client_for(args.kubeconfig.as_ref(), args.context.clone()).await?;
+    let api: kube::Api<ImageOptimizationStack> = kube::Api::namespaced(client, &args.namespace);
+    let stack = api.get(&args.name).await.map_err(Error::Kube)?;
+    let outputs = stack.status.and_then(|s| s.outputs).unwrap_or_default();
+    let missing = |what: &str| {
+        Error::Config(format!(
+            "stack {}/{} has no {what} on its status yet (not reconciled?)",
+            args.namespace, args.name
+        ))
+    };
+    let queue = outputs
+        .failed_event_queue
+        .ok_or_else(|| missing("failedEventQueue"))?;
+    let function = outputs
+        .function_name
+        .ok_or_else(|| missing("functionName"))?;
+    let factory = AwsFactory::load(None, Arc::new(CallStats::default())).await?;
+    let aws = factory.clients(outputs.region.as_deref());
+    let cx_id = crate::naming::StackId::new(&args.namespace, &args.name, "");
+    let cx = crate::components::Ctx::new(&aws, &cx_id, false);
+    let url = crate::components::queue::url(&cx, &queue)
+        .await?
+        .ok_or_else(|| Error::Config(format!("the failed-event queue {queue} does not exist")))?;
+    crate::redrive::redrive(&aws, &url, &function, args.max).await
 }
 
 /// `operator run`.
@@ -377,11 +549,32 @@ pub async fn run(args: RunArgs) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use clap::CommandFactory;
 
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn long_version_names_each_shipped_zip() {
+        let dir = std::env::temp_dir().join(format!("imagestack-version-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        // Nothing there: says so.
+        assert!(long_version(&dir).contains("none"));
+        // The image's .sha256 file wins; a zip without one is hashed.
+        std::fs::write(dir.join("arm64.zip.sha256"), "abc123  arm64.zip\n").unwrap();
+        std::fs::write(dir.join("x86_64.zip"), b"zip").unwrap();
+        let text = long_version(&dir);
+        assert!(text.starts_with(VERSION), "{text}");
+        assert!(text.contains("arm64.zip sha256 abc123"), "{text}");
+        // sha256("zip")
+        assert!(
+            text.contains(
+                "x86_64.zip sha256 4a70fe9aa6436e02c2dea340fbd1e352e4ef2d8ce6ca52ad25d4b95471fc8bf2"
+            ),
+            "{text}"
+        );
+        std::fs::remove_dir_all(&dir).ok();
     }
 
     #[test]

@@ -346,6 +346,9 @@ async fn apply(
     if let Some(d) = &pass.resolved.distribution {
         outputs.distribution_id = Some(d.id.clone());
         outputs.cdn_domain = Some(d.domain.clone());
+        if !outputs.cdn_aliases.is_empty() {
+            outputs.cname_target = Some(d.domain.clone());
+        }
     }
     let spec_changed =
         stack.status.as_ref().and_then(|s| s.observed_generation) != stack.metadata.generation;

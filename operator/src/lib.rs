@@ -14,12 +14,15 @@ pub mod components;
 pub mod controller;
 pub mod driver;
 pub mod error;
+pub mod iam_policy;
 pub mod leader;
+pub mod lifecycle;
 pub mod metrics;
 pub mod naming;
 pub mod outputs;
 pub mod plan;
 pub mod policy;
+pub mod redrive;
 pub mod status;
 
 pub use error::{Error, Result};

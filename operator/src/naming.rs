@@ -115,6 +115,25 @@ impl StackId {
         self.role_name()
     }
 
+    /// Failed-event queue name: `imagestack-<env>-failed-events-<hash8>`.
+    pub fn queue_name(&self) -> String {
+        format!(
+            "{NAME_PREFIX}-{}-failed-events-{}",
+            self.environment,
+            self.hash("", 8)
+        )
+    }
+
+    /// CloudWatch alarm name for `purpose` (`function-errors`, …):
+    /// `imagestack-<env>-<purpose>-<hash8>`.
+    pub fn alarm_name(&self, purpose: &str) -> String {
+        format!(
+            "{NAME_PREFIX}-{}-{purpose}-{}",
+            self.environment,
+            self.hash("", 8)
+        )
+    }
+
     /// Resource-level tags: ownership tags first, then the user's (which cannot
     /// override ownership; the CRD rejects `imagestack.dev/` keys anyway).
     pub fn tags(

@@ -31,6 +31,7 @@ pub fn data(o: &StackOutputs) -> BTreeMap<String, String> {
         ("WEBP_BUCKET", &o.webp_bucket),
         ("JPEG_BUCKET", &o.jpeg_bucket),
         ("PNG_BUCKET", &o.png_bucket),
+        ("AVIF_BUCKET", &o.avif_bucket),
         ("TABLE_NAME", &o.table_name),
         ("FUNCTION_NAME", &o.function_name),
         ("DISTRIBUTION_ID", &o.distribution_id),

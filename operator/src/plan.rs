@@ -18,6 +18,7 @@ use crate::api::{
     ComponentName, ImageOptimizationStack, ImageOptimizationStackSpec, PriceClass, StackOutputs,
 };
 use crate::aws::partition;
+use crate::components::alarm::{DesiredAlarm, MetricSpec, Watched};
 use crate::components::bucket::{Cors, DesiredBucket};
 use crate::components::cdn_grant::DesiredCdnGrant;
 use crate::components::dashboard::{self, DashboardInput, DesiredDashboard};
@@ -26,10 +27,12 @@ use crate::components::function::{CodeSource, DesiredFunction};
 use crate::components::notification::DesiredNotification;
 use crate::components::origin_access::{self, DesiredOriginAccess};
 use crate::components::permission::DesiredPermission;
+use crate::components::queue::DesiredQueue;
 use crate::components::role::DesiredRole;
 use crate::components::table::DesiredTable;
 use crate::driver::{Entry, Graph};
 use crate::error::{Error, Result};
+use crate::lifecycle::StackRule;
 use crate::naming::{StackId, is_valid_bucket_name};
 use crate::policy;
 
@@ -75,6 +78,8 @@ pub struct DesiredStack {
     pub role: DesiredRole,
     pub function: DesiredFunction,
     pub permission: DesiredPermission,
+    /// The failed-event queue (the function's on-failure destination).
+    pub queue: DesiredQueue,
     pub notification: DesiredNotification,
     pub origin_access: DesiredOriginAccess,
     pub distribution: DesiredDistribution,
@@ -85,6 +90,10 @@ pub struct DesiredStack {
     pub cdn_enabled: bool,
     /// `spec.dashboard.enabled`.
     pub dashboard_enabled: bool,
+    /// The CloudWatch alarms (the CDN's last).
+    pub alarms: Vec<DesiredAlarm>,
+    /// `spec.alarms.enabled`.
+    pub alarms_enabled: bool,
 }
 
 impl DesiredStack {
@@ -97,10 +106,17 @@ impl DesiredStack {
             webp_bucket: bucket(ComponentName::WebpBucket),
             jpeg_bucket: bucket(ComponentName::JpegBucket),
             png_bucket: bucket(ComponentName::PngBucket),
+            avif_bucket: bucket(ComponentName::AvifBucket),
             table_name: Some(self.table.name.clone()),
             role_arn: Some(self.role.arn.clone()),
             function_name: Some(self.function.name.clone()),
             function_arn: Some(self.function.arn.clone()),
+            failed_event_queue: Some(self.queue.name.clone()),
+            cdn_aliases: if self.cdn_enabled {
+                self.distribution.aliases.clone()
+            } else {
+                Vec::new()
+            },
             dashboard_name: self.dashboard_enabled.then(|| self.dashboard.name.clone()),
             dashboard_url: self
                 .dashboard_enabled
@@ -134,8 +150,14 @@ impl DesiredStack {
         let outputs: Vec<N> = Format::ALL.iter().map(|f| N::bucket_of(*f)).collect();
         let mut entries: Vec<Entry> = self.buckets.iter().cloned().map(Entry::new).collect();
         entries.push(Entry::new(self.table.clone()));
-        // The role's policy and the function's environment name every bucket and the table.
-        let data: Vec<N> = buckets.iter().copied().chain([N::MetadataTable]).collect();
+        entries.push(Entry::new(self.queue.clone()));
+        // The role's policy and the function's environment name every bucket and
+        // the table; the policy and the function's on-failure destination the queue.
+        let data: Vec<N> = buckets
+            .iter()
+            .copied()
+            .chain([N::MetadataTable, N::FailedEventQueue])
+            .collect();
         entries.push(Entry::new(self.role.clone()).after(data.clone()));
         entries.push(
             Entry::new(self.function.clone())
@@ -182,6 +204,21 @@ impl DesiredStack {
             board = board.after([N::Distribution]);
         }
         entries.push(board);
+        for a in &self.alarms {
+            let entry = Entry::new(a.clone());
+            entries.push(match a.component {
+                N::CdnErrorsAlarm => entry
+                    .after([N::Distribution])
+                    .enabled(self.alarms_enabled && self.cdn_enabled),
+                N::FunctionErrorsAlarm | N::FunctionThrottlesAlarm => entry
+                    .after([N::ProcessorFunction])
+                    .enabled(self.alarms_enabled),
+                N::FailedEventsAlarm => entry
+                    .after([N::FailedEventQueue])
+                    .enabled(self.alarms_enabled),
+                _ => entry.enabled(self.alarms_enabled),
+            });
+        }
         Graph::new(entries)
     }
 }
@@ -244,6 +281,7 @@ pub fn stack_region(
 /// The processor's environment: the contract between operator and processor.
 pub fn function_environment(
     spec: &ImageOptimizationStackSpec,
+    stack: &str,
     environment: &str,
     upload: &str,
     outputs: &[(Format, String)],
@@ -252,6 +290,7 @@ pub fn function_environment(
     use imagestack_contract::env;
     let mut m = BTreeMap::new();
     m.insert(env::ENVIRONMENT.to_string(), environment.to_string());
+    m.insert(env::STACK.to_string(), stack.to_string());
     m.insert(env::UPLOAD_BUCKET.to_string(), upload.to_string());
     for (f, name) in outputs {
         m.insert(env::bucket_var(*f).to_string(), name.clone());
@@ -271,6 +310,10 @@ pub fn function_environment(
     m.insert(
         env::JPEG_QUALITY.to_string(),
         spec.processor.quality.jpeg.to_string(),
+    );
+    m.insert(
+        env::AVIF_QUALITY.to_string(),
+        spec.processor.quality.avif.to_string(),
     );
     m.insert(
         env::WEBP_METHOD.to_string(),
@@ -299,6 +342,24 @@ pub fn plan(stack: &ImageOptimizationStack, env: &AwsEnv) -> Result<DesiredStack
     plan_with(stack, env, &PlanOptions::default())
 }
 
+/// `memoryMb` must hold an image of `maxInputPixels` (the admission rule,
+/// checked again here for objects stored before it existed).
+fn check_memory(p: &crate::api::ProcessorSpec) -> Result<()> {
+    use imagestack_contract::memory;
+    let pixels = u64::try_from(p.max_input_pixels).unwrap_or(0);
+    let need = memory::required_mb(pixels);
+    if u64::try_from(p.memory_mb).unwrap_or(0) < need {
+        return Err(Error::InvalidSpec(format!(
+            "spec.processor.memoryMb: {} MB cannot hold an image of maxInputPixels {} (about {} bytes per pixel + {} MB): raise memoryMb to at least {need} or lower maxInputPixels",
+            p.memory_mb,
+            p.max_input_pixels,
+            memory::BYTES_PER_PIXEL,
+            memory::BASELINE_MB
+        )));
+    }
+    Ok(())
+}
+
 /// Plan every component of `stack`.
 pub fn plan_with(
     stack: &ImageOptimizationStack,
@@ -307,6 +368,7 @@ pub fn plan_with(
 ) -> Result<DesiredStack> {
     let id = stack_id_in(stack, &opts.cluster_id)?;
     let spec = &stack.spec;
+    check_memory(&spec.processor)?;
     let p = env.partition();
     let tags = id.tags(&spec.tags);
 
@@ -326,6 +388,7 @@ pub fn plan_with(
         (Format::Webp, name_for("webp", &spec.buckets.outputs.webp)?),
         (Format::Jpeg, name_for("jpeg", &spec.buckets.outputs.jpeg)?),
         (Format::Png, name_for("png", &spec.buckets.outputs.png)?),
+        (Format::Avif, name_for("avif", &spec.buckets.outputs.avif)?),
     ];
     let mut all_names: Vec<&str> = vec![&upload_name];
     all_names.extend(outputs.iter().map(|(_, n)| n.as_str()));
@@ -339,6 +402,8 @@ pub fn plan_with(
     }
 
     let cors = &spec.buckets.upload.cors;
+    let lc = &spec.buckets.upload.lifecycle;
+    let abort_multipart = StackRule::abort_multipart(lc.abort_incomplete_multipart_upload_days);
     let empty_on_delete = spec.buckets.empty_on_delete;
     let upload = DesiredBucket {
         component: ComponentName::UploadBucket,
@@ -360,6 +425,10 @@ pub fn plan_with(
             max_age_seconds: cors.max_age_seconds,
         }]),
         tls_statement: policy::deny_insecure_transport(p, &upload_name),
+        lifecycle: vec![
+            StackRule::expire_noncurrent(lc.noncurrent_version_expiration_days),
+            abort_multipart.clone(),
+        ],
         empty_on_delete,
     };
     let mut buckets = vec![upload];
@@ -374,6 +443,7 @@ pub fn plan_with(
             acceleration: None,
             cors: None,
             tls_statement: policy::deny_insecure_transport(p, name),
+            lifecycle: vec![abort_multipart.clone()],
             empty_on_delete,
         });
     }
@@ -392,6 +462,14 @@ pub fn plan_with(
         .filter(|(f, _)| enabled.contains(f))
         .map(|(f, n)| (n.as_str(), f.key_prefix()))
         .collect();
+    let queue_name = id.queue_name();
+    let queue_arn = format!("arn:{p}:sqs:{}:{}:{queue_name}", env.region, env.account_id);
+    let queue = DesiredQueue {
+        name: queue_name,
+        tls_statement: policy::deny_insecure_transport_queue(&queue_arn),
+        arn: queue_arn.clone(),
+        tags: tags.clone(),
+    };
     let role_name = id.role_name();
     let role = DesiredRole {
         arn: format!("arn:{p}:iam::{}:role/{role_name}", env.account_id),
@@ -406,6 +484,7 @@ pub fn plan_with(
             upload_bucket: &upload_name,
             outputs: policy_outputs,
             table_name: &table_name,
+            failed_event_queue: Some(&queue_arn),
         }),
         tags,
         description: format!(
@@ -437,6 +516,7 @@ pub fn plan_with(
         timeout_seconds: spec.processor.timeout_seconds,
         environment: function_environment(
             spec,
+            &id.owner_tag_value(),
             &id.environment,
             &upload_name,
             &outputs,
@@ -448,6 +528,8 @@ pub fn plan_with(
         log_retention_days: 30,
         max_retry_attempts: 2,
         max_event_age_seconds: 6 * 3600,
+        reserved_concurrency: spec.processor.reserved_concurrency,
+        on_failure_destination: Some(queue_arn),
     };
     let upload_arn = format!("arn:{p}:s3:::{upload_name}");
     let permission = DesiredPermission {
@@ -474,6 +556,8 @@ pub fn plan_with(
         ),
         function.tags.clone(),
     );
+    distribution.aliases = cdn.aliases.clone();
+    distribution.certificate_arn = cdn.certificate_arn.clone();
     distribution.known_id = stack
         .status
         .as_ref()
@@ -501,6 +585,15 @@ pub fn plan_with(
         },
     );
 
+    let alarms = alarms(
+        &id,
+        env,
+        &function.name,
+        &queue.name,
+        &spec.alarms.actions,
+        &function.tags,
+    );
+
     Ok(DesiredStack {
         origin_access: origin_access::desired(&id),
         id,
@@ -510,13 +603,159 @@ pub fn plan_with(
         role,
         function,
         permission,
+        queue,
         notification,
         distribution,
         grants,
         dashboard,
         cdn_enabled: cdn.enabled,
         dashboard_enabled: spec.dashboard.enabled,
+        alarms,
+        alarms_enabled: spec.alarms.enabled,
     })
+}
+
+/// The stack's alarms: function errors and throttles (> 0 in 5 minutes), the
+/// processor's ProcessingErrors rate (> 5 % of the images of 5 minutes, by
+/// the `Stack` and `Environment` dimensions) and the distribution's 5xx
+/// error rate (> 1 %, in us-east-1). No data (no traffic) is not an alarm.
+pub fn alarms(
+    id: &StackId,
+    env: &AwsEnv,
+    function: &str,
+    queue: &str,
+    actions: &[String],
+    tags: &BTreeMap<String, String>,
+) -> Vec<DesiredAlarm> {
+    use ComponentName as N;
+    use imagestack_contract::metrics as m;
+    let p = env.partition();
+    let who = format!("imagestack {} ({})", id.owner_tag_value(), id.environment);
+    let metric = |namespace: &str, name: &str, statistic: &str, dims: &[(&str, &str)]| MetricSpec {
+        namespace: namespace.into(),
+        name: name.into(),
+        statistic: statistic.into(),
+        dimensions: dims
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect(),
+    };
+    let stack = id.owner_tag_value();
+    let scope = [
+        (m::DIMENSION_STACK, stack.as_str()),
+        (m::DIMENSION_ENVIRONMENT, id.environment.as_str()),
+    ];
+    let make = |component: N,
+                purpose: &str,
+                global: bool,
+                description: String,
+                watched: Watched,
+                threshold: f64| {
+        let name = id.alarm_name(purpose);
+        let region = if global {
+            "us-east-1"
+        } else {
+            env.region.as_str()
+        };
+        DesiredAlarm {
+            component,
+            arn: format!(
+                "arn:{p}:cloudwatch:{region}:{}:alarm:{name}",
+                env.account_id
+            ),
+            name,
+            global,
+            description,
+            distribution_dimensions: component == N::CdnErrorsAlarm,
+            watched,
+            threshold,
+            comparison: "GreaterThanThreshold".into(),
+            evaluation_periods: 1,
+            treat_missing_data: "notBreaching".into(),
+            // An alarm notifies topics of its own region only.
+            actions: actions
+                .iter()
+                .filter(|a| a.split(':').nth(3) == Some(region))
+                .cloned()
+                .collect(),
+            tags: tags.clone(),
+        }
+    };
+    vec![
+        make(
+            N::FunctionErrorsAlarm,
+            "function-errors",
+            false,
+            format!(
+                "{who}: the processor function {function} failed (Lambda Errors > 0 in 5 minutes)"
+            ),
+            Watched::Metric(metric(
+                "AWS/Lambda",
+                "Errors",
+                "Sum",
+                &[("FunctionName", function)],
+            )),
+            0.0,
+        ),
+        make(
+            N::FunctionThrottlesAlarm,
+            "function-throttles",
+            false,
+            format!(
+                "{who}: the processor function {function} was throttled (Lambda Throttles > 0 in 5 minutes)"
+            ),
+            Watched::Metric(metric(
+                "AWS/Lambda",
+                "Throttles",
+                "Sum",
+                &[("FunctionName", function)],
+            )),
+            0.0,
+        ),
+        make(
+            N::ProcessingErrorsAlarm,
+            "processing-errors",
+            false,
+            format!("{who}: more than 5 % of the images of 5 minutes failed (ProcessingErrors)"),
+            Watched::Expression {
+                expression: "100 * FILL(errors, 0) / (FILL(errors, 0) + FILL(processed, 0))".into(),
+                metrics: vec![
+                    (
+                        "errors".into(),
+                        metric(m::NAMESPACE, m::PROCESSING_ERRORS, "Sum", &scope),
+                    ),
+                    (
+                        "processed".into(),
+                        metric(m::NAMESPACE, m::PROCESSED_IMAGES, "Sum", &scope),
+                    ),
+                ],
+            },
+            5.0,
+        ),
+        make(
+            N::FailedEventsAlarm,
+            "failed-events",
+            false,
+            format!(
+                "{who}: events failed for good and wait in the failed-event queue {queue} (run `operator redrive` once the cause is fixed)"
+            ),
+            Watched::Metric(metric(
+                "AWS/SQS",
+                "ApproximateNumberOfMessagesVisible",
+                "Maximum",
+                &[("QueueName", queue)],
+            )),
+            0.0,
+        ),
+        make(
+            N::CdnErrorsAlarm,
+            "cdn-5xx",
+            true,
+            format!("{who}: more than 1 % of the CDN's responses were 5xx errors in 5 minutes"),
+            Watched::Metric(metric("AWS/CloudFront", "5xxErrorRate", "Average", &[])),
+            1.0,
+        ),
+    ]
 }
 
 /// User tags merged with ownership tags (exposed for tests and docs).
@@ -544,9 +783,29 @@ mod tests {
     }
 
     #[test]
+    fn memory_must_hold_the_largest_image() {
+        // The defaults fit; 100 MP at the default 2048 MB does not.
+        assert!(plan(&stack("environment: dev"), &env()).is_ok());
+        let err = plan(
+            &stack("environment: dev\nprocessor: {maxInputPixels: 100000000}"),
+            &env(),
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("at least 3943"), "{err}");
+        assert!(
+            plan(
+                &stack("environment: dev\nprocessor: {maxInputPixels: 100000000, memoryMb: 3943}"),
+                &env()
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
     fn defaults_plan_everything() {
         let d = plan(&stack("environment: dev"), &env()).unwrap();
-        assert_eq!(d.buckets.len(), 4);
+        assert_eq!(d.buckets.len(), 5);
         let up = d.bucket(ComponentName::UploadBucket).unwrap();
         assert_eq!(up.versioning, Some(true));
         assert_eq!(up.acceleration, Some(true));
@@ -574,6 +833,35 @@ mod tests {
                 .starts_with("arn:aws:iam::123456789012:role/imagestack-dev-processor-")
         );
         assert!(!d.table.point_in_time_recovery);
+        // Lifecycle defaults: noncurrent versions 30 days, multipart uploads 7, on every bucket.
+        assert_eq!(
+            up.lifecycle,
+            vec![
+                StackRule::expire_noncurrent(30),
+                StackRule::abort_multipart(7)
+            ]
+        );
+        for b in &d.buckets[1..] {
+            assert_eq!(
+                b.lifecycle,
+                vec![StackRule::abort_multipart(7)],
+                "{}",
+                b.name
+            );
+        }
+        let d = plan(
+            &stack("environment: dev\nbuckets: {upload: {lifecycle: {noncurrentVersionExpirationDays: 5, abortIncompleteMultipartUploadDays: 2}}}"),
+            &env(),
+        )
+        .unwrap();
+        assert_eq!(
+            d.buckets[0].lifecycle,
+            vec![
+                StackRule::expire_noncurrent(5),
+                StackRule::abort_multipart(2)
+            ]
+        );
+        assert_eq!(d.buckets[3].lifecycle, vec![StackRule::abort_multipart(2)]);
     }
 
     #[test]
@@ -625,6 +913,9 @@ processor: {formats: [webp]}
             assert!(e.contains_key(var), "missing {var}");
         }
         assert_eq!(e[imagestack_contract::env::FORMATS], "webp,png");
+        // The processor's Stack metric dimension is the one the dashboard selects by.
+        assert_eq!(e[imagestack_contract::env::STACK], "team-a/images");
+        assert_eq!(d.dashboard.input.stack, "team-a/images");
         assert_eq!(e[imagestack_contract::env::JPEG_QUALITY], "70");
         assert_eq!(e[imagestack_contract::env::WIDTHS], "320,640,1280,1920");
         assert_eq!(
@@ -659,7 +950,7 @@ processor: {formats: [webp]}
         // The upload bucket gets no CloudFront grant.
         let up = d.bucket(ComponentName::UploadBucket).unwrap();
         assert!(d.grants.iter().all(|g| g.bucket != up.name));
-        assert_eq!(d.grants.len(), 3);
+        assert_eq!(d.grants.len(), 4);
     }
 
     #[test]
@@ -669,8 +960,16 @@ processor: {formats: [webp]}
         let g = d.graph().unwrap();
         let names = g.names();
         let pos = |n: N| names.iter().position(|x| *x == n).unwrap();
-        assert_eq!(names.len(), 15, "{names:?}");
-        for b in [N::UploadBucket, N::WebpBucket, N::JpegBucket, N::PngBucket] {
+        assert_eq!(names.len(), 23, "{names:?}");
+        assert!(pos(N::FailedEventQueue) < pos(N::ProcessorRole));
+        assert!(pos(N::FailedEventQueue) < pos(N::ProcessorFunction));
+        for b in [
+            N::UploadBucket,
+            N::WebpBucket,
+            N::JpegBucket,
+            N::PngBucket,
+            N::AvifBucket,
+        ] {
             assert!(pos(b) < pos(N::ProcessorRole));
         }
         assert!(pos(N::MetadataTable) < pos(N::ProcessorRole));
@@ -679,6 +978,7 @@ processor: {formats: [webp]}
         assert!(pos(N::S3InvokePermission) < pos(N::UploadNotifications));
         assert!(pos(N::OriginAccessControl) < pos(N::Distribution));
         assert!(pos(N::Distribution) < pos(N::WebpCdnGrant));
+        assert!(pos(N::Distribution) < pos(N::AvifCdnGrant));
         assert!(pos(N::Distribution) < pos(N::Dashboard));
         let entry = |n: N| g.entries().iter().find(|e| e.node.name() == n).unwrap();
         // Writes through a name the stack does not own are gated: the role's
@@ -705,6 +1005,8 @@ processor: {formats: [webp]}
                     | N::WebpCdnGrant
                     | N::JpegCdnGrant
                     | N::PngCdnGrant
+                    | N::AvifCdnGrant
+                    | N::CdnErrorsAlarm
             );
             assert_eq!(e.enabled, !cdn, "{}", e.node.name());
         }
@@ -714,6 +1016,76 @@ processor: {formats: [webp]}
             .find(|e| e.node.name() == N::Dashboard)
             .unwrap();
         assert!(board.depends_on.is_empty());
+    }
+
+    #[test]
+    fn alarms_watch_this_stack_and_notify_the_actions() {
+        use ComponentName as N;
+        let topic = "arn:aws:sns:eu-west-1:123456789012:ops";
+        let global_topic = "arn:aws:sns:us-east-1:123456789012:ops";
+        let d = plan(
+            &stack(&format!(
+                "environment: dev\nalarms: {{actions: ['{topic}', '{global_topic}']}}"
+            )),
+            &env(),
+        )
+        .unwrap();
+        let names: Vec<N> = d.alarms.iter().map(|a| a.component).collect();
+        assert_eq!(
+            names,
+            [
+                N::FunctionErrorsAlarm,
+                N::FunctionThrottlesAlarm,
+                N::ProcessingErrorsAlarm,
+                N::FailedEventsAlarm,
+                N::CdnErrorsAlarm
+            ]
+        );
+        for a in &d.alarms {
+            assert!(a.name.starts_with("imagestack-dev-"), "{}", a.name);
+            // Each alarm notifies the topics of its own region.
+            let want = if a.global { global_topic } else { topic };
+            assert_eq!(a.actions, [want], "{}", a.name);
+            assert_eq!(a.tags, d.function.tags);
+            assert_eq!(a.treat_missing_data, "notBreaching");
+        }
+        let errors = &d.alarms[0];
+        assert!(
+            errors
+                .arn
+                .starts_with("arn:aws:cloudwatch:eu-west-1:123456789012:alarm:")
+        );
+        assert!(matches!(&errors.watched, Watched::Metric(m)
+            if m.name == "Errors" && m.dimensions["FunctionName"] == d.function.name));
+        // The rate: by the Stack and Environment dimensions the processor emits.
+        let Watched::Expression { metrics, .. } = &d.alarms[2].watched else {
+            panic!("ProcessingErrors is a rate")
+        };
+        for (_, m) in metrics {
+            assert_eq!(m.dimensions["Stack"], "team-a/images");
+            assert_eq!(m.dimensions["Environment"], "dev");
+        }
+        assert_eq!(d.alarms[2].threshold, 5.0);
+        // CloudFront's metrics are in us-east-1.
+        let failed = &d.alarms[3];
+        assert!(matches!(&failed.watched, Watched::Metric(m)
+            if m.name == "ApproximateNumberOfMessagesVisible" && m.dimensions["QueueName"] == d.queue.name));
+        let cdn = &d.alarms[4];
+        assert!(cdn.global && cdn.distribution_dimensions);
+        assert!(
+            cdn.arn.starts_with("arn:aws:cloudwatch:us-east-1:"),
+            "{}",
+            cdn.arn
+        );
+        assert_eq!(cdn.threshold, 1.0);
+        // Switched off: every alarm is disabled in the graph.
+        let d = plan(&stack("environment: dev\nalarms: {enabled: false}"), &env()).unwrap();
+        let g = d.graph().unwrap();
+        for e in g.entries() {
+            if d.alarms.iter().any(|a| a.component == e.node.name()) {
+                assert!(!e.enabled, "{}", e.node.name());
+            }
+        }
     }
 
     #[test]

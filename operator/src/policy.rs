@@ -34,6 +34,9 @@ pub struct ProcessorPolicyInput<'a> {
     /// `(bucket, key prefix with trailing slash)` per enabled output format.
     pub outputs: Vec<(&'a str, String)>,
     pub table_name: &'a str,
+    /// ARN of the failed-event queue (Lambda's on-failure destination sends
+    /// with the function's role).
+    pub failed_event_queue: Option<&'a str>,
 }
 
 /// The processor's inline policy: logs on its own log group only, read the
@@ -54,40 +57,58 @@ pub fn processor_policy(i: &ProcessorPolicyInput<'_>) -> Value {
         "arn:{p}:dynamodb:{}:{}:table/{}",
         i.region, i.account, i.table_name
     );
+    let mut statements = vec![
+        json!({
+            "Sid": "OwnLogGroup",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogGroup"],
+            "Resource": [format!("{log_group}:*")]
+        }),
+        json!({
+            "Sid": "OwnLogStreams",
+            "Effect": "Allow",
+            "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+            "Resource": [format!("{log_group}:log-stream:*")]
+        }),
+        json!({
+            "Sid": "ReadUploads",
+            "Effect": "Allow",
+            "Action": ["s3:GetObject", "s3:GetObjectVersion"],
+            "Resource": [format!("arn:{p}:s3:::{}/*", i.upload_bucket)]
+        }),
+        json!({
+            "Sid": "WriteRenditions",
+            "Effect": "Allow",
+            "Action": ["s3:PutObject"],
+            "Resource": outputs
+        }),
+        json!({
+            "Sid": "MetadataItems",
+            "Effect": "Allow",
+            "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"],
+            "Resource": [table]
+        }),
+    ];
+    if let Some(queue) = i.failed_event_queue {
+        statements.push(json!({
+            "Sid": "FailedEvents",
+            "Effect": "Allow",
+            "Action": ["sqs:SendMessage"],
+            "Resource": [queue]
+        }));
+    }
+    json!({"Version": VERSION, "Statement": statements})
+}
+
+/// The queue-policy statement that denies every request not made over TLS.
+pub fn deny_insecure_transport_queue(queue_arn: &str) -> Value {
     json!({
-        "Version": VERSION,
-        "Statement": [
-            {
-                "Sid": "OwnLogGroup",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogGroup"],
-                "Resource": [format!("{log_group}:*")]
-            },
-            {
-                "Sid": "OwnLogStreams",
-                "Effect": "Allow",
-                "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
-                "Resource": [format!("{log_group}:log-stream:*")]
-            },
-            {
-                "Sid": "ReadUploads",
-                "Effect": "Allow",
-                "Action": ["s3:GetObject", "s3:GetObjectVersion"],
-                "Resource": [format!("arn:{p}:s3:::{}/*", i.upload_bucket)]
-            },
-            {
-                "Sid": "WriteRenditions",
-                "Effect": "Allow",
-                "Action": ["s3:PutObject"],
-                "Resource": outputs
-            },
-            {
-                "Sid": "MetadataItems",
-                "Effect": "Allow",
-                "Action": ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:GetItem"],
-                "Resource": [table]
-            }
-        ]
+        "Sid": TLS_ONLY_SID,
+        "Effect": "Deny",
+        "Principal": "*",
+        "Action": "sqs:*",
+        "Resource": queue_arn,
+        "Condition": { "Bool": { "aws:SecureTransport": "false" } }
     })
 }
 
@@ -347,7 +368,24 @@ mod tests {
                 ("p", "png/".to_string()),
             ],
             table_name: "t",
+            failed_event_queue: None,
         }
+    }
+
+    #[test]
+    fn the_role_may_send_to_exactly_the_failed_event_queue() {
+        let queue = "arn:aws:sqs:eu-west-1:123456789012:imagestack-dev-failed-1";
+        let doc = processor_policy(&ProcessorPolicyInput {
+            failed_event_queue: Some(queue),
+            ..input()
+        });
+        let st = statement(&doc, "FailedEvents").expect("statement");
+        assert_eq!(st["Action"], json!(["sqs:SendMessage"]));
+        assert_eq!(st["Resource"], json!([queue]));
+        assert!(statement(&processor_policy(&input()), "FailedEvents").is_none());
+        let tls = deny_insecure_transport_queue(queue);
+        assert_eq!(tls["Action"], "sqs:*");
+        assert_eq!(tls["Condition"]["Bool"]["aws:SecureTransport"], "false");
     }
 
     #[test]

@@ -377,7 +377,7 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     assert_eq!(c.is_ipv6_enabled(), Some(true));
     assert_eq!(c.default_root_object().unwrap_or(""), "");
     let origins = c.origins().unwrap().items();
-    assert_eq!(origins.len(), 3);
+    assert_eq!(origins.len(), Format::ALL.len());
     assert_eq!(
         d.origins
             .iter()
@@ -438,7 +438,8 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
             [
                 ("/webp/*", "s3-webp"),
                 ("/jpeg/*", "s3-jpeg"),
-                ("/png/*", "s3-png")
+                ("/png/*", "s3-png"),
+                ("/avif/*", "s3-avif")
             ]
         );
         for b in cbs {
@@ -747,4 +748,304 @@ async fn dashboard_create_read_back_drift_ownership_and_delete() {
     assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Absent);
     assert_eq!(h.writes(), before, "nothing to delete: no write");
     assert!(dashboard::console_url(&h.desired.env.region, &d.name).contains(&d.name));
+}
+
+/// `spec.cdn.aliases` + `certificateArn`: read back from the distribution
+/// (aliases, ACM certificate, SNI, TLSv1.2_2021); aliases and certificate
+/// changed out of band are repaired; removing them from the spec goes back to
+/// CloudFront's certificate; a pass in sync writes nothing.
+#[tokio::test]
+async fn custom_domain_read_back_drift_and_removal() {
+    const CERT: &str =
+        "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666";
+    let h = harness(&format!(
+        "environment: dev\ncdn: {{aliases: [images.example.com, cdn.example.com], certificateArn: '{CERT}'}}"
+    ))
+    .await;
+    let cf = &h.aws.cloudfront;
+    let id = h.desired.id.clone();
+    let none = Resolved::default();
+    let oac_d = h.desired.origin_access.clone();
+    let oac_cx = ctx(&h, &id, &none, false);
+    let oac = driver::reconcile_one(&oac_cx, &oac_d).await.unwrap().id;
+    let inputs = Resolved {
+        oac_id: Some(oac.clone()),
+        ..Resolved::default()
+    };
+    let cx = ctx(&h, &id, &inputs, false);
+    let mut d = h.desired.distribution.clone();
+    assert!(driver::reconcile_one(&cx, &d).await.unwrap().created);
+    let out = Component::observe(&d, &cx)
+        .await
+        .unwrap()
+        .unwrap()
+        .outputs();
+    d.known_id = Some(out.id.clone());
+    until_ready(&cx, &d).await;
+    // The CNAME target on status is the distribution's domain.
+    assert_eq!(
+        h.desired.outputs().cdn_aliases,
+        ["images.example.com", "cdn.example.com"]
+    );
+
+    let read = || cf.get_distribution_config().id(&out.id).send();
+    let got = read().await.unwrap();
+    let c = got.distribution_config().unwrap();
+    let mut aliases = c.aliases().unwrap().items().to_vec();
+    aliases.sort();
+    assert_eq!(aliases, ["cdn.example.com", "images.example.com"]);
+    let vc = c.viewer_certificate().unwrap();
+    assert_eq!(vc.acm_certificate_arn(), Some(CERT));
+    assert_eq!(
+        vc.ssl_support_method().map(|m| m.as_str()),
+        Some("sni-only")
+    );
+    assert_eq!(
+        vc.minimum_protocol_version().map(|m| m.as_str()),
+        Some("TLSv1.2_2021")
+    );
+    // Default TTLs: every behaviour uses AWS's managed CachingOptimized policy.
+    let behaviours = std::iter::once(c.default_cache_behavior().unwrap().cache_policy_id()).chain(
+        c.cache_behaviors()
+            .unwrap()
+            .items()
+            .iter()
+            .map(|b| b.cache_policy_id()),
+    );
+    for id in behaviours {
+        assert_eq!(id, Some(distribution::CACHING_OPTIMIZED));
+    }
+    let before = h.writes();
+    driver::reconcile_one(&cx, &d).await.unwrap();
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Out of band: one alias dropped, the certificate swapped for CloudFront's.
+    let mut changed = c.clone();
+    changed.aliases = Some(
+        aws_sdk_cloudfront::types::Aliases::builder()
+            .quantity(1)
+            .items("images.example.com")
+            .build()
+            .unwrap(),
+    );
+    changed.viewer_certificate = Some(
+        aws_sdk_cloudfront::types::ViewerCertificate::builder()
+            .cloud_front_default_certificate(true)
+            .build(),
+    );
+    cf.update_distribution()
+        .id(&out.id)
+        .if_match(got.e_tag().unwrap())
+        .distribution_config(changed)
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["aliases", "viewerCertificate"], "{r:?}");
+    let got = read().await.unwrap();
+    let c = got.distribution_config().unwrap();
+    assert_eq!(c.aliases().unwrap().quantity(), 2);
+    assert_eq!(
+        c.viewer_certificate().unwrap().acm_certificate_arn(),
+        Some(CERT)
+    );
+    until_ready(&cx, &d).await;
+
+    // Removed from the spec: no aliases, CloudFront's certificate.
+    let mut plain = d.clone();
+    plain.aliases.clear();
+    plain.certificate_arn = None;
+    let r = driver::reconcile_one(&cx, &plain).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["aliases", "viewerCertificate"], "{r:?}");
+    let got = read().await.unwrap();
+    let c = got.distribution_config().unwrap();
+    assert_eq!(c.aliases().map(|a| a.quantity()).unwrap_or(0), 0);
+    assert_eq!(
+        c.viewer_certificate()
+            .unwrap()
+            .cloud_front_default_certificate(),
+        Some(true)
+    );
+    until_ready(&cx, &plain).await;
+    let before = h.writes();
+    driver::reconcile_one(&cx, &plain).await.unwrap();
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Clean up: the distribution (several passes), then the OAC.
+    for _ in 0..10 {
+        if driver::delete_one(&cx, &plain).await.unwrap() == Deletion::Gone {
+            break;
+        }
+    }
+    assert_eq!(
+        driver::delete_one(&oac_cx, &oac_d).await.unwrap(),
+        Deletion::Gone
+    );
+}
+
+/// The stack's CloudWatch alarms: created with their metric, dimensions,
+/// threshold, actions and tags (read back with the SDK); a second pass makes
+/// zero writes; a threshold changed out of band and a tag removed are
+/// repaired; another stack's alarm of the same name is a conflict; deleted.
+#[tokio::test]
+async fn alarms_create_read_back_drift_ownership_delete() {
+    use aws_sdk_cloudwatch::types::ComparisonOperator;
+    let topic = "arn:aws:sns:us-east-1:123456789012:imagestack-ops";
+    let h = harness(&format!(
+        "environment: dev\nalarms: {{actions: ['{topic}']}}"
+    ))
+    .await;
+    let id = h.desired.id.clone();
+    let inputs = Resolved {
+        distribution: Some(DistributionOutputs {
+            id: "E2ALARMTEST".into(),
+            arn: "arn:aws:cloudfront::123456789012:distribution/E2ALARMTEST".into(),
+            domain: "d111.cloudfront.net".into(),
+        }),
+        ..Resolved::default()
+    };
+    let cx = ctx(&h, &id, &inputs, false);
+    let cw = &h.aws.cloudwatch;
+    let global = h.aws.cloudwatch_global.clone();
+    let describe = |name: String| {
+        let cw = global.clone();
+        async move {
+            cw.describe_alarms()
+                .alarm_names(name)
+                .send()
+                .await
+                .unwrap()
+                .metric_alarms()
+                .first()
+                .cloned()
+                .expect("alarm exists")
+        }
+    };
+    for a in &h.desired.alarms {
+        let r = driver::reconcile_one(&cx, a).await.unwrap();
+        assert!(r.created, "{r:?}");
+        assert_eq!(r.state, State::Ready, "{r:?}");
+        let got = describe(a.name.clone()).await;
+        assert_eq!(got.alarm_actions(), [topic], "{}", a.name);
+        assert_eq!(got.ok_actions(), [topic], "{}", a.name);
+        assert_eq!(got.treat_missing_data(), Some("notBreaching"));
+        assert_eq!(
+            got.comparison_operator(),
+            Some(&ComparisonOperator::GreaterThanThreshold)
+        );
+        assert_eq!(got.threshold(), Some(a.threshold));
+        let tags: BTreeMap<String, String> = cw
+            .list_tags_for_resource()
+            .resource_arn(got.alarm_arn().unwrap())
+            .send()
+            .await
+            .unwrap()
+            .tags()
+            .iter()
+            .map(|t| (t.key().unwrap().to_string(), t.value().unwrap().to_string()))
+            .collect();
+        assert_eq!(tags.get(OWNER_TAG), Some(&id.owner_tag_value()));
+    }
+    // The metrics and their dimensions.
+    let errors = describe(h.desired.alarms[0].name.clone()).await;
+    assert_eq!(errors.namespace(), Some("AWS/Lambda"));
+    assert_eq!(errors.metric_name(), Some("Errors"));
+    assert_eq!(
+        errors.dimensions()[0].value(),
+        Some(h.desired.function.name.as_str())
+    );
+    let rate = describe(h.desired.alarms[2].name.clone()).await;
+    let stat_dims: Vec<(String, String)> = rate
+        .metrics()
+        .iter()
+        .filter_map(|q| q.metric_stat())
+        .flat_map(|s| s.metric().unwrap().dimensions().to_vec())
+        .map(|d| {
+            (
+                d.name().unwrap().to_string(),
+                d.value().unwrap().to_string(),
+            )
+        })
+        .collect();
+    assert!(
+        stat_dims.contains(&("Stack".into(), id.owner_tag_value())),
+        "{stat_dims:?}"
+    );
+    assert!(
+        stat_dims.contains(&("Environment".into(), "dev".into())),
+        "{stat_dims:?}"
+    );
+    let cdn = describe(h.desired.alarms[4].name.clone()).await;
+    assert_eq!(cdn.metric_name(), Some("5xxErrorRate"));
+    let mut dims: Vec<(&str, &str)> = cdn
+        .dimensions()
+        .iter()
+        .map(|d| (d.name().unwrap(), d.value().unwrap()))
+        .collect();
+    dims.sort();
+    assert_eq!(
+        dims,
+        [("DistributionId", "E2ALARMTEST"), ("Region", "Global")]
+    );
+
+    // In sync: zero writes.
+    let before = h.writes();
+    for a in &h.desired.alarms {
+        let r = driver::reconcile_one(&cx, a).await.unwrap();
+        assert!(r.changes.is_empty(), "{r:?}");
+    }
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Out of band: the threshold raised, a tag removed.
+    let a = &h.desired.alarms[0];
+    cw.put_metric_alarm()
+        .alarm_name(&a.name)
+        .namespace("AWS/Lambda")
+        .metric_name("Errors")
+        .statistic(aws_sdk_cloudwatch::types::Statistic::Sum)
+        .dimensions(
+            aws_sdk_cloudwatch::types::Dimension::builder()
+                .name("FunctionName")
+                .value(&h.desired.function.name)
+                .build(),
+        )
+        .period(300)
+        .evaluation_periods(1)
+        .threshold(10.0)
+        .comparison_operator(ComparisonOperator::GreaterThanThreshold)
+        .treat_missing_data("notBreaching")
+        .alarm_actions(topic)
+        .ok_actions(topic)
+        .send()
+        .await
+        .unwrap();
+    cw.untag_resource()
+        .resource_arn(&a.arn)
+        .tag_keys(imagestack_operator::naming::ENVIRONMENT_TAG)
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&cx, a).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    // The out-of-band write also dropped the description.
+    assert_eq!(fields, ["threshold", "description", "tags"], "{r:?}");
+    assert_eq!(describe(a.name.clone()).await.threshold(), Some(0.0));
+    let before = h.writes();
+    driver::reconcile_one(&cx, a).await.unwrap();
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Another stack's view of the same name: a conflict, never written or deleted.
+    let other = StackId::new("someone", "else", "dev");
+    let ocx = ctx(&h, &other, &inputs, false);
+    let err = driver::reconcile_one(&ocx, a).await.unwrap_err();
+    assert_eq!(err.reason(), "NameConflict", "{err}");
+    assert_eq!(driver::delete_one(&ocx, a).await.unwrap(), Deletion::Absent);
+
+    // Delete.
+    for a in &h.desired.alarms {
+        assert_eq!(driver::delete_one(&cx, a).await.unwrap(), Deletion::Gone);
+        assert_eq!(driver::delete_one(&cx, a).await.unwrap(), Deletion::Absent);
+    }
 }

@@ -374,9 +374,7 @@ fn wire_distribution(status: &str, etag: &str) -> HttpResponse {
              <FunctionAssociations><Quantity>0</Quantity></FunctionAssociations>\
              <FieldLevelEncryptionId></FieldLevelEncryptionId>\
              <GrpcConfig><Enabled>false</Enabled></GrpcConfig>\
-             <ForwardedValues><QueryString>false</QueryString><Cookies><Forward>none</Forward></Cookies>\
-             <Headers><Quantity>0</Quantity></Headers><QueryStringCacheKeys><Quantity>0</Quantity></QueryStringCacheKeys></ForwardedValues>\
-             <MinTTL>0</MinTTL><DefaultTTL>2592000</DefaultTTL><MaxTTL>2592000</MaxTTL>"
+             <CachePolicyId>658327ea-f89d-4fab-a63d-7e88639e58f6</CachePolicyId>"
         )
     };
     let origins: String = d

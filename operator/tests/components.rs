@@ -13,6 +13,7 @@ use imagestack_operator::aws::AwsClients;
 use imagestack_operator::components::{self, Ctx, Deletion, State};
 use imagestack_operator::driver;
 use imagestack_operator::error::Error;
+use imagestack_operator::lifecycle;
 use imagestack_operator::naming::{OWNER_TAG, StackId};
 use imagestack_operator::policy;
 
@@ -32,6 +33,34 @@ async fn bucket_tags(aws: &AwsClients, b: &str) -> BTreeMap<String, String> {
                 .collect()
         })
         .unwrap_or_default()
+}
+
+/// Every lifecycle rule of a bucket: (id, noncurrent-version expiration days,
+/// abort-incomplete-multipart days), sorted by id; enabled whole-bucket rules only.
+async fn lifecycle_rules(aws: &AwsClients, b: &str) -> Vec<(String, Option<i32>, Option<i32>)> {
+    let out = aws
+        .s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(b)
+        .send()
+        .await
+        .expect("lifecycle configuration");
+    let mut rules: Vec<_> = out
+        .rules()
+        .iter()
+        .map(|r| {
+            assert_eq!(r.status().as_str(), "Enabled", "{r:?}");
+            (
+                r.id().unwrap_or_default().to_string(),
+                r.noncurrent_version_expiration()
+                    .and_then(|n| n.noncurrent_days()),
+                r.abort_incomplete_multipart_upload()
+                    .and_then(|a| a.days_after_initiation()),
+            )
+        })
+        .collect();
+    rules.sort();
+    rules
 }
 
 /// The bucket with `emptyOnDelete` set as the test wants it.
@@ -131,6 +160,20 @@ async fn upload_bucket_create_read_back_drift_and_zero_writes() {
     let tags = bucket_tags(&h.aws, &d.name).await;
     assert_eq!(tags.get("team").map(String::as_str), Some("media"));
     assert_eq!(tags.get(OWNER_TAG), Some(&h.desired.id.owner_tag_value()));
+    // Lifecycle: noncurrent versions expire after 30 days, incomplete multipart uploads
+    // are aborted after 7 (the defaults), each rule on the whole bucket.
+    let rules = lifecycle_rules(&h.aws, &d.name).await;
+    assert_eq!(
+        rules,
+        [
+            (
+                lifecycle::ABORT_MULTIPART_RULE_ID.to_string(),
+                None,
+                Some(7)
+            ),
+            (lifecycle::NONCURRENT_RULE_ID.to_string(), Some(30), None),
+        ]
+    );
 
     // Object requests over TLS still work with the TLS-only policy in place.
     s3.put_object()
@@ -322,6 +365,15 @@ async fn output_bucket_stays_private_and_converges() {
     assert_eq!(r.changes.len(), 1, "{r:?}");
     assert_eq!(r.changes[0].field, "tags");
     assert_eq!(bucket_tags(&h.aws, &d.name).await, d.tags);
+    // Output buckets abort incomplete multipart uploads too (and keep no versions to expire).
+    assert_eq!(
+        lifecycle_rules(&h.aws, &d.name).await,
+        [(
+            lifecycle::ABORT_MULTIPART_RULE_ID.to_string(),
+            None,
+            Some(7)
+        )]
+    );
     let before = h.writes();
     driver::reconcile_one(&h.ctx(), &d).await.unwrap();
     assert_eq!(h.writes(), before);
@@ -675,7 +727,10 @@ fn tiny_zip(dir: &std::path::Path, content: &str) -> std::path::PathBuf {
 
 #[tokio::test]
 async fn function_permission_notification_lifecycle() {
-    let mut h = harness("environment: dev\nprocessor: {memoryMb: 512, timeoutSeconds: 60}").await;
+    let mut h = harness(
+        "environment: dev\nprocessor: {memoryMb: 512, maxInputPixels: 5000000, timeoutSeconds: 60, reservedConcurrency: 7}",
+    )
+    .await;
     let dir = std::env::temp_dir().join(unique("artifact"));
     let zip = tiny_zip(&dir, "v1");
     h.desired.function.code = components::function::CodeSource::Zip { path: zip.clone() };
@@ -730,6 +785,18 @@ async fn function_permission_notification_lifecycle() {
         .await
         .unwrap();
     assert_eq!(inv.maximum_retry_attempts(), Some(2));
+    // Failed events go to the stack's queue.
+    assert_eq!(
+        inv.destination_config()
+            .and_then(|d| d.on_failure())
+            .and_then(|f| f.destination()),
+        Some(h.desired.queue.arn.as_str())
+    );
+    let reserved = |f: &aws_sdk_lambda::operation::get_function::GetFunctionOutput| {
+        f.concurrency()
+            .and_then(|c| c.reserved_concurrent_executions())
+    };
+    assert_eq!(reserved(&f), Some(7), "reserved concurrency");
     let before = h.writes();
     assert_eq!(
         driver::reconcile_one(&ctx, &d).await.unwrap().state,
@@ -783,6 +850,38 @@ async fn function_permission_notification_lifecycle() {
         c.code_sha256(),
         Some(components::function::code_sha256(&std::fs::read(&zip).unwrap()).as_str())
     );
+
+    // Reserved concurrency: removed out of band → restored; 0 (stop processing)
+    // is a reservation, not "unreserved"; unset in the spec → the reservation goes.
+    lambda
+        .delete_function_concurrency()
+        .function_name(&d.name)
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&ctx, &d).await.unwrap();
+    let texts: Vec<String> = r.changes.iter().map(ToString::to_string).collect();
+    assert_eq!(texts, ["reservedConcurrency: unreserved → 7"], "{r:?}");
+    let get = || lambda.get_function().function_name(&d.name).send();
+    assert_eq!(reserved(&get().await.unwrap()), Some(7));
+    let mut zero = d.clone();
+    zero.reserved_concurrency = Some(0);
+    let r = driver::reconcile_one(&ctx, &zero).await.unwrap();
+    assert_eq!(r.changes.len(), 1, "{r:?}");
+    assert_eq!(reserved(&get().await.unwrap()), Some(0));
+    let before = h.writes();
+    driver::reconcile_one(&ctx, &zero).await.unwrap();
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+    let mut unreserved = d.clone();
+    unreserved.reserved_concurrency = None;
+    let r = driver::reconcile_one(&ctx, &unreserved).await.unwrap();
+    assert_eq!(
+        r.changes[0].to_string(),
+        "reservedConcurrency: 0 → unreserved"
+    );
+    assert_eq!(reserved(&get().await.unwrap()), None);
+    driver::reconcile_one(&ctx, &d).await.unwrap();
+    assert_eq!(reserved(&get().await.unwrap()), Some(7));
 
     // Permission: created once, read back through GetPolicy, never duplicated.
     let p = h.desired.permission.clone();
@@ -1099,5 +1198,236 @@ async fn another_installation_never_touches_a_stacks_resources() {
             .get(imagestack_operator::naming::CLUSTER_TAG)
             .map(String::as_str),
         Some("cluster-a")
+    );
+}
+
+/// The merge rule for lifecycle configuration: the stack owns only its rule
+/// ids (`imagestack-*`); a user's own rule survives the repair of ours, drift
+/// of ours (days changed, a rule deleted, the whole configuration deleted) is
+/// repaired, and a pass in sync writes nothing.
+#[tokio::test]
+async fn lifecycle_rules_are_merged_and_drift_repaired() {
+    use aws_sdk_s3::types::{
+        BucketLifecycleConfiguration, ExpirationStatus, LifecycleRule, LifecycleRuleFilter,
+        Transition, TransitionStorageClass,
+    };
+    let h = harness(
+        "environment: dev\nbuckets: {upload: {lifecycle: {noncurrentVersionExpirationDays: 3, abortIncompleteMultipartUploadDays: 2}}}",
+    )
+    .await;
+    let d = h
+        .desired
+        .bucket(ComponentName::UploadBucket)
+        .unwrap()
+        .clone();
+    driver::reconcile_one(&h.ctx(), &d).await.unwrap();
+    let s3 = &h.aws.s3;
+    let ours = [
+        (
+            lifecycle::ABORT_MULTIPART_RULE_ID.to_string(),
+            None,
+            Some(2),
+        ),
+        (lifecycle::NONCURRENT_RULE_ID.to_string(), Some(3), None),
+    ];
+    assert_eq!(lifecycle_rules(&h.aws, &d.name).await, ours);
+
+    // A user replaces the configuration: their own rule, and ours with other days.
+    let theirs = LifecycleRule::builder()
+        .id("archive-raw")
+        .status(ExpirationStatus::Enabled)
+        .filter(LifecycleRuleFilter::builder().prefix("raw/").build())
+        .transitions(
+            Transition::builder()
+                .days(90)
+                .storage_class(TransitionStorageClass::Glacier)
+                .build(),
+        )
+        .build()
+        .unwrap();
+    let stale = lifecycle::StackRule::expire_noncurrent(99)
+        .to_sdk()
+        .unwrap();
+    s3.put_bucket_lifecycle_configuration()
+        .bucket(&d.name)
+        .lifecycle_configuration(
+            BucketLifecycleConfiguration::builder()
+                .rules(theirs.clone())
+                .rules(stale)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["lifecycle[imagestack-*]"], "{r:?}");
+    let out = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
+    let kept: Vec<&LifecycleRule> = out
+        .rules()
+        .iter()
+        .filter(|r| r.id() == Some("archive-raw"))
+        .collect();
+    assert_eq!(kept.len(), 1, "the user's rule survives: {out:?}");
+    assert_eq!(kept[0].transitions().len(), 1);
+    assert_eq!(kept[0].transitions()[0].days(), Some(90));
+    assert_eq!(
+        kept[0].filter().and_then(|f| f.prefix()),
+        Some("raw/"),
+        "{out:?}"
+    );
+    assert_eq!(out.rules().len(), 3, "{out:?}");
+
+    // In sync with the user's rule beside ours: zero writes.
+    let before = h.writes();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
+    assert!(r.changes.is_empty(), "{r:?}");
+    assert_eq!(
+        h.writes(),
+        before,
+        "writes: {:?}",
+        h.stats.write_operations()
+    );
+
+    // The whole configuration deleted out of band: ours comes back (theirs was theirs to delete).
+    s3.delete_bucket_lifecycle()
+        .bucket(&d.name)
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &d).await.unwrap();
+    assert_eq!(r.changes.len(), 1, "{r:?}");
+    assert_eq!(r.changes[0].from, "missing");
+    assert_eq!(lifecycle_rules(&h.aws, &d.name).await, ours);
+    let before = h.writes();
+    driver::reconcile_one(&h.ctx(), &d).await.unwrap();
+    assert_eq!(h.writes(), before);
+}
+
+/// The failed-event queue: created with 14 days' retention, SSE and the
+/// TLS-only policy, tagged; a user's policy statement survives the repair of
+/// ours; retention and encryption changed out of band are repaired; a pass in
+/// sync writes nothing; another stack's queue of that name is a conflict.
+#[tokio::test]
+async fn failed_event_queue_create_read_back_drift_delete() {
+    use aws_sdk_sqs::types::QueueAttributeName as A;
+    let h = harness("environment: dev\ntags: {team: media}").await;
+    let q = h.desired.queue.clone();
+    let r = driver::reconcile_one(&h.ctx(), &q).await.unwrap();
+    assert!(r.created, "{r:?}");
+    assert_eq!(r.state, State::Ready, "{r:?}");
+    let sqs = &h.aws.sqs;
+    let url = components::queue::url(&h.ctx(), &q.name)
+        .await
+        .unwrap()
+        .unwrap();
+    let attrs = || async {
+        sqs.get_queue_attributes()
+            .queue_url(&url)
+            .attribute_names(A::All)
+            .send()
+            .await
+            .unwrap()
+            .attributes()
+            .cloned()
+            .unwrap_or_default()
+    };
+    let a = attrs().await;
+    assert_eq!(
+        a.get(&A::MessageRetentionPeriod).map(String::as_str),
+        Some("1209600")
+    );
+    assert_eq!(
+        a.get(&A::SqsManagedSseEnabled).map(String::as_str),
+        Some("true")
+    );
+    assert_eq!(a.get(&A::QueueArn), Some(&q.arn));
+    let doc = policy::parse(a.get(&A::Policy).unwrap()).unwrap();
+    let tls = policy::statement(&doc, policy::TLS_ONLY_SID).expect("TLS-only statement");
+    assert!(policy::same_statement(&tls, &q.tls_statement));
+    let tags = sqs.list_queue_tags().queue_url(&url).send().await.unwrap();
+    let tags = tags.tags().unwrap();
+    assert_eq!(tags.get(OWNER_TAG), Some(&h.desired.id.owner_tag_value()));
+    assert_eq!(tags.get("team").map(String::as_str), Some("media"));
+    let before = h.writes();
+    let r = driver::reconcile_one(&h.ctx(), &q).await.unwrap();
+    assert!(!r.created && r.changes.is_empty(), "{r:?}");
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Out of band: 4 days' retention, no encryption, the policy replaced by a user's own.
+    let theirs = serde_json::json!({"Sid": "AuditorsMayPeek", "Effect": "Allow",
+        "Principal": {"AWS": "arn:aws:iam::123456789012:root"},
+        "Action": "sqs:GetQueueAttributes", "Resource": q.arn});
+    sqs.set_queue_attributes()
+        .queue_url(&url)
+        .attributes(A::MessageRetentionPeriod, "345600")
+        .attributes(A::SqsManagedSseEnabled, "false")
+        .attributes(
+            A::Policy,
+            policy::bucket_policy(vec![theirs.clone()]).to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&h.ctx(), &q).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(
+        fields,
+        [
+            "messageRetentionSeconds",
+            "encryption",
+            "queuePolicy[DenyInsecureTransport]"
+        ],
+        "{r:?}"
+    );
+    let a = attrs().await;
+    assert_eq!(
+        a.get(&A::MessageRetentionPeriod).map(String::as_str),
+        Some("1209600")
+    );
+    assert_eq!(
+        a.get(&A::SqsManagedSseEnabled).map(String::as_str),
+        Some("true")
+    );
+    let doc = policy::parse(a.get(&A::Policy).unwrap()).unwrap();
+    assert!(policy::statement(&doc, policy::TLS_ONLY_SID).is_some());
+    let kept = policy::statement(&doc, "AuditorsMayPeek").expect("their statement kept");
+    assert!(policy::same_statement(&kept, &theirs));
+    let before = h.writes();
+    driver::reconcile_one(&h.ctx(), &q).await.unwrap();
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Another stack's view of the name: a conflict, nothing written or deleted.
+    let other = StackId::new("someone", "else", "dev");
+    let before = h.writes();
+    let err = driver::reconcile_one(&h.ctx_for(&other), &q)
+        .await
+        .unwrap_err();
+    assert_eq!(err.reason(), "NameConflict", "{err}");
+    assert_eq!(
+        driver::delete_one(&h.ctx_for(&other), &q).await.unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(h.writes(), before);
+
+    assert_eq!(
+        driver::delete_one(&h.ctx(), &q).await.unwrap(),
+        Deletion::Gone
+    );
+    assert!(
+        components::queue::url(&h.ctx(), &q.name)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(
+        driver::delete_one(&h.ctx(), &q).await.unwrap(),
+        Deletion::Absent
     );
 }

@@ -133,12 +133,13 @@ fn environment_is_immutable() {
 }
 
 /// The optional immutable fields (path under `spec`) with two valid values each.
-const IMMUTABLE: [(&str, &str, &str); 6] = [
+const IMMUTABLE: [(&str, &str, &str); 7] = [
     ("region", "eu-west-1", "us-east-1"),
     ("buckets.upload.name", "up-a", "up-b"),
     ("buckets.outputs.webp", "webp-a", "webp-b"),
     ("buckets.outputs.jpeg", "jpeg-a", "jpeg-b"),
     ("buckets.outputs.png", "png-a", "png-b"),
+    ("buckets.outputs.avif", "avif-a", "avif-b"),
     ("table.name", "table-a", "table-b"),
 ];
 
@@ -239,6 +240,33 @@ fn ttl_order_is_enforced() {
 }
 
 #[test]
+fn memory_must_hold_the_largest_image() {
+    // The API server fills in the defaults (2048 MB, 50 MP) before CEL runs.
+    let processor = |memory: i64, pixels: i64| {
+        full(json!({"processor": {"memoryMb": memory, "maxInputPixels": pixels}}))
+    };
+    check(processor(2048, 50_000_000), None).unwrap();
+    check(processor(3943, 100_000_000), None).unwrap();
+    for (memory, pixels) in [(2048, 100_000_000), (1024, 50_000_000)] {
+        let err = check(processor(memory, pixels), None).unwrap_err();
+        assert!(err.contains("spec.processor.memoryMb must hold"), "{err}");
+        assert!(
+            err.contains("2036 MB for 50 MP, 3943 MB for 100 MP"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn avif_is_an_output_format() {
+    check(
+        full(json!({"processor": {"formats": ["webp", "avif"], "quality": {"avif": 50}}})),
+        None,
+    )
+    .unwrap();
+}
+
+#[test]
 fn bucket_names_must_differ() {
     let err = check(
         full(json!({"buckets": {"upload": {"name": "same"}, "outputs": {"jpeg": "same"}}})),
@@ -249,6 +277,12 @@ fn bucket_names_must_differ() {
         err.contains("spec.buckets: upload and output bucket names must all be different"),
         "{err}"
     );
+    let err = check(
+        full(json!({"buckets": {"upload": {}, "outputs": {"webp": "same", "avif": "same"}}})),
+        None,
+    )
+    .unwrap_err();
+    assert!(err.contains("must all be different"), "{err}");
 }
 
 #[test]
@@ -266,4 +300,130 @@ fn reserved_tag_keys_rejected() {
         err.contains("spec.tags: values must be at most 256"),
         "{err}"
     );
+}
+
+/// The schema node of a spec field (`buckets.upload.lifecycle.x`).
+fn spec_field(path: &str) -> Value {
+    let mut node = schema()["properties"]["spec"].clone();
+    for key in path.split('.') {
+        node = node["properties"][key].clone();
+    }
+    node
+}
+
+/// Ranges are OpenAPI schema checks (the API server's, which the end-to-end
+/// test `invalid_specs_are_rejected_naming_the_field` exercises; kube's CEL
+/// validator does not evaluate them): the bounds must be in the schema.
+#[test]
+fn lifecycle_days_and_reserved_concurrency_have_bounds() {
+    for (path, min) in [
+        (
+            "buckets.upload.lifecycle.noncurrentVersionExpirationDays",
+            1.0,
+        ),
+        (
+            "buckets.upload.lifecycle.abortIncompleteMultipartUploadDays",
+            1.0,
+        ),
+        ("processor.reservedConcurrency", 0.0),
+    ] {
+        let node = spec_field(path);
+        assert_eq!(node["minimum"].as_f64(), Some(min), "{path}: {node}");
+    }
+    // Defaults are applied by serde (the operator), so an absent field is never "0 days".
+    let spec: imagestack_operator::api::ImageOptimizationStackSpec =
+        serde_json::from_value(json!({"environment": "dev"})).unwrap();
+    assert_eq!(
+        spec.buckets
+            .upload
+            .lifecycle
+            .noncurrent_version_expiration_days,
+        30
+    );
+    assert_eq!(
+        spec.buckets
+            .upload
+            .lifecycle
+            .abort_incomplete_multipart_upload_days,
+        7
+    );
+    assert_eq!(spec.processor.reserved_concurrency, None);
+}
+
+const CERT: &str =
+    "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-aaaa-bbbb-cccc-0123456789ab";
+
+#[test]
+fn custom_domain_is_validated() {
+    // Good: aliases with a certificate in us-east-1, a wildcard, a certificate alone.
+    check(
+        full(json!({"cdn": {"aliases": ["images.example.com", "*.cdn.example.org"], "certificateArn": CERT}})),
+        None,
+    )
+    .unwrap();
+    check(full(json!({"cdn": {"certificateArn": CERT}})), None).unwrap();
+    check(full(json!({"cdn": {"aliases": []}})), None).unwrap();
+    // Aliases need a certificate.
+    let err = check(
+        full(json!({"cdn": {"aliases": ["images.example.com"]}})),
+        None,
+    )
+    .unwrap_err();
+    assert!(
+        err.contains("spec.cdn.aliases require spec.cdn.certificateArn"),
+        "{err}"
+    );
+    // The certificate must be an ACM certificate in us-east-1.
+    for arn in [
+        "arn:aws:acm:eu-west-1:123456789012:certificate/abc",
+        "arn:aws:iam::123456789012:server-certificate/abc",
+        "not-an-arn",
+    ] {
+        let err = check(full(json!({"cdn": {"certificateArn": arn}})), None).unwrap_err();
+        assert!(
+            err.contains("spec.cdn.certificateArn must be an ACM certificate in us-east-1"),
+            "{arn}: {err}"
+        );
+    }
+    // Every alias must be a host name.
+    for alias in [
+        "Images.Example.com",
+        "images",
+        "https://images.example.com",
+        "images.example.com.",
+        "a..b.com",
+        "-x.example.com",
+        "img*.example.com",
+    ] {
+        let err = check(
+            full(json!({"cdn": {"aliases": [alias], "certificateArn": CERT}})),
+            None,
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("spec.cdn.aliases: every alias must be a lowercase host name"),
+            "{alias}: {err}"
+        );
+    }
+}
+
+#[test]
+fn alarm_actions_are_sns_topics() {
+    check(
+        full(json!({"alarms": {"actions": ["arn:aws:sns:eu-west-1:123456789012:ops-alerts"]}})),
+        None,
+    )
+    .unwrap();
+    check(full(json!({"alarms": {"enabled": false}})), None).unwrap();
+    for bad in [
+        "arn:aws:sqs:eu-west-1:123456789012:queue",
+        "ops-alerts",
+        "arn:aws:sns:eu-west-1:1234:ops",
+    ] {
+        let err = check(full(json!({"alarms": {"actions": [bad]}})), None).unwrap_err();
+        assert!(
+            err.contains("spec.alarms.actions: every action must be an SNS topic ARN"),
+            "{bad}: {err}"
+        );
+    }
 }

@@ -71,6 +71,8 @@ fn desired() -> DesiredFunction {
         log_retention_days: 30,
         max_retry_attempts: 2,
         max_event_age_seconds: 6 * 3600,
+        reserved_concurrency: None,
+        on_failure_destination: None,
     }
 }
 
@@ -464,4 +466,32 @@ async fn permission_read_403_is_access_denied_and_missing_function_is_gone() {
         Deletion::Absent
     );
     assert!(m.writes().is_empty(), "{:?}", m.writes());
+}
+
+/// IAM propagation again: the role just got `sqs:SendMessage` on the
+/// failed-event queue, Lambda does not see it yet and refuses the on-failure
+/// destination. Retryable, not a stalled stack.
+#[tokio::test]
+async fn a_destination_permission_not_yet_visible_is_retryable() {
+    let get = get_function(function(|_| {}));
+    let invoke = mock!(Lambda::get_function_event_invoke_config).then_http_response(not_found);
+    let logs = log_group_in_sync();
+    let put = mock!(Lambda::put_function_event_invoke_config).then_http_response(|| {
+        lambda_error(
+            400,
+            "InvalidParameterValueException",
+            "The function's execution role does not have permissions to call SendMessage on arn:aws:sqs:eu-west-1:123456789012:q",
+        )
+    });
+    let m = Mocked::new(&[&get, &invoke, &put], &[&logs]);
+    let mut d = desired();
+    d.on_failure_destination = Some("arn:aws:sqs:eu-west-1:123456789012:q".into());
+    let err = reconcile_one(&m.ctx(), &d).await.unwrap_err();
+    assert_eq!(
+        err.aws_code(),
+        Some("DestinationPermissionNotVisibleYet"),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Retryable, "{err}");
+    assert_eq!(put.num_calls(), 1);
 }

@@ -9,21 +9,38 @@
 # Needs: pip install cargo-lambda ziglang; rustup target add x86_64-unknown-linux-gnu
 #        aarch64-unknown-linux-gnu; apt-get install nasm (mozjpeg SIMD on x86_64).
 #
-# Reproducible: source paths are remapped out of the binary, and the zip has
-# fixed timestamps, permissions and order, so the same sources and toolchain
-# give byte-identical zips (compare the .sha256 files).
+# Reproducible and independent of the checkout's path: the sources are mirrored to
+# $CARGO_TARGET_DIR/imagestack-src (scripts/stage-sources.sh) and built there, with that path
+# and the registry's remapped out of the binary, and the zip has fixed timestamps, permissions
+# and order. So the same sources and toolchain give byte-identical zips from any checkout and
+# any target dir (compare the .sha256 files), and a second checkout sharing the target dir
+# recompiles only what differs. Builds sharing a target dir take turns (a lock beside it).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/../.." && pwd)"
 out="${IMAGESTACK_ARTIFACT_DIR:-$root/dist/lambda}"
+mkdir -p "$out"
+out="$(cd "$out" && pwd)"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$root/target}"
+mkdir -p "$CARGO_TARGET_DIR"
+CARGO_TARGET_DIR="$(cd "$CARGO_TARGET_DIR" && pwd)"
 archs=("$@")
 [ ${#archs[@]} -eq 0 ] && archs=(x86_64 arm64)
 
 command -v nasm >/dev/null || { echo "nasm missing: apt-get install nasm" >&2; exit 1; }
 command -v cargo-lambda >/dev/null || { echo "cargo-lambda missing: pip install cargo-lambda ziglang" >&2; exit 1; }
 
+# docker/build.sh stages (and holds the lock) itself and says so with IMAGESTACK_STAGED_SRC.
+if [ -n "${IMAGESTACK_STAGED_SRC:-}" ]; then
+  src="$IMAGESTACK_STAGED_SRC"
+else
+  src="$CARGO_TARGET_DIR/imagestack-src"
+  exec 9>"$CARGO_TARGET_DIR/imagestack-src.lock"
+  flock 9
+  "$root/scripts/stage-sources.sh" "$src" >/dev/null
+fi
+
 registry="${CARGO_HOME:-$HOME/.cargo}"
-export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$registry=/cargo --remap-path-prefix=$root=/src"
+export RUSTFLAGS="${RUSTFLAGS:-} --remap-path-prefix=$registry=/cargo --remap-path-prefix=$src=/src"
 export SOURCE_DATE_EPOCH=315532800
 
 for arch in "${archs[@]}"; do
@@ -34,7 +51,7 @@ for arch in "${archs[@]}"; do
   esac
   staging="$CARGO_TARGET_DIR/lambda-staging/$arch"
   rm -rf "$staging"
-  (cd "$root" && cargo lambda build --release -p imagestack-processor --bin bootstrap "$flag" --lambda-dir "$staging")
+  (cd "$src" && cargo lambda build --release --locked -p imagestack-processor --bin bootstrap "$flag" --lambda-dir "$staging")
   bin="$staging/bootstrap/bootstrap"
   [ -x "$bin" ] || { echo "no binary at $bin" >&2; exit 1; }
 

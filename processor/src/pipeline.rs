@@ -29,7 +29,8 @@ pub struct Settings {
     pub webp_quality: u8,
     pub jpeg_quality: u8,
     pub avif_quality: u8,
-    /// rav1e speed preset ([`encode::avif::SPEED`] unless benchmarking).
+    /// rav1e speed preset for images up to 1 MP ([`encode::avif::SPEED`] unless
+    /// benchmarking); larger images are encoded faster ([`encode::avif::speed_for`]).
     pub avif_speed: u8,
     /// Upper bound for libwebp's method; images with alpha are capped further
     /// ([`encode::webp::effective_method`]).

@@ -707,3 +707,28 @@ def _lambda_log_timestamps_integer() -> None:
         return save_logs
 
     _wrap(LambdaFunction, "save_logs", make)
+
+
+@_patch("lambda-get-function-reserved-concurrency-zero")
+def _lambda_reserved_concurrency_zero() -> None:
+    """Lambda GetFunction's `Concurrency`.
+    AWS: after PutFunctionConcurrency, GetFunction returns
+      `Concurrency: {ReservedConcurrentExecutions: N}`, also for N = 0 (a function that must not
+      run at all; the documented way to stop a runaway function).
+    moto 5.2.5: LambdaFunction.get_code adds `Concurrency` only `if self.reserved_concurrency:`
+      (measured: after PutFunctionConcurrency 0, GetFunction has no `Concurrency`, while
+      GetFunctionConcurrency says 0), so a reservation of 0 reads as "unreserved" and an
+      operator converging it would write it again on every reconcile.
+    Patch: add `Concurrency` whenever a reservation is set (not None)."""
+    from moto.awslambda.models import LambdaFunction
+
+    def make(original: Callable[..., Any]) -> Callable[..., Any]:
+        def get_code(self: Any) -> dict[str, Any]:
+            resp = original(self)
+            if self.reserved_concurrency is not None and "Concurrency" not in resp:
+                resp["Concurrency"] = {"ReservedConcurrentExecutions": int(self.reserved_concurrency)}
+            return resp
+
+        return get_code
+
+    _wrap(LambdaFunction, "get_code", make)

@@ -590,3 +590,15 @@ def test_lambda_invocation_log_events_have_integer_timestamps(client):
     assert events, "no invocation attempt logged"
     raw = json.dumps(events[0]["timestamp"])
     assert "." not in raw, f"timestamp {raw} is not an integer"
+
+
+def test_get_function_reports_a_reserved_concurrency_of_zero(client):
+    lam = client("lambda")
+    fn = _function(client, uid("emu-fn-conc"))
+    assert "Concurrency" not in lam.get_function(FunctionName=fn)
+    lam.put_function_concurrency(FunctionName=fn, ReservedConcurrentExecutions=5)
+    assert lam.get_function(FunctionName=fn)["Concurrency"] == {"ReservedConcurrentExecutions": 5}
+    lam.put_function_concurrency(FunctionName=fn, ReservedConcurrentExecutions=0)
+    assert lam.get_function(FunctionName=fn).get("Concurrency") == {"ReservedConcurrentExecutions": 0}
+    lam.delete_function_concurrency(FunctionName=fn)
+    assert "Concurrency" not in lam.get_function(FunctionName=fn)

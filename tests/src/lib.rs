@@ -150,9 +150,13 @@ pub fn operator_bin() -> Result<PathBuf> {
     )
 }
 
-/// Directory of the processor artifact the operator deploys in tests
-/// (`IMAGESTACK_ARTIFACT_DIR`, else `.run/artifacts`, made by scripts/dev-artifacts.sh).
+/// Directory of the processor artifact the operator deploys in tests: the
+/// shipped zips when `IMAGESTACK_SHIPPED_ZIPS` is set ([`pipeline::shipped_zips`]),
+/// else `IMAGESTACK_ARTIFACT_DIR`, else `.run/artifacts` (made by scripts/dev-artifacts.sh).
 pub fn artifact_dir() -> PathBuf {
+    if let Some(dir) = pipeline::shipped_zips() {
+        return dir;
+    }
     std::env::var("IMAGESTACK_ARTIFACT_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|_| repo_root().join(".run/artifacts"))

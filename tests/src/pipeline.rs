@@ -9,7 +9,7 @@
 //! Used by the end-to-end tests and by `demo` (which `./scripts/up` runs).
 
 use std::collections::HashMap;
-use std::ffi::OsStr;
+use std::ffi::{OsStr, OsString};
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -34,6 +34,81 @@ pub fn bootstrap_bin() -> Result<PathBuf> {
         "IMAGESTACK_BOOTSTRAP_BIN",
         "`cargo build -p imagestack-processor --bin bootstrap` builds it",
     )
+}
+
+/// A directory holding the shipped processor zips (`x86_64.zip`, `arm64.zip`,
+/// as the container image holds them): when set, the tests deploy and run
+/// those instead of the workspace's debug build ([`bootstrap_command`],
+/// [`crate::artifact_dir`]).
+pub const SHIPPED_ZIPS: &str = "IMAGESTACK_SHIPPED_ZIPS";
+/// Which shipped zip's `bootstrap` runs: `x86_64` (default) or `arm64` (under
+/// `qemu-aarch64` on another host, with Debian's aarch64 glibc).
+pub const SHIPPED_ARCH: &str = "IMAGESTACK_SHIPPED_ARCH";
+
+/// The shipped zips' directory, when [`SHIPPED_ZIPS`] is set.
+pub fn shipped_zips() -> Option<PathBuf> {
+    std::env::var_os(SHIPPED_ZIPS)
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+}
+
+/// The architecture of the shipped zip that runs ([`SHIPPED_ARCH`]).
+pub fn shipped_arch() -> Result<String> {
+    let arch = std::env::var(SHIPPED_ARCH).unwrap_or_else(|_| "x86_64".into());
+    ensure!(
+        arch == "x86_64" || arch == "arm64",
+        "{SHIPPED_ARCH} must be x86_64 or arm64, not {arch:?}"
+    );
+    Ok(arch)
+}
+
+/// How to start the function: the program and its leading arguments. The
+/// workspace's `bootstrap` ([`bootstrap_bin`]), or, with [`SHIPPED_ZIPS`],
+/// the `bootstrap` extracted from the shipped zip of [`shipped_arch`]
+/// (checked to be an ELF for that architecture; arm64 runs under
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu` unless the host is aarch64).
+pub fn bootstrap_command() -> Result<(PathBuf, Vec<OsString>)> {
+    let Some(dir) = shipped_zips() else {
+        return Ok((bootstrap_bin()?, Vec::new()));
+    };
+    let arch = shipped_arch()?;
+    let zip = dir.join(format!("{arch}.zip"));
+    let out =
+        std::env::temp_dir().join(format!("imagestack-shipped-{arch}-{}", std::process::id()));
+    std::fs::create_dir_all(&out)?;
+    let status = std::process::Command::new("python3")
+        .args([
+            "-c",
+            "import sys, zipfile; zipfile.ZipFile(sys.argv[1]).extract('bootstrap', sys.argv[2])",
+        ])
+        .arg(&zip)
+        .arg(&out)
+        .status()
+        .context("python3 (extracting bootstrap)")?;
+    ensure!(status.success(), "no bootstrap in {}", zip.display());
+    let bin = out.join("bootstrap");
+    std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+    let head = std::fs::read(&bin)?;
+    ensure!(
+        head.len() > 20 && head[..4] == *b"\x7fELF",
+        "{}: bootstrap is not an ELF",
+        zip.display()
+    );
+    let machine = u16::from_le_bytes([head[18], head[19]]);
+    let want = if arch == "arm64" { 0xB7 } else { 0x3E };
+    ensure!(
+        machine == want,
+        "{}: bootstrap is for ELF machine {machine:#x}, not {arch}",
+        zip.display()
+    );
+    if arch == "arm64" && std::env::consts::ARCH != "aarch64" {
+        let qemu = PathBuf::from("qemu-aarch64");
+        return Ok((
+            qemu,
+            vec!["-L".into(), "/usr/aarch64-linux-gnu".into(), bin.into()],
+        ));
+    }
+    Ok((bin, Vec::new()))
 }
 
 /// An image from ../shared/images (or `IMAGESTACK_TEST_IMAGES`).
@@ -147,8 +222,10 @@ impl Function {
         memory_mb: i32,
         vars: &[(K, V)],
     ) -> Result<Self> {
-        let mut cmd = tokio::process::Command::new(bootstrap_bin()?);
-        cmd.env("AWS_LAMBDA_RUNTIME_API", api.address())
+        let (program, args) = bootstrap_command()?;
+        let mut cmd = tokio::process::Command::new(&program);
+        cmd.args(&args)
+            .env("AWS_LAMBDA_RUNTIME_API", api.address())
             .env("AWS_LAMBDA_FUNCTION_NAME", name)
             .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
             .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", memory_mb.to_string())
@@ -162,7 +239,9 @@ impl Function {
         for (k, v) in vars {
             cmd.env(k, v);
         }
-        let mut child = cmd.spawn().context("spawn bootstrap")?;
+        let mut child = cmd
+            .spawn()
+            .with_context(|| format!("spawn {} {args:?}", program.display()))?;
         let collect = |lines: Arc<Mutex<Vec<String>>>,
                        stream: Box<dyn tokio::io::AsyncRead + Unpin + Send>| {
             tokio::spawn(async move {
@@ -450,6 +529,34 @@ pub fn renditions(item: &HashMap<String, AttributeValue>) -> Result<Vec<Renditio
 /// Every rendition exists in its bucket at its key with the recorded size,
 /// its format's `Content-Type`, the immutable `Cache-Control`, and decodes
 /// (from the stored bytes) to the recorded width and height.
+/// Decode a rendition: AVIF with libavif's `avifdec` (Debian's libavif-bin,
+/// an independent decoder: dav1d), the others with the `image` crate.
+pub fn decode(format: Format, bytes: &[u8]) -> Result<image::DynamicImage> {
+    if format != Format::Avif {
+        return Ok(image::load_from_memory(bytes)?);
+    }
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!("imagestack-avifdec-{}-{n}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let (src, dst) = (dir.join("in.avif"), dir.join("out.png"));
+    std::fs::write(&src, bytes)?;
+    let out = std::process::Command::new("avifdec")
+        .args(["--depth", "8"])
+        .arg(&src)
+        .arg(&dst)
+        .output()
+        .context("running avifdec (apt-get install libavif-bin; scripts/lib.sh installs it)")?;
+    ensure!(
+        out.status.success(),
+        "avifdec refused the AVIF: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let decoded = image::open(&dst);
+    std::fs::remove_dir_all(&dir).ok();
+    Ok(decoded?)
+}
+
 pub async fn assert_stored(s3: &aws_sdk_s3::Client, renditions: &[Rendition]) -> Result<()> {
     for r in renditions {
         let what = format!(
@@ -484,13 +591,14 @@ pub async fn assert_stored(s3: &aws_sdk_s3::Client, renditions: &[Rendition]) ->
             Format::Webp => image::ImageFormat::WebP,
             Format::Jpeg => image::ImageFormat::Jpeg,
             Format::Png => image::ImageFormat::Png,
+            Format::Avif => image::ImageFormat::Avif,
         };
         ensure!(
             image::guess_format(&body).ok() == Some(expected),
             "{what}: the body is not {}",
             r.format
         );
-        let decoded = image::load_from_memory(&body).with_context(|| format!("{what}: decode"))?;
+        let decoded = decode(r.format, &body).with_context(|| format!("{what}: decode"))?;
         ensure!(
             (decoded.width(), decoded.height()) == (r.width, r.height),
             "{what}: decodes to {}x{}",

@@ -193,7 +193,7 @@ async fn killed_leader_is_replaced_after_the_lease_expires() -> Result<()> {
     api.patch(
         "photos",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"processor": {"memoryMb": 2048}}})),
+        &Patch::Merge(json!({"spec": {"processor": {"memoryMb": 3072}}})),
     )
     .await?;
     let took_over = wait_leads(&b, true, LEASE_DURATION + Duration::from_secs(10)).await?;
@@ -203,7 +203,7 @@ async fn killed_leader_is_replaced_after_the_lease_expires() -> Result<()> {
     let lambda = aws_sdk_lambda::Client::new(&cfg);
     poll(LEASE_DURATION + Duration::from_secs(15), || async {
         let d = pipeline::deployed_function(&lambda, &function).await.ok()?;
-        (d.memory_mb == 2048).then_some(())
+        (d.memory_mb == 3072).then_some(())
     })
     .await
     .map_err(|e| anyhow!("the spec change never reached AWS: {e}\n{}", b.log_text()))?;
@@ -278,7 +278,7 @@ async fn sigterm_releases_the_lease_at_once() -> Result<()> {
     api.patch(
         "photos",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"processor": {"memoryMb": 1536}}})),
+        &Patch::Merge(json!({"spec": {"processor": {"memoryMb": 3584}}})),
     )
     .await?;
     wait_ready(&api, "photos", Duration::from_secs(30))

@@ -54,14 +54,22 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
     assert_eq!(
         names,
         [
+            "avif-bucket",
+            "avif-cdn-grant",
+            "cdn-errors-alarm",
             "dashboard",
             "distribution",
+            "failed-event-queue",
+            "failed-events-alarm",
+            "function-errors-alarm",
+            "function-throttles-alarm",
             "jpeg-bucket",
             "jpeg-cdn-grant",
             "metadata-table",
             "origin-access-control",
             "png-bucket",
             "png-cdn-grant",
+            "processing-errors-alarm",
             "processor-function",
             "processor-role",
             "s3-invoke-permission",
@@ -305,6 +313,43 @@ async fn invalid_specs_are_rejected_naming_the_field() {
             "spec.deletionPolicy",
         ),
         ("environment: dev\ntags: {'aws:owner': x}", "spec.tags"),
+        (
+            "environment: dev\nbuckets: {upload: {lifecycle: {noncurrentVersionExpirationDays: 0}}}",
+            "spec.buckets.upload.lifecycle.noncurrentVersionExpirationDays",
+        ),
+        (
+            "environment: dev\nbuckets: {upload: {lifecycle: {abortIncompleteMultipartUploadDays: 0}}}",
+            "spec.buckets.upload.lifecycle.abortIncompleteMultipartUploadDays",
+        ),
+        (
+            "environment: dev\nprocessor: {reservedConcurrency: -1}",
+            "spec.processor.reservedConcurrency",
+        ),
+        (
+            "environment: dev\ncdn: {aliases: [images.example.com]}",
+            "spec.cdn.aliases require spec.cdn.certificateArn",
+        ),
+        (
+            "environment: dev\ncdn: {aliases: [Not_A_Host], certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/abc'}",
+            "spec.cdn.aliases",
+        ),
+        (
+            "environment: dev\ncdn: {certificateArn: 'arn:aws:acm:eu-west-1:123456789012:certificate/abc'}",
+            "spec.cdn.certificateArn must be an ACM certificate in us-east-1",
+        ),
+        (
+            "environment: dev\nalarms: {actions: [ops-alerts]}",
+            "spec.alarms.actions: every action must be an SNS topic ARN",
+        ),
+        // Memory that cannot hold the largest accepted image.
+        (
+            "environment: dev\nprocessor: {memoryMb: 1024}",
+            "spec.processor.memoryMb must hold",
+        ),
+        (
+            "environment: dev\nprocessor: {formats: [webp, gif]}",
+            "spec.processor.formats",
+        ),
     ];
     for (i, (spec, field)) in cases.iter().enumerate() {
         let (ok, out, err) = kubectl(
@@ -404,6 +449,7 @@ async fn optional_immutable_fields_cannot_be_added_removed_or_changed() {
         ("buckets.outputs.webp", "imm-webp-a", "imm-webp-b"),
         ("buckets.outputs.jpeg", "imm-jpeg-a", "imm-jpeg-b"),
         ("buckets.outputs.png", "imm-png-a", "imm-png-b"),
+        ("buckets.outputs.avif", "imm-avif-a", "imm-avif-b"),
         ("table.name", "imm-table-a", "imm-table-b"),
     ];
     let memory =
@@ -452,10 +498,10 @@ async fn optional_immutable_fields_cannot_be_added_removed_or_changed() {
         );
         // An unrelated change is admitted, and the field kept its value throughout.
         let kept = api
-            .patch(&set, &pp, &memory(2048))
+            .patch(&set, &pp, &memory(3072))
             .await
             .unwrap_or_else(|e| panic!("memoryMb change with {path} set: {e}"));
-        assert_eq!(kept.spec.processor.memory_mb, 2048);
+        assert_eq!(kept.spec.processor.memory_mb, 3072);
         assert_eq!(spec_field(&kept, path).as_deref(), Some(a), "{path}");
         let mut again = kept.clone();
         again.spec.processor.memory_mb = 3008;
@@ -488,7 +534,7 @@ async fn optional_immutable_fields_cannot_be_added_removed_or_changed() {
             api.replace(&unset, &Default::default(), &added).await,
         );
         let kept = api
-            .patch(&unset, &pp, &memory(2048))
+            .patch(&unset, &pp, &memory(3072))
             .await
             .unwrap_or_else(|e| panic!("memoryMb change with {path} unset: {e}"));
         assert_eq!(spec_field(&kept, path), None, "{path}");
@@ -716,7 +762,7 @@ async fn killed_after_every_write_converges_without_duplicates() {
             ours += 1;
         }
     }
-    assert_eq!(ours, 4, "expected exactly 4 buckets of {owner}");
+    assert_eq!(ours, 5, "expected exactly 5 buckets of {owner}");
     let table = out.table_name.unwrap();
     let tables = ddb.list_tables().send().await.unwrap();
     assert_eq!(
@@ -795,6 +841,22 @@ async fn killed_after_every_write_converges_without_duplicates() {
         .unwrap();
     // One configuration per suffix, in lower and upper case.
     assert_eq!(notifications.lambda_function_configurations().len(), 8);
+    // The stack's two lifecycle rules on the upload bucket, once each.
+    let lifecycle = s3
+        .get_bucket_lifecycle_configuration()
+        .bucket(out.upload_bucket.as_deref().unwrap())
+        .send()
+        .await
+        .unwrap();
+    let mut ids: Vec<&str> = lifecycle.rules().iter().filter_map(|r| r.id()).collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        [
+            "imagestack-abort-incomplete-multipart-uploads",
+            "imagestack-expire-noncurrent-versions"
+        ]
+    );
 }
 
 /// S1: a stack whose `buckets.outputs.webp` names another stack's bucket is

@@ -117,8 +117,10 @@ impl Fixture {
             (env::WEBP_BUCKET, self.outputs[&Format::Webp].clone()),
             (env::JPEG_BUCKET, self.outputs[&Format::Jpeg].clone()),
             (env::PNG_BUCKET, self.outputs[&Format::Png].clone()),
+            (env::AVIF_BUCKET, self.outputs[&Format::Avif].clone()),
             (env::METADATA_TABLE, self.table.clone()),
-            (env::FORMATS, "webp,jpeg,png".to_string()),
+            // Every format, AVIF (opt-in) included.
+            (env::FORMATS, "webp,jpeg,png,avif".to_string()),
             (env::WEBP_QUALITY, "85".to_string()),
             (env::JPEG_QUALITY, "85".to_string()),
             (env::WEBP_METHOD, "4".to_string()),
@@ -219,7 +221,7 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
     let Some(AttributeValue::M(formats)) = item.get(attr::FORMATS) else {
         panic!("formats: {:?}", item.get(attr::FORMATS));
     };
-    assert_eq!(formats.len(), 3);
+    assert_eq!(formats.len(), Format::ALL.len());
     let mut recorded = HashMap::new();
     for f in Format::ALL {
         let Some(AttributeValue::M(r)) = formats.get(f.as_str()) else {
@@ -256,12 +258,13 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
             .collect()
             .await?
             .into_bytes();
-        let magic: &[u8] = match f {
-            Format::Webp => b"RIFF",
-            Format::Jpeg => b"\xFF\xD8\xFF",
-            Format::Png => b"\x89PNG",
+        let (at, magic): (usize, &[u8]) = match f {
+            Format::Webp => (0, b"RIFF"),
+            Format::Jpeg => (0, b"\xFF\xD8\xFF"),
+            Format::Png => (0, b"\x89PNG"),
+            Format::Avif => (4, b"ftypavif"),
         };
-        assert!(body.starts_with(magic), "{f} body is not {f}");
+        assert!(body[at..].starts_with(magic), "{f} body is not {f}");
         recorded.insert(f, key_out);
     }
 
@@ -289,7 +292,7 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
     }
     assert_eq!(
         emf.iter().filter(|d| d.get("BytesOut").is_some()).count(),
-        3
+        Format::ALL.len()
     );
 
     // Width variants: the item lists every rendition (full size and each
@@ -424,7 +427,7 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
         .item(record["image_id"].as_str().context("image_id")?)
         .await?;
     let long = renditions(&long_item)?;
-    assert_eq!(long.len(), 9);
+    assert_eq!(long.len(), 3 * Format::ALL.len());
     for r in &long {
         assert!(
             r.key.len() <= MAX_KEY_BYTES,
@@ -482,6 +485,101 @@ async fn bootstrap_refuses_to_start_without_configuration() -> Result<()> {
     assert!(
         logs.contains(env::UPLOAD_BUCKET) || logs.contains(env::FORMATS),
         "{logs}"
+    );
+    Ok(())
+}
+
+/// The shipped arm64 `bootstrap` (from the image's `arm64.zip`) under
+/// user-mode emulation, against the same Runtime API and emulator: one
+/// photograph and one transparent PNG, every format and width. `.ci/run`
+/// runs it after building the image (`IMAGESTACK_SHIPPED_ZIPS` = the image's
+/// /opt/imagestack/processor, `IMAGESTACK_SHIPPED_ARCH=arm64`; needs
+/// `qemu-aarch64` and Debian's aarch64 glibc: packages qemu-user,
+/// libc6-arm64-cross).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs the shipped zips: IMAGESTACK_SHIPPED_ZIPS=<dir> IMAGESTACK_SHIPPED_ARCH=arm64 (.ci/run sets them)"]
+async fn shipped_arm64_bootstrap_processes_a_photo_and_a_transparent_png() -> Result<()> {
+    anyhow::ensure!(
+        tests::pipeline::shipped_zips().is_some() && tests::pipeline::shipped_arch()? == "arm64",
+        "set IMAGESTACK_SHIPPED_ZIPS (a directory with arm64.zip) and IMAGESTACK_SHIPPED_ARCH=arm64"
+    );
+    let fx = Fixture::create().await?;
+    let api = RuntimeApi::start().await?;
+    let started = std::time::Instant::now();
+    let function = Function::start(&api, FUNCTION, 2048, &fx.function_env())?;
+    for (key, name, alpha) in [
+        (
+            "arm64/Rain drops.jpg",
+            "mate_RainDrops_1920x1200.jpg",
+            false,
+        ),
+        (
+            "arm64/alpha.png",
+            "jxltest_riaphotographs_alpha_500.png",
+            true,
+        ),
+    ] {
+        let t = std::time::Instant::now();
+        let event = fx.upload(key, shared_image(name)?).await?;
+        let response = invoke(&api, &function, event)
+            .await
+            .with_context(|| format!("{key}\n{}", function.logs()))?;
+        let record = &response["records"][0];
+        anyhow::ensure!(record["status"] == "completed", "{response}");
+        let id = record["image_id"].as_str().context("image_id")?;
+        let item = fx.item(id).await?;
+        assert_eq!(s(&item, attr::CONVERSION_STATUS), attr::STATUS_COMPLETED);
+        let all = renditions(&item)?;
+        // Every format, the full size and each configured width narrower than the image.
+        for f in Format::ALL {
+            let widths: Vec<u32> = all
+                .iter()
+                .filter(|r| r.format == f)
+                .map(|r| r.width)
+                .collect();
+            let want: Vec<u32> = if alpha {
+                vec![100, 200, 320, 500]
+            } else {
+                vec![100, 200, 320, 640, 1920]
+            };
+            let mut got = widths.clone();
+            got.sort_unstable();
+            assert_eq!(got, want, "{name} {f}");
+        }
+        assert_stored(&fx.s3, &all).await?;
+        if alpha {
+            // The transparent PNG keeps its alpha in PNG, WebP and AVIF.
+            for r in all
+                .iter()
+                .filter(|r| r.format != Format::Jpeg && r.full_size)
+            {
+                let body = fx
+                    .s3
+                    .get_object()
+                    .bucket(&r.bucket)
+                    .key(&r.key)
+                    .send()
+                    .await?
+                    .body
+                    .collect()
+                    .await?
+                    .into_bytes();
+                let decoded = tests::pipeline::decode(r.format, &body)?;
+                anyhow::ensure!(
+                    decoded.to_rgba8().pixels().any(|p| p.0[3] < 255),
+                    "{} lost its alpha",
+                    r.format
+                );
+            }
+        }
+        println!(
+            "arm64 under qemu: {name} processed in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+    }
+    println!(
+        "arm64 under qemu: start-up and both images in {:.1} s",
+        started.elapsed().as_secs_f64()
     );
     Ok(())
 }

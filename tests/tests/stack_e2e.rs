@@ -24,6 +24,153 @@ use tests::*;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(120);
 
+/// ACM certificate of the custom domain (us-east-1, as CloudFront requires).
+const CERT: &str =
+    "arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666";
+
+/// The stack with the production settings of issue 11: retention, reserved
+/// concurrency and a custom domain.
+/// Every format (AVIF is opt-in), two widths, and the production features.
+const PRODUCTION_SPEC: &str = "environment: dev
+buckets: {upload: {lifecycle: {noncurrentVersionExpirationDays: 10}}}
+processor: {reservedConcurrency: 5, formats: [webp, jpeg, png, avif], widths: [320, 640]}
+alarms: {actions: ['arn:aws:sns:us-east-1:123456789012:photos-ops']}
+cdn:
+  aliases: [photos.example.com]
+  certificateArn: arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666";
+
+/// The stack's four alarms are on status, Ready, and exist in CloudWatch with
+/// the stack's actions; the ProcessingErrors rate selects by `Stack`.
+async fn assert_alarms(
+    components: &[imagestack_operator::api::ComponentStatus],
+    stack: &str,
+) -> Result<()> {
+    use imagestack_operator::api::{ComponentName as N, ComponentState};
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let cw = imagestack_operator::aws::AwsClients::from_sdk_config(&cfg).cloudwatch;
+    for name in [
+        N::FunctionErrorsAlarm,
+        N::FunctionThrottlesAlarm,
+        N::ProcessingErrorsAlarm,
+        N::CdnErrorsAlarm,
+    ] {
+        let c = components
+            .iter()
+            .find(|c| c.name == name)
+            .with_context(|| format!("{name} not on status: {components:?}"))?;
+        ensure!(c.state == ComponentState::Ready, "{c:?}");
+        let arn = c.id.as_deref().context("alarm ARN on status")?;
+        let alarm_name = arn.rsplit(':').next().unwrap_or_default();
+        let out = cw.describe_alarms().alarm_names(alarm_name).send().await?;
+        let a = out
+            .metric_alarms()
+            .first()
+            .with_context(|| format!("{alarm_name} missing"))?;
+        assert_eq!(
+            a.alarm_actions(),
+            ["arn:aws:sns:us-east-1:123456789012:photos-ops"]
+        );
+        if name == N::ProcessingErrorsAlarm {
+            let stacks: Vec<&str> = a
+                .metrics()
+                .iter()
+                .filter_map(|q| q.metric_stat()?.metric())
+                .flat_map(|m| m.dimensions())
+                .filter(|d| d.name() == Some("Stack"))
+                .filter_map(|d| d.value())
+                .collect();
+            assert_eq!(stacks, [stack, stack]);
+        }
+    }
+    Ok(())
+}
+
+/// The production settings read back from AWS: lifecycle rules on every
+/// bucket, the function's reserved concurrency, the distribution's aliases
+/// and certificate, and the CNAME target on status.
+async fn assert_production_settings(c: &Clients, out: &StackOutputs, function: &str) -> Result<()> {
+    let rules = |bucket: String| async move {
+        let lc =
+            c.s3.get_bucket_lifecycle_configuration()
+                .bucket(&bucket)
+                .send()
+                .await
+                .with_context(|| format!("lifecycle of {bucket}"))?;
+        let mut v: Vec<(String, Option<i32>, Option<i32>)> = lc
+            .rules()
+            .iter()
+            .map(|r| {
+                (
+                    r.id().unwrap_or_default().to_string(),
+                    r.noncurrent_version_expiration()
+                        .and_then(|n| n.noncurrent_days()),
+                    r.abort_incomplete_multipart_upload()
+                        .and_then(|a| a.days_after_initiation()),
+                )
+            })
+            .collect();
+        v.sort();
+        anyhow::Ok(v)
+    };
+    let abort = (
+        "imagestack-abort-incomplete-multipart-uploads".to_string(),
+        None,
+        Some(7),
+    );
+    let upload = out.upload_bucket.clone().context("uploadBucket")?;
+    assert_eq!(
+        rules(upload).await?,
+        [
+            abort.clone(),
+            (
+                "imagestack-expire-noncurrent-versions".to_string(),
+                Some(10),
+                None
+            )
+        ]
+    );
+    for b in [&out.webp_bucket, &out.jpeg_bucket, &out.png_bucket] {
+        let b = b.clone().context("output bucket")?;
+        assert_eq!(rules(b).await?, std::slice::from_ref(&abort));
+    }
+    let f = c
+        .lambda
+        .get_function()
+        .function_name(function)
+        .send()
+        .await?;
+    assert_eq!(
+        f.concurrency()
+            .and_then(|c| c.reserved_concurrent_executions()),
+        Some(5)
+    );
+    let dist = out.distribution_id.as_deref().context("distributionId")?;
+    let cfg = c.cf.get_distribution_config().id(dist).send().await?;
+    let cfg = cfg.distribution_config().context("config")?;
+    assert_eq!(
+        cfg.aliases()
+            .map(|a| a.items().to_vec())
+            .unwrap_or_default(),
+        ["photos.example.com"]
+    );
+    let vc = cfg.viewer_certificate().context("viewer certificate")?;
+    assert_eq!(vc.acm_certificate_arn(), Some(CERT));
+    assert_eq!(
+        vc.ssl_support_method().map(|m| m.as_str()),
+        Some("sni-only")
+    );
+    assert_eq!(
+        vc.minimum_protocol_version().map(|m| m.as_str()),
+        Some("TLSv1.2_2021")
+    );
+    assert_eq!(out.cdn_aliases, ["photos.example.com"]);
+    assert_eq!(out.cname_target.as_deref(), out.cdn_domain.as_deref());
+    assert!(out.cname_target.is_some());
+    Ok(())
+}
+
 struct Clients {
     s3: aws_sdk_s3::Client,
     ddb: aws_sdk_dynamodb::Client,
@@ -194,21 +341,28 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     )?;
     let (ok, _, err) = kubectl(
         &["apply", "-f", "-"],
-        Some(&manifest(&ns, "photos", "environment: dev")),
+        Some(&manifest(&ns, "photos", PRODUCTION_SPEC)),
     )?;
     ensure!(ok, "{err}");
     let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
     let s = wait_ready(&api, "photos", READY_TIMEOUT)
         .await
         .map_err(|e| anyhow::anyhow!("{e}\n{}", op.log_text()))?;
+    let components = s
+        .status
+        .as_ref()
+        .map(|s| s.components.clone())
+        .unwrap_or_default();
     let out = s.status.and_then(|s| s.outputs).context("outputs")?;
     let upload_bucket = out.upload_bucket.clone().context("uploadBucket")?;
     let function_name = out.function_name.clone().context("functionName")?;
     let c = clients().await;
+    assert_production_settings(&c, &out, &function_name).await?;
+    assert_alarms(&components, &format!("{ns}/photos")).await?;
 
     // The function as deployed: the contract's variables, pointing at this stack.
     let deployed = deployed_function(&c.lambda, &function_name).await?;
-    assert_eq!(deployed.memory_mb, 1024);
+    assert_eq!(deployed.memory_mb, 2048);
     assert_eq!(
         deployed.var(env::UPLOAD_BUCKET),
         Some(upload_bucket.as_str())
@@ -270,18 +424,86 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     )
     .await?;
     assert_served_by_cdn(&c, &out, &transparent).await?;
+
+    // A failed event: the function's on-failure destination is the stack's
+    // queue; what Lambda puts there, `operator redrive` sends back, and the
+    // processor handles it like the S3 event it carries.
+    let queue = out.failed_event_queue.clone().context("failedEventQueue")?;
+    let invoke_cfg = c
+        .lambda
+        .get_function_event_invoke_config()
+        .function_name(&function_name)
+        .send()
+        .await?;
+    let destination = invoke_cfg
+        .destination_config()
+        .and_then(|d| d.on_failure())
+        .and_then(|f| f.destination())
+        .unwrap_or_default();
+    ensure!(
+        destination.ends_with(&format!(":{queue}")),
+        "on-failure destination {destination:?} is not the queue {queue}"
+    );
+    let event = pipeline::upload(
+        &c.s3,
+        &c.region,
+        &upload_bucket,
+        "photos/retried later.png",
+        coffee.clone(),
+    )
+    .await?;
+    let record = json!({
+        "version": "1.0",
+        "timestamp": "2026-12-01T10:00:00.000Z",
+        "requestContext": {"requestId": "e2e", "functionArn": deployed.arn,
+            "condition": "RetriesExhausted", "approximateInvokeCount": 3},
+        "requestPayload": event,
+        "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+        "responsePayload": {"errorMessage": "DynamoDB throttled"}
+    });
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let sqs = imagestack_operator::aws::AwsClients::from_sdk_config(&cfg).sqs;
+    let url = sqs
+        .get_queue_url()
+        .queue_name(&queue)
+        .send()
+        .await?
+        .queue_url()
+        .context("queue url")?
+        .to_string();
+    sqs.send_message()
+        .queue_url(&url)
+        .message_body(record.to_string())
+        .send()
+        .await?;
+    let redrive = std::process::Command::new(operator_bin()?)
+        .args(["redrive", "--namespace", &ns, "--name", "photos"])
+        .output()?;
+    let said = String::from_utf8_lossy(&redrive.stdout);
+    ensure!(
+        redrive.status.success() && said.contains("sent 1 event(s)") && said.contains("0 left"),
+        "operator redrive: {said}{}",
+        String::from_utf8_lossy(&redrive.stderr)
+    );
+    let response = invoke(&runtime, &function, record).await?;
+    ensure!(
+        response["records"][0]["status"] == "completed",
+        "{response}"
+    );
     drop(function);
 
     // A spec change reaches the function, and the next upload uses it.
     api.patch(
         "photos",
         &PatchParams::default(),
-        &Patch::Merge(json!({"spec": {"processor": {"memoryMb": 2048, "quality": {"jpeg": 40}}}})),
+        &Patch::Merge(json!({"spec": {"processor": {"memoryMb": 3072, "quality": {"jpeg": 40}}}})),
     )
     .await?;
     let updated = poll(READY_TIMEOUT, || async {
         let d = deployed_function(&c.lambda, &function_name).await.ok()?;
-        (d.memory_mb == 2048 && d.var(env::JPEG_QUALITY) == Some("40")).then_some(d)
+        (d.memory_mb == 3072 && d.var(env::JPEG_QUALITY) == Some("40")).then_some(d)
     })
     .await
     .map_err(|e| anyhow::anyhow!("function not updated: {e}\n{}", op.log_text()))?;
@@ -365,7 +587,7 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
         first("DeleteDistribution")? < first("DeleteOriginAccessControl")?,
         "{writes:?}"
     );
-    // The three output buckets wait for the distribution (it reads them); the
+    // The four output buckets wait for the distribution (it reads them); the
     // upload bucket only for what writes through it, so it may go earlier.
     let oac = first("DeleteOriginAccessControl")?;
     ensure!(
@@ -373,12 +595,12 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
             .iter()
             .filter(|w| *w == "DeleteBucket")
             .count()
-            >= 3,
+            >= 4,
         "output buckets deleted before the distribution and its OAC: {writes:?}"
     );
     ensure!(first("DeleteTable")? < first("DeleteBucket")?, "{writes:?}");
     ensure!(
-        writes.iter().filter(|w| *w == "DeleteBucket").count() == 4,
+        writes.iter().filter(|w| *w == "DeleteBucket").count() == 5,
         "{writes:?}"
     );
     first("DeleteDashboards")?;
@@ -389,6 +611,7 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
         &out.webp_bucket,
         &out.jpeg_bucket,
         &out.png_bucket,
+        &out.avif_bucket,
     ] {
         let b = b.as_deref().context("bucket output")?;
         ensure!(

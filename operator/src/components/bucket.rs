@@ -4,11 +4,15 @@
 //! SSE-S3 default encryption with a bucket key, object ownership
 //! `BucketOwnerEnforced` (ACLs off) and a bucket policy that denies non-TLS
 //! requests. The upload bucket adds versioning, transfer acceleration and CORS.
+//! Every bucket gets the stack's lifecycle rules: incomplete multipart
+//! uploads are aborted, and on the upload bucket noncurrent versions expire.
 //!
 //! The bucket policy is shared configuration: this component owns only the
 //! TLS-only statement (`Sid` [`policy::TLS_ONLY_SID`]); the CloudFront read
 //! grant is the CDN grant component's ([`super::cdn_grant`]), and any other
-//! statement a user adds (with another `Sid`) is kept on every write.
+//! statement a user adds (with another `Sid`) is kept on every write. The
+//! lifecycle configuration is shared the same way: the stack owns the rules
+//! with ids `imagestack-*` ([`crate::lifecycle`]), every other rule is kept.
 //!
 //! A `HeadBucket` 403 is `AccessDenied` (the operator lacks `s3:ListBucket`,
 //! or the bucket belongs to another account): never "not ours", never "gone".
@@ -21,7 +25,7 @@ use aws_sdk_s3::types::{
     ObjectIdentifier, ObjectOwnership, OwnershipControls, OwnershipControlsRule,
     PublicAccessBlockConfiguration, ServerSideEncryption, ServerSideEncryptionByDefault,
     ServerSideEncryptionConfiguration, ServerSideEncryptionRule, Tag, Tagging,
-    VersioningConfiguration,
+    TransitionDefaultMinimumObjectSize, VersioningConfiguration,
 };
 use serde_json::Value;
 
@@ -30,6 +34,7 @@ use super::{
     optional, owner_from_tags, status_of, tag_change,
 };
 use crate::error::{Error, ErrorClass, Result};
+use crate::lifecycle::{self, StackRule};
 use crate::naming::Ownership;
 use crate::policy;
 
@@ -79,6 +84,9 @@ pub struct DesiredBucket {
     pub cors: Option<Vec<Cors>>,
     /// The statement of the bucket policy this component owns (TLS only).
     pub tls_statement: Value,
+    /// The lifecycle rules this component owns (ids `imagestack-*`); any
+    /// other rule of the bucket is kept.
+    pub lifecycle: Vec<StackRule>,
     /// On deletion, remove every object version first; when false a
     /// non-empty bucket blocks the stack's deletion (preflight).
     pub empty_on_delete: bool,
@@ -110,6 +118,11 @@ pub struct ObservedBucket {
     pub encryption: Option<(String, bool)>,
     pub ownership: Option<String>,
     pub policy: Option<Value>,
+    /// Every lifecycle rule of the bucket (ours and others).
+    pub lifecycle: Vec<aws_sdk_s3::types::LifecycleRule>,
+    /// The lifecycle configuration's default minimum object size for
+    /// transitions, written back as read (it belongs to every rule).
+    pub lifecycle_min_size: Option<TransitionDefaultMinimumObjectSize>,
 }
 
 /// A field of a bucket that can differ.
@@ -123,6 +136,7 @@ pub enum Field {
     Acceleration,
     Cors,
     Policy,
+    Lifecycle,
 }
 
 fn on_off(v: Option<&str>) -> String {
@@ -229,6 +243,16 @@ pub fn diff(desired: &DesiredBucket, observed: &ObservedBucket) -> Vec<(Field, C
                 format!("bucketPolicy[{}]", policy::TLS_ONLY_SID),
                 from,
                 "deny non-TLS requests",
+            ),
+        ));
+    }
+    if let Some(from) = lifecycle::drift(&desired.lifecycle, &observed.lifecycle) {
+        out.push((
+            Field::Lifecycle,
+            Change::new(
+                format!("lifecycle[{}*]", lifecycle::RULE_PREFIX),
+                from,
+                lifecycle::describe(&desired.lifecycle),
             ),
         ));
     }
@@ -365,6 +389,17 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedBucket>
         &["NoSuchBucketPolicy"],
     )?
     .and_then(|o| o.policy().and_then(|p| policy::parse(p).ok()));
+    if let Some(lc) = optional(
+        "s3:GetLifecycleConfiguration",
+        s3.get_bucket_lifecycle_configuration()
+            .bucket(name)
+            .send()
+            .await,
+        &["NoSuchLifecycleConfiguration"],
+    )? {
+        observed.lifecycle = lc.rules().to_vec();
+        observed.lifecycle_min_size = lc.transition_default_minimum_object_size().cloned();
+    }
     Ok(Some(observed))
 }
 
@@ -556,6 +591,29 @@ async fn apply_field(
                 .send()
                 .await
                 .map_err(|e| Error::aws("s3:PutBucketPolicy", e))?;
+        }
+        Field::Lifecycle => {
+            let rules = lifecycle::merged(&d.lifecycle, &observed.lifecycle)?;
+            match lifecycle::configuration(rules)? {
+                Some(cfg) => {
+                    s3.put_bucket_lifecycle_configuration()
+                        .bucket(b)
+                        .lifecycle_configuration(cfg)
+                        .set_transition_default_minimum_object_size(
+                            observed.lifecycle_min_size.clone(),
+                        )
+                        .send()
+                        .await
+                        .map_err(|e| Error::aws("s3:PutLifecycleConfiguration", e))?;
+                }
+                None => {
+                    s3.delete_bucket_lifecycle()
+                        .bucket(b)
+                        .send()
+                        .await
+                        .map_err(|e| Error::aws("s3:PutLifecycleConfiguration", e))?;
+                }
+            }
         }
     }
     Ok(())
@@ -754,6 +812,10 @@ mod tests {
                 max_age_seconds: None,
             }]),
             tls_statement: policy::deny_insecure_transport("aws", "b"),
+            lifecycle: vec![
+                StackRule::expire_noncurrent(30),
+                StackRule::abort_multipart(7),
+            ],
             empty_on_delete: false,
         }
     }
@@ -768,6 +830,8 @@ mod tests {
             encryption: Some(("AES256".into(), true)),
             ownership: Some("BucketOwnerEnforced".into()),
             policy: Some(policy::bucket_policy(vec![d.tls_statement.clone()])),
+            lifecycle: d.lifecycle.iter().map(|r| r.to_sdk().unwrap()).collect(),
+            lifecycle_min_size: None,
         }
     }
 
@@ -795,6 +859,7 @@ mod tests {
         o.policy = None;
         o.tags.clear();
         o.encryption = None;
+        o.lifecycle.pop();
         let fields: Vec<Field> = diff(&d, &o).into_iter().map(|(f, _)| f).collect();
         assert_eq!(
             fields,
@@ -804,7 +869,8 @@ mod tests {
                 Field::Encryption,
                 Field::Versioning,
                 Field::Cors,
-                Field::Policy
+                Field::Policy,
+                Field::Lifecycle
             ]
         );
         let text: Vec<String> = diff(&d, &o)

@@ -3,15 +3,18 @@
 //! Every widget is scoped to this stack (the seed's widgets had no dimensions
 //! and showed account-wide numbers): Lambda metrics with the `FunctionName`
 //! dimension, the processor's Embedded Metric Format metrics (namespace
-//! `ImageOptimization`) with the stack's `Environment`, DynamoDB errors and
+//! `ImageOptimization`) with the stack's `Stack` and `Environment`, DynamoDB errors and
 //! throttles of the metadata table, and CloudFront traffic and error rates of
 //! the distribution (`DistributionId` + `Region=Global`, always in us-east-1).
 //!
-//! Dimension sets match what the processor emits (processor/src/lambda/metrics.rs):
-//! `[Environment]` for ProcessingTime/ProcessedImages/BytesIn and ProcessingErrors
-//! in total, `[Environment, Reason]` for ProcessingErrors by reason (shown with
+//! Dimension sets match what the processor emits (processor/src/lambda/metrics.rs)
+//! with the stack identity the operator gives it (`IMAGESTACK_STACK`, the
+//! dashboard input's `stack`): `[Stack, Environment]` for
+//! ProcessingTime/ProcessedImages/BytesIn and ProcessingErrors in total,
+//! `[Stack, Environment, Reason]` for ProcessingErrors by reason (shown with
 //! a `SEARCH` so every reason appears without listing them here), and
-//! `[Environment, Format]` for BytesOut.
+//! `[Stack, Environment, Format]` for BytesOut. Two stacks of one environment
+//! in one account therefore never show each other's traffic.
 //!
 //! DynamoDB: `SystemErrors` and `ThrottledRequests` are published per
 //! `{TableName, Operation}` only, so they are summed over a `SEARCH` filtered on
@@ -66,7 +69,8 @@ const NOT_FOUND: &[&str] = &[
 pub struct DashboardInput {
     /// Region of the function, table and processor metrics.
     pub region: String,
-    /// `<namespace>/<name>` of the stack (shown in the header).
+    /// `<namespace>/<name>` of the stack (shown in the header): also the
+    /// processor's `Stack` metric dimension.
     pub stack: String,
     /// The processor function's name.
     pub function_name: String,
@@ -280,9 +284,11 @@ pub fn body(input: &DashboardInput, marker: &str) -> Value {
         json!(["AWS/Lambda", "Duration", "FunctionName", f, {"stat": "p99", "label": "p99"}]),
     ])));
 
-    // Processor (EMF), this environment only.
+    // Processor (EMF), this stack only.
     let ns = m::NAMESPACE;
     let dim = m::DIMENSION_ENVIRONMENT;
+    let sdim = m::DIMENSION_STACK;
+    let stack = input.stack.as_str();
     widgets.push(widget(
         0,
         8,
@@ -292,8 +298,8 @@ pub fn body(input: &DashboardInput, marker: &str) -> Value {
             "Images processed and failed",
             region,
             vec![
-                json!([ns, m::PROCESSED_IMAGES, dim, env, {"stat": "Sum"}]),
-                json!([ns, m::PROCESSING_ERRORS, dim, env, {"stat": "Sum"}]),
+                json!([ns, m::PROCESSED_IMAGES, sdim, stack, dim, env, {"stat": "Sum"}]),
+                json!([ns, m::PROCESSING_ERRORS, sdim, stack, dim, env, {"stat": "Sum"}]),
             ],
         ),
     ));
@@ -306,16 +312,17 @@ pub fn body(input: &DashboardInput, marker: &str) -> Value {
             "Processing time (ms)",
             region,
             vec![
-                json!([ns, m::PROCESSING_TIME, dim, env, {"stat": "p50", "label": "p50"}]),
-                json!([ns, m::PROCESSING_TIME, dim, env, {"stat": "p99", "label": "p99"}]),
+                json!([ns, m::PROCESSING_TIME, sdim, stack, dim, env, {"stat": "p50", "label": "p50"}]),
+                json!([ns, m::PROCESSING_TIME, sdim, stack, dim, env, {"stat": "p99", "label": "p99"}]),
             ],
         ),
     ));
     let by_reason = format!(
-        "SEARCH('{{{ns},{dim},{reason}}} MetricName=\"{metric}\" {dim}={value}', 'Sum', {PERIOD})",
+        "SEARCH('{{{ns},{dim},{reason},{sdim}}} MetricName=\"{metric}\" {dim}={value} {sdim}={stack_value}', 'Sum', {PERIOD})",
         reason = m::DIMENSION_REASON,
         metric = m::PROCESSING_ERRORS,
         value = search_value(env),
+        stack_value = search_value(stack),
     );
     widgets.push(widget(
         16,
@@ -328,10 +335,10 @@ pub fn body(input: &DashboardInput, marker: &str) -> Value {
             vec![json!([{"expression": by_reason, "id": "reasons"}])],
         ),
     ));
-    let mut bytes = vec![json!([ns, m::BYTES_IN, dim, env, {"stat": "Sum"}])];
+    let mut bytes = vec![json!([ns, m::BYTES_IN, sdim, stack, dim, env, {"stat": "Sum"}])];
     for format in &input.formats {
         bytes.push(json!([
-            ns, m::BYTES_OUT, dim, env, m::DIMENSION_FORMAT, format.as_str(),
+            ns, m::BYTES_OUT, sdim, stack, dim, env, m::DIMENSION_FORMAT, format.as_str(),
             {"stat": "Sum", "label": format!("{} {}", m::BYTES_OUT, format.as_str())}
         ]));
     }
@@ -547,7 +554,7 @@ mod tests {
             environment: "dev".into(),
             table_name: "imagestack-dev-metadata-abc".into(),
             distribution_id: Some("E2QWRUHEXAMPLE".into()),
-            formats: Format::ALL.to_vec(),
+            formats: Format::DEFAULT.to_vec(),
         }
     }
 
@@ -603,21 +610,26 @@ mod tests {
             let hits = find(&lines, "ImageOptimization", metric);
             assert!(!hits.is_empty(), "{metric}");
             for (_, l) in hits {
-                assert_eq!(l[2], "Environment");
-                assert_eq!(l[3], "dev");
-                // [Environment] only: the 5th element is the options object.
-                assert!(l[4].is_object(), "{l}");
+                assert_eq!(l[2], "Stack");
+                assert_eq!(l[3], "team-a/images");
+                assert_eq!(l[4], "Environment");
+                assert_eq!(l[5], "dev");
+                // [Stack, Environment] only: the 7th element is the options object.
+                assert!(l[6].is_object(), "{l}");
             }
         }
         let out = find(&lines, "ImageOptimization", "BytesOut");
-        let formats: Vec<&Value> = out.iter().map(|(_, l)| &l[5]).collect();
+        let formats: Vec<&Value> = out.iter().map(|(_, l)| &l[7]).collect();
         assert_eq!(formats, [&json!("webp"), &json!("jpeg"), &json!("png")]);
         for (_, l) in out {
-            assert_eq!(l[4], "Format");
+            assert_eq!(
+                (&l[2], &l[4], &l[6]),
+                (&json!("Stack"), &json!("Environment"), &json!("Format"))
+            );
         }
         let text = body(&input(), MARKER).to_string();
         assert!(
-            text.contains(r#"SEARCH('{ImageOptimization,Environment,Reason} MetricName=\"ProcessingErrors\" Environment=\"dev\"', 'Sum', 300)"#),
+            text.contains(r#"SEARCH('{ImageOptimization,Environment,Reason,Stack} MetricName=\"ProcessingErrors\" Environment=\"dev\" Stack=\"team-a/images\"', 'Sum', 300)"#),
             "{text}"
         );
     }

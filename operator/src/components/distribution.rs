@@ -6,13 +6,18 @@
 //! default behaviour to the WebP one; HTTPS redirect, GET/HEAD/OPTIONS
 //! allowed, GET/HEAD cached, compression, HTTP/2 and HTTP/3, IPv6, price class
 //! and TTLs from the spec, no default root object, the stack's tags and a
-//! comment naming the stack.
+//! comment naming the stack. Custom domains: the spec's aliases with its ACM
+//! certificate (SNI, minimum protocol [`MIN_PROTOCOL`]), or none with
+//! CloudFront's default certificate — both managed, so aliases added by hand
+//! are removed (put them in `spec.cdn.aliases`).
 //!
-//! TTLs use the legacy cache settings (`ForwardedValues` + `MinTTL` /
-//! `DefaultTTL` / `MaxTTL` on every behaviour) rather than a cache policy: the
-//! spec's TTLs would need a custom cache policy (one more resource to own), AWS
-//! still accepts the legacy fields, and they round-trip through our emulator
-//! (moto has no cache-policy API), so a second reconcile makes zero writes.
+//! Caching: with the spec's default TTLs every behaviour uses AWS's managed
+//! `CachingOptimized` cache policy ([`CACHING_OPTIMIZED`]; the renditions'
+//! own `Cache-Control` decides how long they stay). With other TTLs the
+//! behaviours still carry them in the legacy cache settings
+//! (`ForwardedValues` + `MinTTL` / `DefaultTTL` / `MaxTTL`, deprecated in the
+//! SDK, still accepted by AWS): a cache policy owned by the stack would need
+//! the cache-policy API, which the emulator lacks (issue 11, item 6, not done).
 //!
 //! Identity: the `CallerReference` is deterministic per stack
 //! ([`caller_reference`]). The distribution is read by the id the stack's
@@ -26,8 +31,8 @@
 //! Updates: only when the normalized configuration of the managed fields
 //! differs ([`diff`]); the config and a fresh ETag are read
 //! (`GetDistributionConfig`) right before `UpdateDistribution`, the managed
-//! fields are replaced and every other field (aliases, certificate, logging,
-//! restrictions, WAF, …) is sent back unchanged; one retry on
+//! fields are replaced and every other field (logging, restrictions, WAF,
+//! error responses, …) is sent back unchanged; one retry on
 //! `PreconditionFailed`. Tag drift is one more change (`tags`), repaired with
 //! `TagResource`/`UntagResource`. CloudFront accepts updates while a
 //! distribution is `InProgress`, so nothing waits for it; but the component is
@@ -42,11 +47,12 @@ use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use aws_sdk_cloudfront::types::{
-    AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, CookiePreference,
+    Aliases, AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, CookiePreference,
     DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, ForwardedValues,
     FunctionAssociations, Headers, HttpVersion, ItemSelection, LambdaFunctionAssociations, Method,
-    Origin, Origins, PriceClass, QueryStringCacheKeys, S3OriginConfig, Tag, TagKeys, Tags,
-    TrustedKeyGroups, TrustedSigners, ViewerProtocolPolicy,
+    MinimumProtocolVersion, Origin, Origins, PriceClass, QueryStringCacheKeys, S3OriginConfig,
+    SslSupportMethod, Tag, TagKeys, Tags, TrustedKeyGroups, TrustedSigners, ViewerCertificate,
+    ViewerProtocolPolicy,
 };
 use imagestack_contract::Format;
 
@@ -69,6 +75,11 @@ pub const DEPLOYED: &str = "Deployed";
 pub const MAX_COMMENT_LEN: usize = 128;
 /// Seed defaults (seconds): minimum, default and maximum TTL.
 pub const DEFAULT_TTLS: (i64, i64, i64) = (0, 30 * 24 * 3600, 30 * 24 * 3600);
+/// AWS's managed cache policy `Managed-CachingOptimized` (same id in every
+/// account): cache key = path (+ gzip/brotli), no cookies, headers or query
+/// strings; TTLs 1 s / 1 day / 1 year, so the renditions' own
+/// `Cache-Control: max-age=31536000, immutable` decides.
+pub const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
 /// The field name of tag drift among the changes.
 const TAGS_FIELD: &str = "tags";
 
@@ -91,10 +102,18 @@ pub struct DesiredDistribution {
     pub default_ttl: i64,
     /// Maximum TTL, seconds.
     pub max_ttl: i64,
+    /// The cache policy of every behaviour: AWS's managed `CachingOptimized`
+    /// when the spec's TTLs are the defaults; `None`: the legacy
+    /// `ForwardedValues` and TTL fields carry the spec's TTLs.
+    pub cache_policy_id: Option<String>,
     /// Resource tags, including the ownership tags.
     pub tags: BTreeMap<String, String>,
     /// Serve traffic.
     pub enabled: bool,
+    /// Custom domains (CNAMEs); sorted, no duplicates.
+    pub aliases: Vec<String>,
+    /// ACM certificate (us-east-1) for the aliases; `None`: CloudFront's default certificate.
+    pub certificate_arn: Option<String>,
     /// The distribution id the stack's status last reported, read first
     /// (`None`: found by caller reference).
     pub known_id: Option<String>,
@@ -174,8 +193,11 @@ pub fn desired(
         min_ttl: ttls.0,
         default_ttl: ttls.1,
         max_ttl: ttls.2,
+        cache_policy_id: (ttls == DEFAULT_TTLS).then(|| CACHING_OPTIMIZED.to_string()),
         tags,
         enabled: true,
+        aliases: Vec::new(),
+        certificate_arn: None,
         known_id: None,
         adopted_id: OnceLock::new(),
     }
@@ -233,8 +255,8 @@ fn forwarded_values() -> Result<ForwardedValues> {
 /// The same settings on the default and on every path behaviour (the two
 /// builder types share method names but no trait).
 macro_rules! behavior_settings {
-    ($builder:expr, $target:expr, $d:expr) => {
-        $builder
+    ($builder:expr, $target:expr, $d:expr) => {{
+        let b = $builder
             .target_origin_id($target)
             .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
             .allowed_methods(allowed_methods()?)
@@ -265,12 +287,16 @@ macro_rules! behavior_settings {
                     .quantity(0)
                     .build()
                     .map_err(build_err("function associations"))?,
-            )
-            .forwarded_values(forwarded_values()?)
-            .min_ttl($d.min_ttl)
-            .default_ttl($d.default_ttl)
-            .max_ttl($d.max_ttl)
-    };
+            );
+        match &$d.cache_policy_id {
+            Some(id) => b.cache_policy_id(id),
+            None => b
+                .forwarded_values(forwarded_values()?)
+                .min_ttl($d.min_ttl)
+                .default_ttl($d.default_ttl)
+                .max_ttl($d.max_ttl),
+        }
+    }};
 }
 
 /// The full `DistributionConfig` for create (and the managed fields for update).
@@ -345,13 +371,45 @@ pub fn config(d: &DesiredDistribution, oac_id: &str) -> Result<DistributionConfi
         .is_ipv6_enabled(true)
         // Empty element: no default root object (an image CDN has no index page).
         .default_root_object("")
+        .aliases(aliases(d)?)
+        .viewer_certificate(viewer_certificate(d))
         .build()
         .map_err(build_err("config"))
 }
 
+/// Minimum TLS version viewers must speak on a custom domain.
+pub const MIN_PROTOCOL: &str = "TLSv1.2_2021";
+
+fn aliases(d: &DesiredDistribution) -> Result<Aliases> {
+    let mut items = d.aliases.clone();
+    items.sort();
+    items.dedup();
+    Aliases::builder()
+        .quantity(items.len() as i32)
+        .set_items((!items.is_empty()).then_some(items))
+        .build()
+        .map_err(build_err("aliases"))
+}
+
+/// The ACM certificate with SNI and TLS 1.2 (2021 ciphers) when the spec
+/// names one, else CloudFront's default certificate.
+fn viewer_certificate(d: &DesiredDistribution) -> ViewerCertificate {
+    match &d.certificate_arn {
+        Some(arn) => ViewerCertificate::builder()
+            .cloud_front_default_certificate(false)
+            .acm_certificate_arn(arn)
+            .ssl_support_method(SslSupportMethod::SniOnly)
+            .minimum_protocol_version(MinimumProtocolVersion::from(MIN_PROTOCOL))
+            .build(),
+        None => ViewerCertificate::builder()
+            .cloud_front_default_certificate(true)
+            .build(),
+    }
+}
+
 /// Replace the managed fields of `observed` by those of `desired`, keeping
-/// everything else (caller reference, aliases, certificate, logging,
-/// restrictions, web ACL, error responses, origin groups, …) as it is.
+/// everything else (caller reference, logging, restrictions, web ACL, error
+/// responses, origin groups, …) as it is.
 pub fn merge(mut observed: DistributionConfig, desired: &DistributionConfig) -> DistributionConfig {
     observed.origins = desired.origins.clone();
     observed.default_cache_behavior = desired.default_cache_behavior.clone();
@@ -362,6 +420,8 @@ pub fn merge(mut observed: DistributionConfig, desired: &DistributionConfig) -> 
     observed.http_version = desired.http_version.clone();
     observed.is_ipv6_enabled = desired.is_ipv6_enabled;
     observed.default_root_object = desired.default_root_object.clone();
+    observed.aliases = desired.aliases.clone();
+    observed.viewer_certificate = desired.viewer_certificate.clone();
     observed
 }
 
@@ -457,44 +517,48 @@ macro_rules! flatten_behavior {
                 })
                 .unwrap_or_default(),
         );
-        let fv = bh.forwarded_values();
-        put(
-            "forwardedValues.queryString",
-            fv.map(|f| f.query_string().to_string())
-                .unwrap_or_else(|| "unset".into()),
-        );
-        put(
-            "forwardedValues.cookies",
-            fv.and_then(|f| f.cookies())
-                .map(|c| {
-                    let names = c
-                        .whitelisted_names()
-                        .map(|n| list(n.items().iter().map(String::as_str)))
-                        .unwrap_or_default();
-                    if names.is_empty() {
-                        c.forward().as_str().to_string()
-                    } else {
-                        format!("{}:{names}", c.forward().as_str())
-                    }
-                })
-                .unwrap_or_else(|| "unset".into()),
-        );
-        put(
-            "forwardedValues.headers",
-            fv.and_then(|f| f.headers())
-                .map(|h| list(h.items().iter().map(String::as_str)))
-                .unwrap_or_default(),
-        );
-        put(
-            "forwardedValues.queryStringCacheKeys",
-            fv.and_then(|f| f.query_string_cache_keys())
-                .map(|h| list(h.items().iter().map(String::as_str)))
-                .unwrap_or_default(),
-        );
-        let ttl = |v: Option<i64>| v.map(|t| t.to_string()).unwrap_or_else(|| "unset".into());
-        put("minTTL", ttl(bh.min_ttl()));
-        put("defaultTTL", ttl(bh.default_ttl()));
-        put("maxTTL", ttl(bh.max_ttl()));
+        // With a cache policy CloudFront ignores the legacy cache settings
+        // (and AWS may still return some of them): compare them only without one.
+        if bh.cache_policy_id().is_none_or(str::is_empty) {
+            let fv = bh.forwarded_values();
+            put(
+                "forwardedValues.queryString",
+                fv.map(|f| f.query_string().to_string())
+                    .unwrap_or_else(|| "unset".into()),
+            );
+            put(
+                "forwardedValues.cookies",
+                fv.and_then(|f| f.cookies())
+                    .map(|c| {
+                        let names = c
+                            .whitelisted_names()
+                            .map(|n| list(n.items().iter().map(String::as_str)))
+                            .unwrap_or_default();
+                        if names.is_empty() {
+                            c.forward().as_str().to_string()
+                        } else {
+                            format!("{}:{names}", c.forward().as_str())
+                        }
+                    })
+                    .unwrap_or_else(|| "unset".into()),
+            );
+            put(
+                "forwardedValues.headers",
+                fv.and_then(|f| f.headers())
+                    .map(|h| list(h.items().iter().map(String::as_str)))
+                    .unwrap_or_default(),
+            );
+            put(
+                "forwardedValues.queryStringCacheKeys",
+                fv.and_then(|f| f.query_string_cache_keys())
+                    .map(|h| list(h.items().iter().map(String::as_str)))
+                    .unwrap_or_default(),
+            );
+            let ttl = |v: Option<i64>| v.map(|t| t.to_string()).unwrap_or_else(|| "unset".into());
+            put("minTTL", ttl(bh.min_ttl()));
+            put("defaultTTL", ttl(bh.default_ttl()));
+            put("maxTTL", ttl(bh.max_ttl()));
+        }
     }};
 }
 
@@ -521,6 +585,48 @@ pub fn normalize(cfg: &DistributionConfig) -> BTreeMap<String, String> {
     );
     out.insert("isIPV6Enabled".into(), b(cfg.is_ipv6_enabled()));
     out.insert("defaultRootObject".into(), s(cfg.default_root_object()));
+    out.insert(
+        "aliases".into(),
+        list(
+            cfg.aliases()
+                .map(|a| a.items())
+                .unwrap_or_default()
+                .iter()
+                .map(String::as_str),
+        ),
+    );
+    // CloudFront's default certificate is one setting (AWS fills in its own
+    // protocol version for it); an ACM certificate is the ARN, SNI and the
+    // minimum protocol.
+    let cert = cfg.viewer_certificate();
+    let acm = cert
+        .and_then(|c| c.acm_certificate_arn())
+        .unwrap_or_default();
+    let iam = cert
+        .and_then(|c| c.iam_certificate_id())
+        .unwrap_or_default();
+    let viewer_certificate = if !acm.is_empty() || !iam.is_empty() {
+        let c = cert.map(|c| {
+            (
+                c.ssl_support_method()
+                    .map(|m| m.as_str())
+                    .unwrap_or("unset"),
+                c.minimum_protocol_version()
+                    .map(|m| m.as_str())
+                    .unwrap_or("unset"),
+            )
+        });
+        let (method, protocol) = c.unwrap_or(("unset", "unset"));
+        let source = if acm.is_empty() {
+            format!("iam:{iam}")
+        } else {
+            format!("acm:{acm}")
+        };
+        format!("{source} {method} {protocol}")
+    } else {
+        "cloudfront-default".to_string()
+    };
+    out.insert("viewerCertificate".into(), viewer_certificate);
     let origins = cfg.origins().map(|o| o.items()).unwrap_or_default();
     out.insert("origins".into(), list(origins.iter().map(|o| o.id())));
     for o in origins {
@@ -1143,7 +1249,7 @@ mod tests {
         assert_eq!(c.is_ipv6_enabled(), Some(true));
         assert_eq!(c.default_root_object(), Some(""));
         let origins = c.origins().unwrap().items();
-        assert_eq!(origins.len(), 3);
+        assert_eq!(origins.len(), 4);
         for (o, f) in origins.iter().zip(Format::ALL) {
             assert_eq!(o.id(), origin_id(f));
             assert_eq!(
@@ -1163,10 +1269,13 @@ mod tests {
             &ViewerProtocolPolicy::RedirectToHttps
         );
         assert_eq!(def.compress(), Some(true));
-        assert_eq!(def.min_ttl(), Some(0));
-        assert_eq!(def.default_ttl(), Some(2_592_000));
-        assert_eq!(def.max_ttl(), Some(2_592_000));
-        assert!(def.cache_policy_id().is_none());
+        // Default TTLs: AWS's managed CachingOptimized policy, no legacy settings.
+        assert_eq!(def.cache_policy_id(), Some(CACHING_OPTIMIZED));
+        assert!(def.forwarded_values().is_none());
+        assert_eq!(
+            (def.min_ttl(), def.default_ttl(), def.max_ttl()),
+            (None, None, None)
+        );
         let am = def.allowed_methods().unwrap();
         assert_eq!(am.items(), [Method::Get, Method::Head, Method::Options]);
         assert_eq!(
@@ -1183,7 +1292,8 @@ mod tests {
             [
                 ("/webp/*", "s3-webp"),
                 ("/jpeg/*", "s3-jpeg"),
-                ("/png/*", "s3-png")
+                ("/png/*", "s3-png"),
+                ("/avif/*", "s3-avif")
             ]
         );
         for cb in cbs {
@@ -1192,8 +1302,38 @@ mod tests {
                 &ViewerProtocolPolicy::RedirectToHttps
             );
             assert_eq!(cb.compress(), Some(true));
-            assert_eq!(cb.default_ttl(), Some(2_592_000));
+            assert_eq!(cb.cache_policy_id(), Some(CACHING_OPTIMIZED));
+            assert!(cb.forwarded_values().is_none());
         }
+    }
+
+    #[test]
+    #[allow(deprecated)] // asserts the legacy cache settings
+    fn custom_ttls_keep_the_legacy_cache_settings() {
+        let d = desired(
+            &id(),
+            "eu-west-1",
+            &buckets(),
+            "PriceClass_100",
+            (60, 3600, 86400),
+            id().tags(&BTreeMap::new()),
+        );
+        assert_eq!(d.cache_policy_id, None);
+        let c = config(&d, "OAC1").unwrap();
+        let def = c.default_cache_behavior().unwrap();
+        assert!(def.cache_policy_id().is_none());
+        assert!(def.forwarded_values().is_some());
+        assert_eq!(
+            (def.min_ttl(), def.default_ttl(), def.max_ttl()),
+            (Some(60), Some(3600), Some(86400))
+        );
+        // Going from custom TTLs back to the defaults is a change of every behaviour.
+        let want = config(&desired_dist(), "OAC1").unwrap();
+        let fields: Vec<String> = diff(&want, &c).into_iter().map(|c| c.field).collect();
+        assert!(
+            fields.contains(&"defaultCacheBehavior.cachePolicyId".to_string()),
+            "{fields:?}"
+        );
     }
 
     #[test]
@@ -1252,7 +1392,7 @@ mod tests {
         let mut am = def.allowed_methods.clone().unwrap();
         am.items.reverse();
         def.allowed_methods = Some(am);
-        def.cache_policy_id = Some(String::new());
+        def.origin_request_policy_id = Some(String::new());
         def.realtime_log_config_arn = Some(String::new());
         def.field_level_encryption_id = Some(String::new());
         have.default_cache_behavior = Some(def);
@@ -1269,6 +1409,8 @@ mod tests {
         let mut cbs = have.cache_behaviors.clone().unwrap();
         let items = cbs.items.as_mut().unwrap();
         items[1].viewer_protocol_policy = ViewerProtocolPolicy::AllowAll;
+        items[2].viewer_protocol_policy = ViewerProtocolPolicy::AllowAll;
+        // Legacy TTLs beside the cache policy are ignored by CloudFront: not drift.
         items[2].max_ttl = Some(60);
         have.cache_behaviors = Some(cbs);
         let mut origins = have.origins.clone().unwrap();
@@ -1280,7 +1422,7 @@ mod tests {
             text,
             [
                 "cacheBehaviors[/jpeg/*].viewerProtocolPolicy: allow-all → redirect-to-https",
-                "cacheBehaviors[/png/*].maxTTL: 60 → 2592000",
+                "cacheBehaviors[/png/*].viewerProtocolPolicy: allow-all → redirect-to-https",
                 "httpVersion: http2 → http2and3",
                 "origins[s3-webp].originAccessControlId: \"\" → OAC1",
                 "priceClass: PriceClass_All → PriceClass_100",
@@ -1323,6 +1465,76 @@ mod tests {
         assert_eq!(merged.caller_reference(), "original");
         assert_eq!(merged.web_acl_id(), Some("acl"));
         assert!(diff(&want, &merged).is_empty());
+    }
+
+    const CERT: &str = "arn:aws:acm:us-east-1:123456789012:certificate/abc-123";
+
+    #[test]
+    fn custom_domain_uses_the_certificate_with_sni_and_tls12() {
+        let mut d = desired_dist();
+        d.aliases = vec!["img.example.com".into(), "cdn.example.com".into()];
+        d.certificate_arn = Some(CERT.into());
+        let c = config(&d, "OAC1").unwrap();
+        assert_eq!(
+            c.aliases().unwrap().items(),
+            ["cdn.example.com", "img.example.com"]
+        );
+        assert_eq!(c.aliases().unwrap().quantity(), 2);
+        let vc = c.viewer_certificate().unwrap();
+        assert_eq!(vc.acm_certificate_arn(), Some(CERT));
+        assert_eq!(vc.ssl_support_method(), Some(&SslSupportMethod::SniOnly));
+        assert_eq!(
+            vc.minimum_protocol_version().map(|v| v.as_str()),
+            Some("TLSv1.2_2021")
+        );
+        assert_eq!(vc.cloud_front_default_certificate(), Some(false));
+        // Without: CloudFront's certificate, no aliases.
+        let c = config(&desired_dist(), "OAC1").unwrap();
+        assert_eq!(c.aliases().unwrap().quantity(), 0);
+        assert_eq!(
+            c.viewer_certificate()
+                .unwrap()
+                .cloud_front_default_certificate(),
+            Some(true)
+        );
+    }
+
+    #[test]
+    fn aliases_and_certificate_drift_is_named_and_merged() {
+        let mut d = desired_dist();
+        d.aliases = vec!["img.example.com".into()];
+        d.certificate_arn = Some(CERT.into());
+        let want = config(&d, "OAC1").unwrap();
+        // What AWS returned before: no aliases, the default certificate (with its own
+        // protocol version, which is not drift for the default certificate).
+        let plain = config(&desired_dist(), "OAC1").unwrap();
+        let mut have = plain.clone();
+        have.viewer_certificate = Some(
+            ViewerCertificate::builder()
+                .cloud_front_default_certificate(true)
+                .minimum_protocol_version(MinimumProtocolVersion::TlSv1)
+                .ssl_support_method(SslSupportMethod::SniOnly)
+                .acm_certificate_arn("")
+                .build(),
+        );
+        assert!(diff(&plain, &have).is_empty(), "{:?}", diff(&plain, &have));
+        let text: Vec<String> = diff(&want, &have).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [
+                "aliases: \"\" → img.example.com",
+                &format!(
+                    "viewerCertificate: cloudfront-default → acm:{CERT} sni-only TLSv1.2_2021"
+                ),
+            ]
+        );
+        assert!(diff(&want, &merge(have, &want)).is_empty());
+        // A weaker protocol set out of band is drift.
+        let mut weak = want.clone();
+        let mut vc = weak.viewer_certificate.clone().unwrap();
+        vc.minimum_protocol_version = Some(MinimumProtocolVersion::TlSv1);
+        weak.viewer_certificate = Some(vc);
+        assert_eq!(diff(&want, &weak).len(), 1);
     }
 
     #[test]

@@ -20,7 +20,9 @@ use std::sync::{LazyLock, Mutex};
 use std::time::SystemTime;
 
 use aws_sdk_lambda::primitives::Blob;
-use aws_sdk_lambda::types::{Architecture, Environment, FunctionCode, Runtime};
+use aws_sdk_lambda::types::{
+    Architecture, DestinationConfig, Environment, FunctionCode, OnFailure, Runtime,
+};
 use base64::Engine;
 use sha2::{Digest, Sha256};
 
@@ -78,6 +80,11 @@ pub struct DesiredFunction {
     pub max_retry_attempts: i32,
     /// Maximum age of an asynchronous event, seconds.
     pub max_event_age_seconds: i32,
+    /// Reserved concurrent executions; `None`: unreserved (the account's pool).
+    pub reserved_concurrency: Option<i32>,
+    /// ARN of the on-failure destination of asynchronous invocations (the
+    /// failed-event queue); `None`: none.
+    pub on_failure_destination: Option<String>,
 }
 
 /// Runtime of every processor function.
@@ -114,10 +121,13 @@ pub struct ObservedFunction {
     pub last_update_status: String,
     /// Tags.
     pub tags: BTreeMap<String, String>,
-    /// (max retries, max event age) of the async invoke config, when set.
-    pub invoke_config: Option<(Option<i32>, Option<i32>)>,
+    /// (max retries, max event age, on-failure destination) of the async
+    /// invoke config, when set.
+    pub invoke_config: Option<(Option<i32>, Option<i32>, Option<String>)>,
     /// Retention of the log group; `None` when the group does not exist, `Some(None)` never expires.
     pub log_retention: Option<Option<i32>>,
+    /// Reserved concurrent executions (`GetFunction`'s `Concurrency`); `None`: unreserved.
+    pub reserved_concurrency: Option<i32>,
 }
 
 /// A field of the function that can differ.
@@ -127,6 +137,8 @@ pub enum Field {
     Tags,
     /// The log group (missing, or another retention).
     LogGroup,
+    /// Reserved concurrency (`PutFunctionConcurrency` / `DeleteFunctionConcurrency`).
+    Concurrency,
     /// Code or architecture (`UpdateFunctionCode`).
     Code,
     /// Role, runtime, handler, memory, timeout, description, environment.
@@ -273,6 +285,17 @@ pub fn diff(
             ),
         ));
     }
+    if o.reserved_concurrency != d.reserved_concurrency {
+        let show = |c: Option<i32>| c.map_or_else(|| "unreserved".to_string(), |n| n.to_string());
+        out.push((
+            Field::Concurrency,
+            Change::new(
+                "reservedConcurrency",
+                show(o.reserved_concurrency),
+                show(d.reserved_concurrency),
+            ),
+        ));
+    }
     let code_differs = code_sha256.is_some_and(|s| s != o.code_sha256);
     if code_differs || o.architecture != d.architecture {
         out.push((
@@ -295,16 +318,22 @@ pub fn diff(
             Change::new("configuration", cfg.join(", "), "as spec"),
         ));
     }
-    let want_invoke = (Some(d.max_retry_attempts), Some(d.max_event_age_seconds));
-    if o.invoke_config != Some(want_invoke) {
+    let want_invoke = (
+        Some(d.max_retry_attempts),
+        Some(d.max_event_age_seconds),
+        d.on_failure_destination.clone(),
+    );
+    if o.invoke_config.as_ref() != Some(&want_invoke) {
         out.push((
             Field::InvokeConfig,
             Change::new(
                 "asyncInvokeConfig",
                 format!("{:?}", o.invoke_config),
                 format!(
-                    "retries={} maxAge={}s",
-                    d.max_retry_attempts, d.max_event_age_seconds
+                    "retries={} maxAge={}s onFailure={}",
+                    d.max_retry_attempts,
+                    d.max_event_age_seconds,
+                    d.on_failure_destination.as_deref().unwrap_or("none")
                 ),
             ),
         ));
@@ -366,6 +395,9 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunctio
             .tags()
             .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
             .unwrap_or_default(),
+        reserved_concurrency: out
+            .concurrency()
+            .and_then(|c| c.reserved_concurrent_executions()),
         ..Default::default()
     };
     if !is_ours(ctx, &o.tags) {
@@ -377,7 +409,15 @@ pub async fn observe(ctx: &Ctx<'_>, name: &str) -> Result<Option<ObservedFunctio
         .send()
         .await
     {
-        Ok(c) => Some((c.maximum_retry_attempts(), c.maximum_event_age_in_seconds())),
+        Ok(c) => Some((
+            c.maximum_retry_attempts(),
+            c.maximum_event_age_in_seconds(),
+            c.destination_config()
+                .and_then(|d| d.on_failure())
+                .and_then(|f| f.destination())
+                .filter(|d| !d.is_empty())
+                .map(str::to_string),
+        )),
         Err(e) if code_of(&e) == Some("ResourceNotFoundException") => None,
         Err(e) => return Err(Error::aws("lambda:GetFunctionEventInvokeConfig", e)),
     };
@@ -401,6 +441,32 @@ async fn log_group_retention(ctx: &Ctx<'_>, group: &str) -> Result<Option<Option
         .iter()
         .find(|g| g.log_group_name() == Some(group))
         .map(|g| g.retention_in_days()))
+}
+
+const ACTION_INVOKE_CONFIG: &str = "lambda:PutFunctionEventInvokeConfig";
+
+/// Lambda checks that the execution role may send to the on-failure
+/// destination; right after the role's policy got `sqs:SendMessage` (IAM is
+/// eventually consistent) it answers `InvalidParameterValueException` "…
+/// execution role does not have permissions to call SendMessage …": retry,
+/// do not stall.
+pub fn destination_error(code: Option<&str>, err: Error) -> Error {
+    match err {
+        Error::Aws { message, .. }
+            if code == Some("InvalidParameterValueException")
+                && message.contains("does not have permissions") =>
+        {
+            Error::Aws {
+                action: ACTION_INVOKE_CONFIG.into(),
+                code: "DestinationPermissionNotVisibleYet".into(),
+                message: format!(
+                    "the role's permission on the failed-event queue is not yet visible to Lambda (IAM is eventually consistent); retrying. {message}"
+                ),
+                class: ErrorClass::Retryable,
+            }
+        }
+        other => other,
+    }
 }
 
 /// True for the error Lambda returns while a just-created role is not yet
@@ -577,15 +643,47 @@ impl Component for DesiredFunction {
             match field {
                 Field::Tags => apply_tags(cx, self, seen).await?,
                 Field::LogGroup => ensure_log_group(cx, self, seen.log_retention).await?,
+                Field::Concurrency => match self.reserved_concurrency {
+                    Some(n) => {
+                        lambda
+                            .put_function_concurrency()
+                            .function_name(&self.name)
+                            .reserved_concurrent_executions(n)
+                            .send()
+                            .await
+                            .map_err(|e| Error::aws("lambda:PutFunctionConcurrency", e))?;
+                    }
+                    None => {
+                        lambda
+                            .delete_function_concurrency()
+                            .function_name(&self.name)
+                            .send()
+                            .await
+                            .map_err(|e| Error::aws("lambda:DeleteFunctionConcurrency", e))?;
+                    }
+                },
                 Field::InvokeConfig => {
+                    // Put replaces the whole configuration: no destination
+                    // unless the spec has one.
+                    let destination = DestinationConfig::builder()
+                        .set_on_failure(
+                            self.on_failure_destination
+                                .as_ref()
+                                .map(|d| OnFailure::builder().destination(d).build()),
+                        )
+                        .build();
                     lambda
                         .put_function_event_invoke_config()
                         .function_name(&self.name)
                         .maximum_retry_attempts(self.max_retry_attempts)
                         .maximum_event_age_in_seconds(self.max_event_age_seconds)
+                        .destination_config(destination)
                         .send()
                         .await
-                        .map_err(|e| Error::aws("lambda:PutFunctionEventInvokeConfig", e))?;
+                        .map_err(|e| {
+                            let code = code_of(&e).map(str::to_string);
+                            destination_error(code.as_deref(), Error::aws(ACTION_INVOKE_CONFIG, e))
+                        })?;
                 }
                 // One code or configuration update per pass: Lambda applies it
                 // (LastUpdateStatus InProgress) before it accepts another.
@@ -770,6 +868,8 @@ mod tests {
             log_retention_days: 30,
             max_retry_attempts: 2,
             max_event_age_seconds: 3600,
+            reserved_concurrency: Some(5),
+            on_failure_destination: Some("arn:aws:sqs:us-east-1:1:q".into()),
         }
     }
 
@@ -788,8 +888,9 @@ mod tests {
             state: "Active".into(),
             last_update_status: "Successful".into(),
             tags: d.tags.clone(),
-            invoke_config: Some((Some(2), Some(3600))),
+            invoke_config: Some((Some(2), Some(3600), d.on_failure_destination.clone())),
             log_retention: Some(Some(30)),
+            reserved_concurrency: d.reserved_concurrency,
         }
     }
 
@@ -809,15 +910,39 @@ mod tests {
         o.environment.insert("A".into(), "2".into());
         o.code_sha256 = "old".into();
         o.log_retention = Some(None);
+        o.reserved_concurrency = None;
         let ch = diff(&d, ROLE, &o, Some("abc"));
         let fields: Vec<Field> = ch.iter().map(|(f, _)| *f).collect();
         assert_eq!(
             fields,
-            vec![Field::LogGroup, Field::Code, Field::Configuration]
+            vec![
+                Field::LogGroup,
+                Field::Concurrency,
+                Field::Code,
+                Field::Configuration
+            ]
         );
-        let cfg = &ch[2].1;
+        assert_eq!(ch[1].1.to_string(), "reservedConcurrency: unreserved → 5");
+        let cfg = &ch[3].1;
         assert!(cfg.from.contains("memoryMb: 512 → 1024"), "{cfg}");
         assert!(cfg.from.contains("environment[A]"), "{cfg}");
+    }
+
+    #[test]
+    fn reserved_concurrency_zero_and_unreserved_differ() {
+        let mut d = desired();
+        d.reserved_concurrency = Some(0);
+        let mut o = in_sync(&d);
+        assert!(diff(&d, ROLE, &o, Some("abc")).is_empty());
+        o.reserved_concurrency = None;
+        let ch = diff(&d, ROLE, &o, Some("abc"));
+        assert_eq!(ch.len(), 1);
+        assert_eq!(ch[0].1.to_string(), "reservedConcurrency: unreserved → 0");
+        // Unset in the spec: a reservation made out of band is removed.
+        d.reserved_concurrency = None;
+        o.reserved_concurrency = Some(10);
+        let ch = diff(&d, ROLE, &o, Some("abc"));
+        assert_eq!(ch[0].1.to_string(), "reservedConcurrency: 10 → unreserved");
     }
 
     #[test]

@@ -20,6 +20,7 @@
 //! If it hands something to its dependants (an id, an ARN), add an [`Output`]
 //! variant and read it back from [`Ctx::inputs`] in the dependant.
 
+pub mod alarm;
 pub mod bucket;
 pub mod cdn_grant;
 pub mod dashboard;
@@ -28,6 +29,7 @@ pub mod function;
 pub mod notification;
 pub mod origin_access;
 pub mod permission;
+pub mod queue;
 pub mod role;
 pub mod table;
 

@@ -303,6 +303,11 @@ pub const RENDITION_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 pub mod env {
     /// Environment name of the stack (`spec.environment`); metric dimension.
     pub const ENVIRONMENT: &str = "IMAGESTACK_ENVIRONMENT";
+    /// The stack's identity (`<namespace>/<name>`): the `Stack` metric
+    /// dimension, so two stacks of one environment in one account keep their
+    /// metrics apart. The operator always sets it; without it the processor
+    /// emits the `Environment` dimension alone (as before it existed).
+    pub const STACK: &str = "IMAGESTACK_STACK";
     /// Upload bucket name (source of events).
     pub const UPLOAD_BUCKET: &str = "IMAGESTACK_UPLOAD_BUCKET";
     /// Output bucket for WebP renditions.
@@ -388,6 +393,48 @@ pub mod env {
     }
 }
 
+/// How much memory an image needs: the rule the operator enforces between
+/// `memoryMb` and `maxInputPixels`.
+///
+/// Measured peak RSS of the processor (two encoders at once, as on Lambda,
+/// all four formats and the default widths; processor/README.md): 22 bytes
+/// per pixel for an RGB photo, 37 for an RGBA image (the decoded image, its
+/// premultiplied copy for resampling, the JPEG's flattened copy and the
+/// encoders' own buffers). The rule uses 40 bytes per pixel plus 128 MB for
+/// the runtime, the binary and the source bytes of small images.
+pub mod memory {
+    /// Peak bytes per source pixel, worst case (RGBA, AVIF on).
+    pub const BYTES_PER_PIXEL: u64 = 40;
+    /// Fixed overhead in MB.
+    pub const BASELINE_MB: u64 = 128;
+
+    /// The least `memoryMb` that holds an image of `max_pixels` pixels.
+    pub const fn required_mb(max_pixels: u64) -> u64 {
+        BASELINE_MB + (max_pixels * BYTES_PER_PIXEL).div_ceil(1 << 20)
+    }
+
+    /// The most pixels `memory_mb` holds.
+    pub const fn max_pixels(memory_mb: u64) -> u64 {
+        memory_mb.saturating_sub(BASELINE_MB) * (1 << 20) / BYTES_PER_PIXEL
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::defaults;
+
+        #[test]
+        fn the_defaults_fit_each_other() {
+            assert!(required_mb(defaults::MAX_INPUT_PIXELS) <= u64::from(defaults::MEMORY_MB));
+            assert!(max_pixels(u64::from(defaults::MEMORY_MB)) >= defaults::MAX_INPUT_PIXELS);
+            // 100 MP needs almost 4 GB.
+            assert_eq!(required_mb(100_000_000), 128 + 3815);
+            assert_eq!(max_pixels(128), 0);
+            assert!(required_mb(max_pixels(3000)) <= 3000);
+        }
+    }
+}
+
 /// Defaults shared by the CRD and the processor.
 pub mod defaults {
     pub const WEBP_QUALITY: u8 = 85;
@@ -401,8 +448,11 @@ pub mod defaults {
     pub const WEBP_METHOD: u8 = 4;
     /// 50 MiB.
     pub const MAX_INPUT_BYTES: u64 = 50 * 1024 * 1024;
-    /// 100 megapixels.
-    pub const MAX_INPUT_PIXELS: u64 = 100_000_000;
+    /// 50 megapixels: what [`MEMORY_MB`] holds by the
+    /// [`memory`](super::memory) rule (a 48 MP phone photo fits).
+    pub const MAX_INPUT_PIXELS: u64 = 50_000_000;
+    /// The function's default memory in MB (also about 1.2 vCPU on Lambda).
+    pub const MEMORY_MB: u32 = 2048;
     /// The largest side WebP can encode.
     pub const MAX_INPUT_DIMENSION: u32 = 16_383;
     /// 30 seconds per image.
@@ -474,6 +524,9 @@ pub mod table {
 pub mod metrics {
     pub const NAMESPACE: &str = "ImageOptimization";
     pub const DIMENSION_ENVIRONMENT: &str = "Environment";
+    /// The stack's identity, beside [`DIMENSION_ENVIRONMENT`] on every metric
+    /// (from [`super::env::STACK`]).
+    pub const DIMENSION_STACK: &str = "Stack";
     pub const PROCESSING_TIME: &str = "ProcessingTime";
     pub const PROCESSED_IMAGES: &str = "ProcessedImages";
     pub const PROCESSING_ERRORS: &str = "ProcessingErrors";

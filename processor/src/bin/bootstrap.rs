@@ -14,20 +14,17 @@ use serde_json::Value;
 
 #[tokio::main]
 async fn main() -> Result<(), lambda_runtime::Error> {
-    // Logs go to stderr; stdout carries the EMF metric lines.
-    tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_ansi(false)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
-        )
-        .init();
+    // Logs go to stderr; stdout carries the EMF metric lines. The runtime's
+    // helper follows Lambda's logging controls: JSON lines when the function's
+    // log format is JSON (AWS_LAMBDA_LOG_FORMAT), the level from
+    // AWS_LAMBDA_LOG_LEVEL (else RUST_LOG, else INFO).
+    lambda_runtime::tracing::init_default_subscriber_with_writer(std::io::stderr);
     let config = Config::from_env().inspect_err(|e| {
         tracing::error!(error = %e, "invalid configuration");
     })?;
     tracing::info!(
         environment = %config.environment,
+        stack = config.stack.as_deref().unwrap_or(""),
         formats = ?config.settings.formats,
         parallelism = config.settings.parallelism,
         "imagestack processor {} starting",

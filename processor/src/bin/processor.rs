@@ -51,7 +51,8 @@ struct OptimizeArgs {
     /// AVIF quality 1–100 (add `avif` to --formats).
     #[arg(long, default_value_t = imagestack_contract::defaults::AVIF_QUALITY)]
     avif_quality: u8,
-    /// rav1e speed preset 0 (slowest) – 10 (fastest).
+    /// rav1e speed preset 0 (slowest) – 10 (fastest) for images up to 1 MP; larger ones are
+    /// encoded faster (at least 9 up to 2 MP, 10 above: `encode::avif::speed_for`).
     #[arg(long, default_value_t = imagestack_processor::encode::avif::SPEED)]
     avif_speed: u8,
     /// libwebp method 0–6 (capped for images with alpha).

@@ -15,6 +15,8 @@ use crate::pipeline::{self, Settings};
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     pub environment: String,
+    /// The `Stack` metric dimension (`None`: not set, `Environment` only).
+    pub stack: Option<String>,
     pub upload_bucket: String,
     /// Output bucket per configured format.
     pub buckets: BTreeMap<Format, String>,
@@ -79,6 +81,7 @@ impl Config {
         };
         Ok(Config {
             environment: vars.required(env::ENVIRONMENT)?,
+            stack: vars.get(env::STACK),
             upload_bucket: vars.required(env::UPLOAD_BUCKET)?,
             buckets,
             table: vars.required(env::METADATA_TABLE)?,
@@ -231,6 +234,14 @@ mod tests {
         let c = load(&m).unwrap();
         assert_eq!(c.buckets.get(&Format::Avif).map(String::as_str), Some("a"));
         assert_eq!(c.settings.formats, vec![Format::Webp, Format::Avif]);
+    }
+
+    #[test]
+    fn the_stack_identity_is_optional() {
+        assert_eq!(load(&full()).unwrap().stack, None);
+        let mut m = full();
+        m.insert(env::STACK, "team-a/images".to_string());
+        assert_eq!(load(&m).unwrap().stack.as_deref(), Some("team-a/images"));
     }
 
     #[test]

@@ -38,8 +38,15 @@ pub enum Payload {
     TestEvent,
 }
 
-/// Parse an invocation payload.
-pub fn parse(payload: Value) -> Result<Payload> {
+/// Parse an invocation payload: an S3 event, or the record Lambda's
+/// on-failure destination wrote for one (the original event under
+/// `requestPayload`), which is what `operator redrive` sends back.
+pub fn parse(mut payload: Value) -> Result<Payload> {
+    if payload.get("requestContext").is_some()
+        && let Some(original) = payload.get_mut("requestPayload").map(Value::take)
+    {
+        payload = original;
+    }
     if payload.get("Event").and_then(Value::as_str) == Some("s3:TestEvent") {
         return Ok(Payload::TestEvent);
     }
@@ -153,6 +160,30 @@ mod tests {
         assert_eq!(objects[0].version_marker(), Some("v1"));
         assert_eq!(objects[0].upload_timestamp, 1_714_564_800);
         assert_eq!(objects[1].key, "dir/é.png");
+    }
+
+    #[test]
+    fn a_failed_event_record_is_its_original_event() {
+        // What Lambda's on-failure destination puts in the queue (and redrive sends back).
+        let original = json!({"Records": [record("ObjectCreated:Put", "a.jpg")]});
+        let destination = json!({
+            "version": "1.0",
+            "timestamp": "2026-12-01T10:00:00.000Z",
+            "requestContext": {
+                "requestId": "r-1",
+                "functionArn": "arn:aws:lambda:eu-west-1:1:function:f:$LATEST",
+                "condition": "RetriesExhausted",
+                "approximateInvokeCount": 3
+            },
+            "requestPayload": original,
+            "responseContext": {"statusCode": 200, "functionError": "Unhandled"},
+            "responsePayload": {"errorMessage": "boom"}
+        });
+        let Payload::Records(records) = parse(destination).unwrap() else {
+            panic!("records expected")
+        };
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].as_ref().unwrap().key, "a.jpg");
     }
 
     #[test]

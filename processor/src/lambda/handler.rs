@@ -71,6 +71,14 @@ pub struct Processor {
 }
 
 impl Processor {
+    /// The dimensions every metric of this function carries.
+    fn scope(&self) -> metrics::Scope<'_> {
+        metrics::Scope {
+            environment: &self.config.environment,
+            stack: self.config.stack.as_deref(),
+        }
+    }
+
     pub fn new(config: Config, store: Store) -> Self {
         Processor {
             config,
@@ -228,7 +236,7 @@ impl Processor {
             .filter_map(|f| bytes_out.get(f).map(|b| (*f, *b)))
             .collect();
         (self.metrics)(&metrics::success(
-            &self.config.environment,
+            &self.scope(),
             now_ms(),
             u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX),
             bytes_in,
@@ -260,7 +268,7 @@ impl Processor {
         tracing::warn!(reason = %reason, error = %error, "image failed permanently");
         let item = record::failed(source, image_id, reason, &error.to_string());
         self.store.put_item(&self.config.table, item).await?;
-        (self.metrics)(&[metrics::failure(&self.config.environment, now_ms(), reason)]);
+        (self.metrics)(&[metrics::failure(&self.scope(), now_ms(), reason)]);
         Ok(RecordOutcome {
             bucket: source.bucket.clone(),
             key: source.key.clone(),

@@ -1,12 +1,43 @@
 //! CloudWatch Embedded Metric Format lines (namespace `ImageOptimization`,
-//! dimension `Environment`): CloudWatch Logs turns them into metrics, so no
-//! metrics API call is made per image.
+//! dimensions `Stack` and `Environment`): CloudWatch Logs turns them into
+//! metrics, so no metrics API call is made per image. Without a stack
+//! identity (`IMAGESTACK_STACK` unset) the dimension is `Environment` alone.
 
 use imagestack_contract::Format;
 use imagestack_contract::metrics as m;
 use serde_json::{Value, json};
 
 use crate::error::FailureReason;
+
+/// The dimensions that scope every metric to one stack.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Scope<'a> {
+    pub environment: &'a str,
+    pub stack: Option<&'a str>,
+}
+
+impl Scope<'_> {
+    /// The scope's dimension names followed by `extra`.
+    fn dimensions(&self, extra: &[&str]) -> Value {
+        let mut names: Vec<&str> = Vec::with_capacity(2 + extra.len());
+        if self.stack.is_some() {
+            names.push(m::DIMENSION_STACK);
+        }
+        names.push(m::DIMENSION_ENVIRONMENT);
+        names.extend_from_slice(extra);
+        json!(names)
+    }
+
+    /// Fields with the scope's dimension values.
+    fn fields(&self) -> serde_json::Map<String, Value> {
+        let mut fields = serde_json::Map::new();
+        if let Some(stack) = self.stack {
+            fields.insert(m::DIMENSION_STACK.into(), json!(stack));
+        }
+        fields.insert(m::DIMENSION_ENVIRONMENT.into(), json!(self.environment));
+        fields
+    }
+}
 
 fn document(
     timestamp_ms: u64,
@@ -33,21 +64,20 @@ fn document(
 /// Lines for one successfully processed image: time, count and bytes in,
 /// then bytes out per format.
 pub fn success(
-    environment: &str,
+    scope: &Scope<'_>,
     timestamp_ms: u64,
     processing_ms: u64,
     bytes_in: u64,
     bytes_out: &[(Format, u64)],
 ) -> Vec<String> {
     let mut lines = Vec::with_capacity(1 + bytes_out.len());
-    let mut fields = serde_json::Map::new();
-    fields.insert(m::DIMENSION_ENVIRONMENT.into(), json!(environment));
+    let mut fields = scope.fields();
     fields.insert(m::PROCESSING_TIME.into(), json!(processing_ms));
     fields.insert(m::PROCESSED_IMAGES.into(), json!(1));
     fields.insert(m::BYTES_IN.into(), json!(bytes_in));
     lines.push(document(
         timestamp_ms,
-        json!([[m::DIMENSION_ENVIRONMENT]]),
+        json!([scope.dimensions(&[])]),
         json!([
             {"Name": m::PROCESSING_TIME, "Unit": "Milliseconds"},
             {"Name": m::PROCESSED_IMAGES, "Unit": "Count"},
@@ -56,13 +86,12 @@ pub fn success(
         fields,
     ));
     for (format, bytes) in bytes_out {
-        let mut fields = serde_json::Map::new();
-        fields.insert(m::DIMENSION_ENVIRONMENT.into(), json!(environment));
+        let mut fields = scope.fields();
         fields.insert(m::DIMENSION_FORMAT.into(), json!(format.as_str()));
         fields.insert(m::BYTES_OUT.into(), json!(bytes));
         lines.push(document(
             timestamp_ms,
-            json!([[m::DIMENSION_ENVIRONMENT, m::DIMENSION_FORMAT]]),
+            json!([scope.dimensions(&[m::DIMENSION_FORMAT])]),
             json!([{"Name": m::BYTES_OUT, "Unit": "Bytes"}]),
             fields,
         ));
@@ -72,16 +101,15 @@ pub fn success(
 
 /// The line for one image that failed permanently: `ProcessingErrors`, both
 /// in total and by reason.
-pub fn failure(environment: &str, timestamp_ms: u64, reason: FailureReason) -> String {
-    let mut fields = serde_json::Map::new();
-    fields.insert(m::DIMENSION_ENVIRONMENT.into(), json!(environment));
+pub fn failure(scope: &Scope<'_>, timestamp_ms: u64, reason: FailureReason) -> String {
+    let mut fields = scope.fields();
     fields.insert(m::DIMENSION_REASON.into(), json!(reason.as_str()));
     fields.insert(m::PROCESSING_ERRORS.into(), json!(1));
     document(
         timestamp_ms,
         json!([
-            [m::DIMENSION_ENVIRONMENT],
-            [m::DIMENSION_ENVIRONMENT, m::DIMENSION_REASON]
+            scope.dimensions(&[]),
+            scope.dimensions(&[m::DIMENSION_REASON])
         ]),
         json!([{"Name": m::PROCESSING_ERRORS, "Unit": "Count"}]),
         fields,
@@ -108,10 +136,15 @@ mod tests {
         serde_json::from_str(line).unwrap()
     }
 
+    const PROD: Scope<'static> = Scope {
+        environment: "prod",
+        stack: None,
+    };
+
     #[test]
     fn success_lines_follow_emf() {
         let lines = success(
-            "prod",
+            &PROD,
             1000,
             250,
             5000,
@@ -139,12 +172,44 @@ mod tests {
 
     #[test]
     fn failure_line_carries_reason() {
-        let doc = parse(&failure("dev", 5, FailureReason::CorruptImage));
+        let dev = Scope {
+            environment: "dev",
+            stack: None,
+        };
+        let doc = parse(&failure(&dev, 5, FailureReason::CorruptImage));
         assert_eq!(doc["Reason"], "CorruptImage");
         assert_eq!(doc["ProcessingErrors"], 1);
         assert_eq!(
             doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
             json!([["Environment"], ["Environment", "Reason"]])
         );
+    }
+
+    #[test]
+    fn the_stack_dimension_scopes_every_metric() {
+        let scope = Scope {
+            environment: "dev",
+            stack: Some("team-a/images"),
+        };
+        let lines = success(&scope, 1, 2, 3, &[(Format::Jpeg, 4)]);
+        let main = parse(&lines[0]);
+        assert_eq!(
+            main["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Stack", "Environment"]])
+        );
+        assert_eq!(main["Stack"], "team-a/images");
+        assert_eq!(main["Environment"], "dev");
+        let jpeg = parse(&lines[1]);
+        assert_eq!(
+            jpeg["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Stack", "Environment", "Format"]])
+        );
+        assert_eq!(jpeg["Stack"], "team-a/images");
+        let doc = parse(&failure(&scope, 5, FailureReason::CorruptImage));
+        assert_eq!(
+            doc["_aws"]["CloudWatchMetrics"][0]["Dimensions"],
+            json!([["Stack", "Environment"], ["Stack", "Environment", "Reason"]])
+        );
+        assert_eq!(doc["Stack"], "team-a/images");
     }
 }
