@@ -262,6 +262,20 @@ pub fn long_version(artifact_dir: &std::path::Path) -> String {
     text
 }
 
+/// The async runtime for a subcommand (`None`, after saying why, if it cannot start).
+fn runtime() -> Option<tokio::runtime::Runtime> {
+    match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => Some(rt),
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            None
+        }
+    }
+}
+
 pub fn main() -> ExitCode {
     let dir = std::env::var_os(ARTIFACT_DIR_ENV)
         .map(PathBuf::from)
@@ -309,15 +323,8 @@ pub fn main() -> ExitCode {
                         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
                 )
                 .try_init();
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
             };
             match rt.block_on(redrive(args)) {
                 Ok(r) => {
@@ -335,15 +342,8 @@ pub fn main() -> ExitCode {
         }
         Command::Run(args) => {
             init_logging(&args);
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
-                Ok(rt) => rt,
-                Err(e) => {
-                    eprintln!("error: cannot start the async runtime: {e}");
-                    return ExitCode::FAILURE;
-                }
+            let Some(rt) = runtime() else {
+                return ExitCode::FAILURE;
             };
             match rt.block_on(run(*args)) {
                 Ok(()) => ExitCode::SUCCESS,

@@ -138,8 +138,8 @@ fn photo_full_size_and_variants_decode_at_the_recorded_size() {
             let n = rgb.pixels().len() as f64;
             let mut m = [0f64; 3];
             for p in rgb.pixels() {
-                for c in 0..3 {
-                    m[c] += f64::from(p.0[c]) / n;
+                for (sum, v) in m.iter_mut().zip(p.0) {
+                    *sum += f64::from(v) / n;
                 }
             }
             m
