@@ -277,12 +277,16 @@ fn runtime() -> Option<tokio::runtime::Runtime> {
 }
 
 pub fn main() -> ExitCode {
-    let dir = std::env::var_os(ARTIFACT_DIR_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_ARTIFACT_DIR));
-    let matches = Cli::command()
-        .long_version(long_version(&dir))
-        .get_matches();
+    // Read the artifacts (maybe hashing them) only when `--version` is asked
+    // for, never on the way to `operator run`.
+    let mut command = Cli::command();
+    if std::env::args_os().any(|a| a == "--version") {
+        let dir = std::env::var_os(ARTIFACT_DIR_ENV)
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_ARTIFACT_DIR));
+        command = command.long_version(long_version(&dir));
+    }
+    let matches = command.get_matches();
     let cli = match Cli::from_arg_matches(&matches) {
         Ok(cli) => cli,
         Err(e) => e.exit(),

@@ -72,6 +72,27 @@ pub fn bootstrap_command() -> Result<(PathBuf, Vec<OsString>)> {
         return Ok((bootstrap_bin()?, Vec::new()));
     };
     let arch = shipped_arch()?;
+    let bin = shipped_bootstrap(&dir, &arch)?;
+    if arch == "arm64" && std::env::consts::ARCH != "aarch64" {
+        let qemu = PathBuf::from("qemu-aarch64");
+        return Ok((
+            qemu,
+            vec!["-L".into(), "/usr/aarch64-linux-gnu".into(), bin.into()],
+        ));
+    }
+    Ok((bin, Vec::new()))
+}
+
+/// The `bootstrap` of `<dir>/<arch>.zip`, extracted once per process and
+/// checked to be an ELF for `arch`.
+fn shipped_bootstrap(dir: &std::path::Path, arch: &str) -> Result<PathBuf> {
+    static EXTRACTED: Mutex<Option<PathBuf>> = Mutex::new(None);
+    let mut extracted = EXTRACTED
+        .lock()
+        .map_err(|_| anyhow::anyhow!("shipped bootstrap lock poisoned"))?;
+    if let Some(bin) = extracted.as_ref() {
+        return Ok(bin.clone());
+    }
     let zip = dir.join(format!("{arch}.zip"));
     let out =
         std::env::temp_dir().join(format!("imagestack-shipped-{arch}-{}", std::process::id()));
@@ -101,14 +122,8 @@ pub fn bootstrap_command() -> Result<(PathBuf, Vec<OsString>)> {
         "{}: bootstrap is for ELF machine {machine:#x}, not {arch}",
         zip.display()
     );
-    if arch == "arm64" && std::env::consts::ARCH != "aarch64" {
-        let qemu = PathBuf::from("qemu-aarch64");
-        return Ok((
-            qemu,
-            vec!["-L".into(), "/usr/aarch64-linux-gnu".into(), bin.into()],
-        ));
-    }
-    Ok((bin, Vec::new()))
+    *extracted = Some(bin.clone());
+    Ok(bin)
 }
 
 /// An image from ../shared/images (or `IMAGESTACK_TEST_IMAGES`).
