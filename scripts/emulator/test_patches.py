@@ -453,6 +453,86 @@ def test_enabled_distribution_cannot_be_deleted(cloudfront):
     assert error_of(e) == ("NoSuchDistribution", 404)
 
 
+FUNCTION_CONFIG = {"Comment": "emulator test", "Runtime": "cloudfront-js-2.0"}
+
+
+def _cf_function(cloudfront, code: bytes = b"function handler(event) { return event.request; }") -> tuple[str, str]:
+    name = uid("emu-fn")
+    created = cloudfront.create_function(Name=name, FunctionConfig=FUNCTION_CONFIG, FunctionCode=code)
+    return name, created["ETag"]
+
+
+def test_function_stages_update_publish_and_etags(cloudfront):
+    name, etag0 = _cf_function(cloudfront, b"// v1")
+    # never published: no LIVE stage
+    with pytest.raises(ClientError) as e:
+        cloudfront.describe_function(Name=name, Stage="LIVE")
+    assert error_of(e) == ("NoSuchFunctionExists", 404)
+    with pytest.raises(ClientError) as e:
+        cloudfront.get_function(Name=name, Stage="LIVE")
+    assert error_of(e) == ("NoSuchFunctionExists", 404)
+    dev = cloudfront.describe_function(Name=name)
+    assert dev["ETag"] == etag0 and dev["FunctionSummary"]["FunctionMetadata"]["Stage"] == "DEVELOPMENT"
+    # update needs the current ETag, rotates it, and changes only DEVELOPMENT
+    with pytest.raises(ClientError) as e:
+        cloudfront.update_function(Name=name, IfMatch="E2STALEETAG", FunctionConfig=FUNCTION_CONFIG,
+                                   FunctionCode=b"// v2")
+    assert error_of(e) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as e:
+        cloudfront.publish_function(Name=name, IfMatch="")
+    assert error_of(e) == ("InvalidIfMatchVersion", 400)
+    cloudfront.publish_function(Name=name, IfMatch=etag0)
+    assert cloudfront.get_function(Name=name, Stage="LIVE")["FunctionCode"].read() == b"// v1"
+    etag1 = cloudfront.update_function(Name=name, IfMatch=etag0, FunctionConfig=dict(FUNCTION_CONFIG, Comment="v2"),
+                                       FunctionCode=b"// v2")["ETag"]
+    assert etag1 and etag1 != etag0
+    assert cloudfront.get_function(Name=name)["FunctionCode"].read() == b"// v2"
+    live = cloudfront.describe_function(Name=name, Stage="LIVE")["FunctionSummary"]
+    assert cloudfront.get_function(Name=name, Stage="LIVE")["FunctionCode"].read() == b"// v1"
+    assert live["FunctionConfig"]["Comment"] == "emulator test" and live["FunctionMetadata"]["Stage"] == "LIVE"
+    with pytest.raises(ClientError) as e:  # the old ETag is stale now
+        cloudfront.publish_function(Name=name, IfMatch=etag0)
+    assert error_of(e) == ("PreconditionFailed", 412)
+    cloudfront.publish_function(Name=name, IfMatch=etag1)
+    assert cloudfront.get_function(Name=name, Stage="LIVE")["FunctionCode"].read() == b"// v2"
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_function(Name=name, IfMatch=etag0)
+    assert error_of(e) == ("PreconditionFailed", 412)
+    cloudfront.delete_function(Name=name, IfMatch=etag1)
+    with pytest.raises(ClientError) as e:
+        cloudfront.describe_function(Name=name)
+    assert error_of(e) == ("NoSuchFunctionExists", 404)
+
+
+def test_function_associations_round_trip_validate_and_block_deletion(cloudfront):
+    name, etag = _cf_function(cloudfront)
+    arn = cloudfront.describe_function(Name=name)["FunctionSummary"]["FunctionMetadata"]["FunctionARN"]
+    association = {"Quantity": 1, "Items": [{"FunctionARN": arn, "EventType": "viewer-request"}]}
+    config = _distribution_config(_oac(cloudfront))
+    config["CacheBehaviors"]["Items"][1]["FunctionAssociations"] = association
+    # not published yet: AWS refuses the association
+    with pytest.raises(ClientError) as e:
+        cloudfront.create_distribution(DistributionConfig=config)
+    assert error_of(e) == ("InvalidFunctionAssociation", 400)
+    cloudfront.publish_function(Name=name, IfMatch=etag)
+    created = cloudfront.create_distribution(DistributionConfig=config)
+    dist_id = created["Distribution"]["Id"]
+    got = cloudfront.get_distribution_config(Id=dist_id)
+    behaviours = got["DistributionConfig"]["CacheBehaviors"]["Items"]
+    assert behaviours[1]["FunctionAssociations"] == association
+    assert behaviours[0]["FunctionAssociations"] == {"Quantity": 0}
+    assert got["DistributionConfig"]["DefaultCacheBehavior"]["FunctionAssociations"] == {"Quantity": 0}
+    # in use: cannot be deleted
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_function(Name=name, IfMatch=etag)
+    assert error_of(e) == ("FunctionInUse", 409)
+    # disassociate (update without it), then the delete goes through
+    plain = got["DistributionConfig"]
+    del plain["CacheBehaviors"]["Items"][1]["FunctionAssociations"]
+    cloudfront.update_distribution(Id=dist_id, DistributionConfig=plain, IfMatch=got["ETag"])
+    cloudfront.delete_function(Name=name, IfMatch=etag)
+
+
 def test_origin_access_control_config_etag_and_lifecycle(cloudfront):
     config = {"Name": uid("emu-oac"), "Description": "d", "SigningProtocol": "sigv4", "SigningBehavior": "always",
               "OriginAccessControlOriginType": "s3"}
