@@ -818,6 +818,11 @@ pub struct StackOutputs {
     /// `spec.cdn.aliases` is.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cname_target: Option<String>,
+    /// Prefix of the one-URL-per-image addresses (`<prefix><width>/<stem>-<id>`,
+    /// see the metadata items' `url` and `srcset`): `https://<first alias or
+    /// CDN domain>/i/`. The CDN picks each viewer's format and width there.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_url_prefix: Option<String>,
     /// The failed-event queue (SQS): events whose processing kept failing;
     /// `operator redrive` sends them back to the function.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -848,7 +853,8 @@ pub struct ComponentStatus {
     /// (CloudWatch); `function-errors-alarm`, `function-throttles-alarm`,
     /// `processing-errors-alarm`, `cdn-errors-alarm`, `failed-events-alarm`
     /// (CloudWatch alarms); `failed-event-queue` (SQS, the function's
-    /// on-failure destination).
+    /// on-failure destination); `edge-function` (the CloudFront Function
+    /// behind `/i/*` that picks each viewer's format and width).
     pub name: ComponentName,
     /// AWS identifier: ARN or name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -921,6 +927,7 @@ pub enum ComponentName {
     CdnErrorsAlarm,
     FailedEventQueue,
     FailedEventsAlarm,
+    EdgeFunction,
 }
 
 impl ComponentName {
@@ -950,6 +957,7 @@ impl ComponentName {
             ComponentName::CdnErrorsAlarm => "cdn-errors-alarm",
             ComponentName::FailedEventQueue => "failed-event-queue",
             ComponentName::FailedEventsAlarm => "failed-events-alarm",
+            ComponentName::EdgeFunction => "edge-function",
         }
     }
 

@@ -349,6 +349,13 @@ async fn apply(
         if !outputs.cdn_aliases.is_empty() {
             outputs.cname_target = Some(d.domain.clone());
         }
+        outputs.image_url_prefix = crate::plan::image_host(&outputs.cdn_aliases, Some(&d.domain))
+            .map(|host| {
+                format!(
+                    "{host}{}",
+                    crate::components::distribution::EDGE_PATH_PREFIX
+                )
+            });
     }
     let spec_changed =
         stack.status.as_ref().and_then(|s| s.observed_generation) != stack.metadata.generation;

@@ -151,6 +151,12 @@ const ALL_ACTIONS: &[&str] = &[
     "cloudfront:UntagResource",
     "cloudfront:UpdateDistribution",
     "cloudfront:UpdateOriginAccessControl",
+    "cloudfront:CreateFunction",
+    "cloudfront:DescribeFunction",
+    "cloudfront:GetFunction",
+    "cloudfront:UpdateFunction",
+    "cloudfront:PublishFunction",
+    "cloudfront:DeleteFunction",
 ];
 
 fn statement(sid: &str, actions: &[&str], resources: Vec<String>) -> Value {
@@ -240,6 +246,11 @@ pub fn operator_policy(partition: &str, account: &str) -> Value {
                 "cloudfront:GetOriginAccessControlConfig", "cloudfront:UpdateOriginAccessControl",
                 "cloudfront:DeleteOriginAccessControl",
             ], vec![format!("arn:{p}:cloudfront::{a}:origin-access-control/*")]),
+            // The stack's CloudFront Function (its name is generated: `imagestack-<env>-edge-…`).
+            statement("EdgeFunction", &[
+                "cloudfront:CreateFunction", "cloudfront:DescribeFunction", "cloudfront:GetFunction",
+                "cloudfront:UpdateFunction", "cloudfront:PublishFunction", "cloudfront:DeleteFunction",
+            ], vec![format!("arn:{p}:cloudfront::{a}:function/{n}-*")]),
             // List calls have no resource-level permissions.
             statement("ListCloudFront", &[
                 "cloudfront:ListDistributions", "cloudfront:ListOriginAccessControls",
@@ -306,6 +317,7 @@ mod tests {
         include_str!("components/cdn_grant.rs"),
         include_str!("components/dashboard.rs"),
         include_str!("components/distribution.rs"),
+        include_str!("components/edge_function.rs"),
         include_str!("components/function.rs"),
         include_str!("components/notification.rs"),
         include_str!("components/origin_access.rs"),

@@ -13,6 +13,7 @@ pub mod cli;
 pub mod components;
 pub mod controller;
 pub mod driver;
+pub mod edge;
 pub mod error;
 pub mod iam_policy;
 pub mod leader;

@@ -218,6 +218,96 @@ pub fn ownership<'a>(
     ownership_of(id, owner, cluster)
 }
 
+/// The owner of a resource that cannot be tagged (CloudFront origin access
+/// controls, functions, cache policies), written into its description or
+/// comment: `imagestack <namespace>/<name> cluster=<cluster id>`, at most
+/// `max_len` bytes and deterministic. When `<namespace>/<name>` does not fit,
+/// its start, `~` and a hash of the identity (salted with `salt`) stand for it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OwnerNote {
+    /// The field's length limit.
+    pub max_len: usize,
+    /// Salt of the hash that stands for a stack name too long to fit.
+    pub salt: &'static str,
+}
+
+impl OwnerNote {
+    /// Prefix of a note that marks a resource as imagestack's.
+    pub const PREFIX: &'static str = "imagestack ";
+    /// Separator of the installation's id.
+    pub const CLUSTER_MARKER: &'static str = " cluster=";
+
+    /// How the note names the stack when the installation id is
+    /// `cluster_len` bytes long.
+    fn owner_label(&self, id: &StackId, cluster_len: usize) -> String {
+        let owner = id.owner_tag_value();
+        let budget = self
+            .max_len
+            .saturating_sub(Self::PREFIX.len() + Self::CLUSTER_MARKER.len())
+            .saturating_sub(cluster_len);
+        if owner.len() <= budget {
+            return owner;
+        }
+        let hash = id.hash(self.salt, 16);
+        format!(
+            "{}~{hash}",
+            cut(&owner, budget.saturating_sub(hash.len() + 1))
+        )
+    }
+
+    /// The form written before installation ids: `imagestack <namespace>/<name>`.
+    pub fn legacy(&self, id: &StackId) -> String {
+        cut(
+            &format!("{}{}", Self::PREFIX, id.owner_tag_value()),
+            self.max_len,
+        )
+        .to_string()
+    }
+
+    /// The note of stack `id` (the legacy form without an installation id).
+    pub fn text(&self, id: &StackId) -> String {
+        if id.cluster.is_empty() {
+            return self.legacy(id);
+        }
+        cut(
+            &format!(
+                "{}{}{}{}",
+                Self::PREFIX,
+                self.owner_label(id, id.cluster.len()),
+                Self::CLUSTER_MARKER,
+                id.cluster
+            ),
+            self.max_len,
+        )
+        .to_string()
+    }
+
+    /// Who owns a resource with this note, from the point of view of stack
+    /// `id`: this stack's current or legacy note → `Ours`; `imagestack <this
+    /// stack> cluster=<other>` → `OtherCluster`; `imagestack <other
+    /// stack>[ cluster=…]` → `OtherStack`; anything else → `Foreign`.
+    pub fn ownership(&self, id: &StackId, note: &str) -> Ownership {
+        if note == self.text(id) || note == self.legacy(id) {
+            return Ownership::Ours;
+        }
+        let Some(rest) = note.strip_prefix(Self::PREFIX) else {
+            return Ownership::Foreign;
+        };
+        // `<namespace>/<name>` contains no space: the first marker is the separator.
+        let (owner, cluster) = match rest.split_once(Self::CLUSTER_MARKER) {
+            Some((owner, cluster)) => (owner, Some(cluster)),
+            None => (rest, None),
+        };
+        if owner.is_empty() || owner.contains(' ') {
+            return Ownership::Foreign;
+        }
+        let ours = id.owner_tag_value();
+        let same_stack = owner == ours
+            || owner == self.owner_label(id, cluster.map(str::len).unwrap_or_default());
+        ownership_of(id, Some(if same_stack { &ours } else { owner }), cluster)
+    }
+}
+
 /// `s` cut to at most `max` bytes on a character boundary (the one cut every
 /// name and message uses; messages add `…`, see `status::truncate`).
 pub fn cut(s: &str, max: usize) -> &str {

@@ -37,6 +37,7 @@ pub fn data(o: &StackOutputs) -> BTreeMap<String, String> {
         ("DISTRIBUTION_ID", &o.distribution_id),
         ("CDN_DOMAIN", &o.cdn_domain),
         ("CDN_URL", &cdn_url),
+        ("IMAGE_URL_PREFIX", &o.image_url_prefix),
         ("DASHBOARD_NAME", &o.dashboard_name),
         ("DASHBOARD_URL", &o.dashboard_url),
     ]

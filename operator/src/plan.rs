@@ -23,6 +23,7 @@ use crate::components::bucket::{Cors, DesiredBucket};
 use crate::components::cdn_grant::DesiredCdnGrant;
 use crate::components::dashboard::{self, DashboardInput, DesiredDashboard};
 use crate::components::distribution::{self, DesiredDistribution};
+use crate::components::edge_function::{self, DesiredEdgeFunction};
 use crate::components::function::{CodeSource, DesiredFunction};
 use crate::components::notification::DesiredNotification;
 use crate::components::origin_access::{self, DesiredOriginAccess};
@@ -83,6 +84,8 @@ pub struct DesiredStack {
     pub notification: DesiredNotification,
     pub origin_access: DesiredOriginAccess,
     pub distribution: DesiredDistribution,
+    /// The CloudFront Function behind the distribution's `/i/*` behaviour.
+    pub edge_function: DesiredEdgeFunction,
     /// One CloudFront read grant per output bucket.
     pub grants: Vec<DesiredCdnGrant>,
     pub dashboard: DesiredDashboard,
@@ -175,9 +178,10 @@ impl DesiredStack {
                 .after([N::S3InvokePermission]),
         );
         entries.push(Entry::new(self.origin_access.clone()).enabled(self.cdn_enabled));
+        entries.push(Entry::new(self.edge_function.clone()).enabled(self.cdn_enabled));
         entries.push(
             Entry::new(self.distribution.clone())
-                .after([N::OriginAccessControl])
+                .after([N::OriginAccessControl, N::EdgeFunction])
                 .after(outputs)
                 .enabled(self.cdn_enabled),
         );
@@ -221,6 +225,18 @@ impl DesiredStack {
         }
         Graph::new(entries)
     }
+}
+
+/// Where viewers reach the stack's images: `https://<first alias>` when the
+/// spec names custom domains, else `https://<CloudFront domain>` once known;
+/// no trailing slash.
+pub fn image_host(aliases: &[String], cdn_domain: Option<&str>) -> Option<String> {
+    aliases
+        .first()
+        .map(String::as_str)
+        .or(cdn_domain)
+        .filter(|h| !h.is_empty())
+        .map(|h| format!("https://{h}"))
 }
 
 /// CloudFront's name of a price class.
@@ -558,6 +574,19 @@ pub fn plan_with(
     );
     distribution.aliases = cdn.aliases.clone();
     distribution.certificate_arn = cdn.certificate_arn.clone();
+    let widths: Vec<u32> = spec
+        .processor
+        .widths
+        .iter()
+        .filter_map(|w| u32::try_from(*w).ok())
+        .collect();
+    let edge_function =
+        edge_function::desired(&id, crate::edge::viewer_request_code(&widths, &enabled));
+    distribution.edge_function_arn = Some(edge_function::function_arn(
+        p,
+        &env.account_id,
+        &edge_function.name,
+    ));
     distribution.known_id = stack
         .status
         .as_ref()
@@ -606,6 +635,7 @@ pub fn plan_with(
         queue,
         notification,
         distribution,
+        edge_function,
         grants,
         dashboard,
         cdn_enabled: cdn.enabled,
@@ -953,6 +983,12 @@ processor: {formats: [webp]}
         assert_eq!(d.grants.len(), 4);
     }
 
+    fn entry_depends(g: &Graph, node: ComponentName, on: ComponentName) -> bool {
+        g.entries()
+            .iter()
+            .any(|e| e.node.name() == node && e.depends_on.contains(&on))
+    }
+
     #[test]
     fn the_graph_orders_every_dependency_first() {
         use ComponentName as N;
@@ -960,7 +996,7 @@ processor: {formats: [webp]}
         let g = d.graph().unwrap();
         let names = g.names();
         let pos = |n: N| names.iter().position(|x| *x == n).unwrap();
-        assert_eq!(names.len(), 23, "{names:?}");
+        assert_eq!(names.len(), 24, "{names:?}");
         assert!(pos(N::FailedEventQueue) < pos(N::ProcessorRole));
         assert!(pos(N::FailedEventQueue) < pos(N::ProcessorFunction));
         for b in [
@@ -977,6 +1013,10 @@ processor: {formats: [webp]}
         assert!(pos(N::ProcessorFunction) < pos(N::S3InvokePermission));
         assert!(pos(N::S3InvokePermission) < pos(N::UploadNotifications));
         assert!(pos(N::OriginAccessControl) < pos(N::Distribution));
+        // The `/i/*` behaviour associates the function: published first,
+        // disassociated before it is deleted.
+        assert!(pos(N::EdgeFunction) < pos(N::Distribution));
+        assert!(entry_depends(&g, N::Distribution, N::EdgeFunction));
         assert!(pos(N::Distribution) < pos(N::WebpCdnGrant));
         assert!(pos(N::Distribution) < pos(N::AvifCdnGrant));
         assert!(pos(N::Distribution) < pos(N::Dashboard));
@@ -1001,6 +1041,7 @@ processor: {formats: [webp]}
             let cdn = matches!(
                 e.node.name(),
                 N::OriginAccessControl
+                    | N::EdgeFunction
                     | N::Distribution
                     | N::WebpCdnGrant
                     | N::JpegCdnGrant

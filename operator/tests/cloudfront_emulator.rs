@@ -333,6 +333,12 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     let oac_d = h.desired.origin_access.clone();
     let oac_cx = ctx(&h, &id, &none, false);
     let oac = driver::reconcile_one(&oac_cx, &oac_d).await.unwrap().id;
+    // The `/i/*` behaviour can only associate a published function.
+    let edge = h.desired.edge_function.clone();
+    assert_eq!(
+        driver::reconcile_one(&oac_cx, &edge).await.unwrap().state,
+        State::Ready
+    );
     let inputs = Resolved {
         oac_id: Some(oac.clone()),
         ..Resolved::default()
@@ -436,12 +442,38 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
         assert_eq!(
             routes,
             [
+                ("/i/*", "s3-webp"),
                 ("/webp/*", "s3-webp"),
                 ("/jpeg/*", "s3-jpeg"),
                 ("/png/*", "s3-png"),
                 ("/avif/*", "s3-avif")
             ]
         );
+        // `/i/*` runs the stack's function on viewer requests; no other behaviour runs one.
+        let assoc: Vec<Vec<(String, String)>> = cbs
+            .iter()
+            .map(|b| {
+                b.function_associations()
+                    .map(|f| f.items())
+                    .unwrap_or_default()
+                    .iter()
+                    .map(|a| {
+                        (
+                            a.event_type().as_str().to_string(),
+                            a.function_arn().to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .collect();
+        assert_eq!(
+            assoc[0],
+            [(
+                "viewer-request".to_string(),
+                d.edge_function_arn.clone().unwrap()
+            )]
+        );
+        assert!(assoc[1..].iter().all(Vec::is_empty), "{assoc:?}");
         for b in cbs {
             check_behavior(
                 b.target_origin_id(),
@@ -486,7 +518,7 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     let mut changed = got.distribution_config().unwrap().clone();
     changed.price_class = Some(PriceClass::PriceClassAll);
     let mut cbs = changed.cache_behaviors.clone().unwrap();
-    cbs.items.as_mut().unwrap()[1].viewer_protocol_policy = ViewerProtocolPolicy::AllowAll;
+    cbs.items.as_mut().unwrap()[2].viewer_protocol_policy = ViewerProtocolPolicy::AllowAll;
     changed.cache_behaviors = Some(cbs);
     cf.update_distribution()
         .id(&out.id)
@@ -576,10 +608,14 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
         .unwrap();
     assert_eq!(cf_tags(&h.aws, &out.arn).await, ours_tagged);
 
-    // The OAC cannot go while the distribution uses it.
+    // The OAC and the function cannot go while the distribution uses them.
     match driver::delete_one(&oac_cx, &oac_d).await.unwrap() {
         Deletion::InProgress(msg) => assert!(msg.contains("still used"), "{msg}"),
         other => panic!("OAC deleted while in use: {other:?}"),
+    }
+    match driver::delete_one(&oac_cx, &edge).await.unwrap() {
+        Deletion::InProgress(msg) => assert!(msg.contains("still associated"), "{msg}"),
+        other => panic!("function deleted while associated: {other:?}"),
     }
 
     // Delete: disable → wait for Deployed → delete with the new ETag, one step per pass.
@@ -608,6 +644,10 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Absent);
     assert_eq!(
         driver::delete_one(&oac_cx, &oac_d).await.unwrap(),
+        Deletion::Gone
+    );
+    assert_eq!(
+        driver::delete_one(&oac_cx, &edge).await.unwrap(),
         Deletion::Gone
     );
 }
@@ -768,6 +808,12 @@ async fn custom_domain_read_back_drift_and_removal() {
     let oac_d = h.desired.origin_access.clone();
     let oac_cx = ctx(&h, &id, &none, false);
     let oac = driver::reconcile_one(&oac_cx, &oac_d).await.unwrap().id;
+    // The `/i/*` behaviour can only associate a published function.
+    let edge = h.desired.edge_function.clone();
+    assert_eq!(
+        driver::reconcile_one(&oac_cx, &edge).await.unwrap().state,
+        State::Ready
+    );
     let inputs = Resolved {
         oac_id: Some(oac.clone()),
         ..Resolved::default()
@@ -1048,4 +1094,179 @@ async fn alarms_create_read_back_drift_ownership_delete() {
         assert_eq!(driver::delete_one(&cx, a).await.unwrap(), Deletion::Gone);
         assert_eq!(driver::delete_one(&cx, a).await.unwrap(), Deletion::Absent);
     }
+}
+
+/// Publish `code` as the function's LIVE stage out of band (as a console user would).
+async fn put_function(h: &Harness, name: &str, comment: &str, code: &str, publish: bool) {
+    use aws_sdk_cloudfront::types::{FunctionConfig, FunctionRuntime, FunctionStage};
+    let cf = &h.aws.cloudfront;
+    let etag = cf
+        .describe_function()
+        .name(name)
+        .stage(FunctionStage::Development)
+        .send()
+        .await
+        .unwrap()
+        .e_tag()
+        .unwrap()
+        .to_string();
+    let out = cf
+        .update_function()
+        .name(name)
+        .if_match(etag)
+        .function_config(
+            FunctionConfig::builder()
+                .comment(comment)
+                .runtime(FunctionRuntime::CloudfrontJs20)
+                .build()
+                .unwrap(),
+        )
+        .function_code(aws_sdk_cloudfront::primitives::Blob::new(code.as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    if publish {
+        cf.publish_function()
+            .name(name)
+            .if_match(out.e_tag().unwrap())
+            .send()
+            .await
+            .unwrap();
+    }
+}
+
+async fn live_code(h: &Harness, name: &str) -> Option<String> {
+    let out = h
+        .aws
+        .cloudfront
+        .get_function()
+        .name(name)
+        .stage(aws_sdk_cloudfront::types::FunctionStage::Live)
+        .send()
+        .await
+        .ok()?;
+    Some(String::from_utf8(out.function_code()?.as_ref().to_vec()).unwrap())
+}
+
+#[tokio::test]
+async fn edge_function_publish_read_back_drift_ownership_delete() {
+    use imagestack_operator::components::edge_function::{self, RUNTIME};
+    let h =
+        harness("environment: dev\nprocessor: {widths: [320, 640], formats: [webp, jpeg, avif]}")
+            .await;
+    let id = h.desired.id.clone().in_cluster(unique("cluster"));
+    let code = h.desired.edge_function.code.clone();
+    let d = edge_function::desired(&id, code.clone());
+    let none = Resolved::default();
+    let cx = ctx(&h, &id, &none, false);
+    let cf = &h.aws.cloudfront;
+
+    // Paused: observes only.
+    let before = h.writes();
+    let r = driver::reconcile_one(&ctx(&h, &id, &none, true), &d)
+        .await
+        .unwrap();
+    assert!(matches!(r.state, State::Paused { .. }), "{r:?}");
+    assert_eq!(h.writes(), before);
+
+    // Create = create + publish: LIVE runs exactly the generated code.
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    assert!(r.created, "{r:?}");
+    assert_eq!(r.state, State::Ready);
+    assert_eq!(
+        r.id,
+        edge_function::function_arn("aws", &h.desired.env.account_id, &d.name),
+        "the planned ARN is the real one"
+    );
+    assert_eq!(live_code(&h, &d.name).await.as_deref(), Some(code.as_str()));
+    let live = cf
+        .describe_function()
+        .name(&d.name)
+        .stage(aws_sdk_cloudfront::types::FunctionStage::Live)
+        .send()
+        .await
+        .unwrap();
+    let config = live.function_summary().unwrap().function_config().unwrap();
+    assert_eq!(config.runtime().as_str(), RUNTIME);
+    assert_eq!(config.comment(), d.comment);
+
+    // Second pass: zero writes.
+    let before = h.writes();
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    assert_eq!(r.state, State::Ready);
+    assert!(r.changes.is_empty(), "{r:?}");
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // Out of band: other code published. Repaired (update + publish).
+    put_function(
+        &h,
+        &d.name,
+        &d.comment,
+        "function handler(e) { return e.request; }",
+        true,
+    )
+    .await;
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["code"], "{r:?}");
+    assert_eq!(live_code(&h, &d.name).await.as_deref(), Some(code.as_str()));
+
+    // Edited but not published: LIVE still serves the right code, nothing to repair.
+    put_function(&h, &d.name, &d.comment, "// a draft", false).await;
+    let before = h.writes();
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    assert!(r.changes.is_empty(), "{r:?}");
+    assert_eq!(h.writes(), before);
+
+    // Another installation of the same stack: a conflict, never touched.
+    let other = id.clone().in_cluster(unique("cluster"));
+    let od = edge_function::desired(&other, code.clone());
+    assert_eq!(od.name, d.name);
+    let ocx = ctx(&h, &other, &none, false);
+    let before = h.writes();
+    let err = driver::reconcile_one(&ocx, &od).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict { .. }), "{err}");
+    assert_eq!(
+        driver::delete_one(&ocx, &od).await.unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(
+        h.writes(),
+        before,
+        "nothing written by the other installation"
+    );
+
+    // A function that was created but never published (a crash between the
+    // two writes) is published by the next pass.
+    let id2 = h.desired.id.clone().in_cluster(unique("cluster"));
+    let mut d2 = edge_function::desired(&id2, code.clone());
+    d2.name = format!("{}-u", &d.name[..d.name.len() - 2]);
+    cf.create_function()
+        .name(&d2.name)
+        .function_config(
+            aws_sdk_cloudfront::types::FunctionConfig::builder()
+                .comment(&d2.comment)
+                .runtime(aws_sdk_cloudfront::types::FunctionRuntime::CloudfrontJs20)
+                .build()
+                .unwrap(),
+        )
+        .function_code(aws_sdk_cloudfront::primitives::Blob::new(code.as_bytes()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(live_code(&h, &d2.name).await, None);
+    let cx2 = ctx(&h, &id2, &none, false);
+    let r = driver::reconcile_one(&cx2, &d2).await.unwrap();
+    let text: Vec<String> = r.changes.iter().map(ToString::to_string).collect();
+    assert_eq!(text, ["published: no → yes"], "{r:?}");
+    assert_eq!(
+        live_code(&h, &d2.name).await.as_deref(),
+        Some(code.as_str())
+    );
+    assert_eq!(driver::delete_one(&cx2, &d2).await.unwrap(), Deletion::Gone);
+
+    // Delete; gone is success.
+    assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Gone);
+    assert_eq!(driver::delete_one(&cx, &d).await.unwrap(), Deletion::Absent);
+    assert_eq!(live_code(&h, &d.name).await, None);
 }

@@ -48,11 +48,11 @@ use std::sync::OnceLock;
 
 use aws_sdk_cloudfront::types::{
     Aliases, AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, CookiePreference,
-    DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, ForwardedValues,
-    FunctionAssociations, Headers, HttpVersion, ItemSelection, LambdaFunctionAssociations, Method,
-    MinimumProtocolVersion, Origin, Origins, PriceClass, QueryStringCacheKeys, S3OriginConfig,
-    SslSupportMethod, Tag, TagKeys, Tags, TrustedKeyGroups, TrustedSigners, ViewerCertificate,
-    ViewerProtocolPolicy,
+    DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, EventType,
+    ForwardedValues, FunctionAssociation, FunctionAssociations, Headers, HttpVersion,
+    ItemSelection, LambdaFunctionAssociations, Method, MinimumProtocolVersion, Origin, Origins,
+    PriceClass, QueryStringCacheKeys, S3OriginConfig, SslSupportMethod, Tag, TagKeys, Tags,
+    TrustedKeyGroups, TrustedSigners, ViewerCertificate, ViewerProtocolPolicy,
 };
 use imagestack_contract::Format;
 
@@ -80,6 +80,12 @@ pub const DEFAULT_TTLS: (i64, i64, i64) = (0, 30 * 24 * 3600, 30 * 24 * 3600);
 /// strings; TTLs 1 s / 1 day / 1 year, so the renditions' own
 /// `Cache-Control: max-age=31536000, immutable` decides.
 pub const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
+/// The behaviour whose viewer requests the stack's CloudFront Function
+/// rewrites to a rendition (one URL per image: format and width picked per
+/// viewer).
+pub const EDGE_PATH_PATTERN: &str = "/i/*";
+/// The path prefix of [`EDGE_PATH_PATTERN`].
+pub const EDGE_PATH_PREFIX: &str = "/i/";
 /// The field name of tag drift among the changes.
 const TAGS_FIELD: &str = "tags";
 
@@ -114,6 +120,9 @@ pub struct DesiredDistribution {
     pub aliases: Vec<String>,
     /// ACM certificate (us-east-1) for the aliases; `None`: CloudFront's default certificate.
     pub certificate_arn: Option<String>,
+    /// The stack's CloudFront Function (ARN): the `/i/*` behaviour runs it
+    /// on viewer requests. `None`: no `/i/*` behaviour.
+    pub edge_function_arn: Option<String>,
     /// The distribution id the stack's status last reported, read first
     /// (`None`: found by caller reference).
     pub known_id: Option<String>,
@@ -198,6 +207,7 @@ pub fn desired(
         enabled: true,
         aliases: Vec::new(),
         certificate_arn: None,
+        edge_function_arn: None,
         known_id: None,
         adopted_id: OnceLock::new(),
     }
@@ -252,10 +262,29 @@ fn forwarded_values() -> Result<ForwardedValues> {
         .map_err(build_err("forwarded values"))
 }
 
+/// The behaviour's CloudFront Functions: `viewer_request` on viewer requests, or none.
+fn function_associations(viewer_request: Option<&str>) -> Result<FunctionAssociations> {
+    let items = viewer_request
+        .map(|arn| {
+            FunctionAssociation::builder()
+                .function_arn(arn)
+                .event_type(EventType::ViewerRequest)
+                .build()
+                .map_err(build_err("function association"))
+        })
+        .transpose()?;
+    FunctionAssociations::builder()
+        .quantity(i32::from(items.is_some()))
+        .set_items(items.map(|a| vec![a]))
+        .build()
+        .map_err(build_err("function associations"))
+}
+
 /// The same settings on the default and on every path behaviour (the two
 /// builder types share method names but no trait).
 macro_rules! behavior_settings {
-    ($builder:expr, $target:expr, $d:expr) => {{
+    ($builder:expr, $target:expr, $d:expr) => {{ behavior_settings!($builder, $target, $d, None::<&str>) }};
+    ($builder:expr, $target:expr, $d:expr, $viewer_request:expr) => {{
         let b = $builder
             .target_origin_id($target)
             .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
@@ -282,12 +311,7 @@ macro_rules! behavior_settings {
                     .build()
                     .map_err(build_err("lambda function associations"))?,
             )
-            .function_associations(
-                FunctionAssociations::builder()
-                    .quantity(0)
-                    .build()
-                    .map_err(build_err("function associations"))?,
-            );
+            .function_associations(function_associations($viewer_request)?);
         match &$d.cache_policy_id {
             Some(id) => b.cache_policy_id(id),
             None => b
@@ -332,10 +356,24 @@ pub fn config(d: &DesiredDistribution, oac_id: &str) -> Result<DistributionConfi
         .or_else(|| d.origins.first())
         .map(|(f, _, _)| origin_id(*f))
         .unwrap_or_default();
-    let default_behavior = behavior_settings!(DefaultCacheBehavior::builder(), default_target, d)
+    let default_behavior = behavior_settings!(DefaultCacheBehavior::builder(), &default_target, d)
         .build()
         .map_err(build_err("default cache behavior"))?;
-    let mut behaviors = Vec::with_capacity(d.origins.len());
+    let mut behaviors = Vec::with_capacity(d.origins.len() + 1);
+    if let Some(arn) = &d.edge_function_arn {
+        // The function picks the origin per request; the target is only where a
+        // request would go if it did not (it always does, or answers itself).
+        behaviors.push(
+            behavior_settings!(
+                CacheBehavior::builder().path_pattern(EDGE_PATH_PATTERN),
+                &default_target,
+                d,
+                Some(arn.as_str())
+            )
+            .build()
+            .map_err(build_err("cache behavior"))?,
+        );
+    }
     for (format, _, _) in &d.origins {
         behaviors.push(
             behavior_settings!(
@@ -1214,6 +1252,52 @@ mod tests {
             DEFAULT_TTLS,
             id().tags(&BTreeMap::new()),
         )
+    }
+
+    #[test]
+    fn the_edge_behaviour_runs_the_function_and_its_loss_is_drift() {
+        let arn = "arn:aws:cloudfront::123456789012:function/imagestack-dev-edge-0123";
+        let plain = config(&desired_dist(), "OAC1").unwrap();
+        let mut d = desired_dist();
+        d.edge_function_arn = Some(arn.into());
+        let c = config(&d, "OAC1").unwrap();
+        let behaviours = c.cache_behaviors().unwrap().items();
+        // First, so no other pattern can take its requests; the per-format ones stay.
+        assert_eq!(behaviours[0].path_pattern(), EDGE_PATH_PATTERN);
+        let assoc = behaviours[0].function_associations().unwrap();
+        assert_eq!(assoc.quantity(), 1);
+        assert_eq!(assoc.items()[0].function_arn(), arn);
+        assert_eq!(assoc.items()[0].event_type(), &EventType::ViewerRequest);
+        assert_eq!(behaviours[0].cache_policy_id(), Some(CACHING_OPTIMIZED));
+        let patterns: Vec<&str> = behaviours.iter().map(|b| b.path_pattern()).collect();
+        assert_eq!(
+            patterns,
+            ["/i/*", "/webp/*", "/jpeg/*", "/png/*", "/avif/*"]
+        );
+        for b in &behaviours[1..] {
+            assert_eq!(b.function_associations().unwrap().quantity(), 0);
+        }
+        // A distribution without the behaviour, or whose association was
+        // removed by hand, differs.
+        let text: Vec<String> = diff(&c, &plain).iter().map(ToString::to_string).collect();
+        assert!(
+            text.iter()
+                .any(|t| t.starts_with("cacheBehaviors: /webp/*,") && t.contains("→ /i/*,")),
+            "{text:?}"
+        );
+        let mut cut_off = c.clone();
+        let mut bs = cut_off.cache_behaviors.clone().unwrap();
+        let mut items = bs.items.clone().unwrap();
+        items[0].function_associations = Some(function_associations(None).unwrap());
+        bs.items = Some(items);
+        cut_off.cache_behaviors = Some(bs);
+        let text: Vec<String> = diff(&c, &cut_off).iter().map(ToString::to_string).collect();
+        assert_eq!(
+            text,
+            [format!(
+                "cacheBehaviors[/i/*].functionAssociations: \"\" → viewer-request={arn}"
+            )]
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@ pub mod bucket;
 pub mod cdn_grant;
 pub mod dashboard;
 pub mod distribution;
+pub mod edge_function;
 pub mod function;
 pub mod notification;
 pub mod origin_access;

@@ -24,7 +24,7 @@ use aws_sdk_cloudfront::types::{
 
 use super::{Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated, code_of};
 use crate::error::{Error, ErrorClass, Result};
-use crate::naming::{NAME_PREFIX, Ownership, StackId, cut, ownership_of};
+use crate::naming::{NAME_PREFIX, OwnerNote, Ownership, StackId, cut};
 
 /// The kind of resource, as errors and events name it.
 const KIND: &str = "CloudFront origin access control";
@@ -34,10 +34,6 @@ pub const SIGNING_PROTOCOL: &str = "sigv4";
 pub const SIGNING_BEHAVIOR: &str = "always";
 /// Origin type of the OAC.
 pub const ORIGIN_TYPE: &str = "s3";
-/// Prefix of the description that marks an OAC as imagestack's.
-pub const DESCRIPTION_PREFIX: &str = "imagestack ";
-/// Separator of the installation's id in the description.
-pub const CLUSTER_MARKER: &str = " cluster=";
 /// AWS limit on OAC names.
 pub const MAX_NAME_LEN: usize = 64;
 /// AWS limit on OAC descriptions.
@@ -57,33 +53,16 @@ pub fn oac_name(id: &StackId) -> String {
     .to_string()
 }
 
-/// How the description names the stack when it names an installation whose
-/// id is `cluster_len` bytes long: `<namespace>/<name>`, or — when that would
-/// not fit in 256 characters — its start, `~` and a hash of the identity
-/// (still deterministic, still distinct per stack).
-fn owner_label(id: &StackId, cluster_len: usize) -> String {
-    let owner = id.owner_tag_value();
-    let budget = MAX_DESCRIPTION_LEN
-        .saturating_sub(DESCRIPTION_PREFIX.len() + CLUSTER_MARKER.len())
-        .saturating_sub(cluster_len);
-    if owner.len() <= budget {
-        return owner;
-    }
-    let hash = id.hash("origin-access-control-owner", 16);
-    format!(
-        "{}~{hash}",
-        cut(&owner, budget.saturating_sub(hash.len() + 1))
-    )
-}
+/// How an OAC's description names its owner.
+const NOTE: OwnerNote = OwnerNote {
+    max_len: MAX_DESCRIPTION_LEN,
+    salt: "origin-access-control-owner",
+};
 
 /// The description written before installation ids existed:
 /// `imagestack <namespace>/<name>` (cut to 256 characters). Still adopted.
 pub fn legacy_description(id: &StackId) -> String {
-    cut(
-        &format!("{DESCRIPTION_PREFIX}{}", id.owner_tag_value()),
-        MAX_DESCRIPTION_LEN,
-    )
-    .to_string()
+    NOTE.legacy(id)
 }
 
 /// Description naming the owning stack and installation:
@@ -91,44 +70,12 @@ pub fn legacy_description(id: &StackId) -> String {
 /// characters; deterministic). Without a cluster id (unit tests) it is the
 /// legacy form `imagestack <namespace>/<name>`.
 pub fn oac_description(id: &StackId) -> String {
-    if id.cluster.is_empty() {
-        return legacy_description(id);
-    }
-    cut(
-        &format!(
-            "{DESCRIPTION_PREFIX}{}{CLUSTER_MARKER}{}",
-            owner_label(id, id.cluster.len()),
-            id.cluster
-        ),
-        MAX_DESCRIPTION_LEN,
-    )
-    .to_string()
+    NOTE.text(id)
 }
 
-/// Who owns an OAC with this description, from the point of view of stack
-/// `id`: this stack's current or legacy description → `Ours`;
-/// `imagestack <this stack> cluster=<other>` → `OtherCluster`;
-/// `imagestack <other stack>[ cluster=…]` → `OtherStack`; anything else →
-/// `Foreign`.
+/// Who owns an OAC with this description ([`OwnerNote::ownership`]).
 pub fn description_ownership(id: &StackId, description: &str) -> Ownership {
-    if description == oac_description(id) || description == legacy_description(id) {
-        return Ownership::Ours;
-    }
-    let Some(rest) = description.strip_prefix(DESCRIPTION_PREFIX) else {
-        return Ownership::Foreign;
-    };
-    // `<namespace>/<name>` contains no space: the first marker is the separator.
-    let (owner, cluster) = match rest.split_once(CLUSTER_MARKER) {
-        Some((owner, cluster)) => (owner, Some(cluster)),
-        None => (rest, None),
-    };
-    if owner.is_empty() || owner.contains(' ') {
-        return Ownership::Foreign;
-    }
-    let ours = id.owner_tag_value();
-    let same_stack =
-        owner == ours || owner == owner_label(id, cluster.map(str::len).unwrap_or_default());
-    ownership_of(id, Some(if same_stack { &ours } else { owner }), cluster)
+    NOTE.ownership(id, description)
 }
 
 /// What the OAC should look like.
