@@ -21,14 +21,16 @@ use imagestack_operator::status::Phase;
 mod common;
 use common::harness;
 
-/// The CDN half of a stack's graph (buckets, OAC, distribution, grants), as
-/// `plan` wires it.
+/// The CDN half of a stack's graph (buckets, OAC, edge function,
+/// distribution, grants), as `plan` wires it.
 fn cdn_graph(d: &imagestack_operator::plan::DesiredStack) -> Graph {
     use ComponentName as N;
     let mut entries: Vec<Entry> = d.buckets.iter().cloned().map(Entry::new).collect();
     entries.push(Entry::new(d.origin_access.clone()));
+    entries.push(Entry::new(d.edge_function.clone()));
     entries.push(Entry::new(d.distribution.clone()).after([
         N::OriginAccessControl,
+        N::EdgeFunction,
         N::WebpBucket,
         N::JpegBucket,
         N::PngBucket,
