@@ -105,6 +105,8 @@ async fn a_cloudfront_outage_leaves_every_bucket_policy_byte_identical() {
         mock!(Client::list_distributions).then_http_response(unavailable),
         mock!(Client::get_distribution_config).then_http_response(unavailable),
         mock!(Client::list_tags_for_resource).then_http_response(unavailable),
+        mock!(Client::describe_function).then_http_response(unavailable),
+        mock!(Client::get_function).then_http_response(unavailable),
     ];
     let refs: Vec<&Rule> = rules.iter().collect();
     let mut aws = h.aws.clone();
