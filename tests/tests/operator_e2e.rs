@@ -59,6 +59,7 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
             "cdn-errors-alarm",
             "dashboard",
             "distribution",
+            "edge-function",
             "failed-event-queue",
             "failed-events-alarm",
             "function-errors-alarm",
