@@ -5,6 +5,7 @@
 //! - [`plan`]: pure spec → desired state of every component.
 //! - [`components`]: one file per AWS resource kind (observe, diff, apply, delete).
 //! - [`controller`]: the reconciler, finalizer, status and events.
+//! - [`edge`]: the CloudFront Function's code (edge/viewer-request.js).
 //! - [`aws`], [`metrics`], [`leader`], [`cli`]: plumbing.
 
 pub mod api;
@@ -13,6 +14,7 @@ pub mod cli;
 pub mod components;
 pub mod controller;
 pub mod driver;
+pub mod edge;
 pub mod error;
 pub mod iam_policy;
 pub mod leader;
