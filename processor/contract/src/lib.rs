@@ -813,6 +813,13 @@ pub mod table {
         pub const KEY: &str = "key";
         pub const SIZE: &str = "size";
         pub const CDN_PATH: &str = "cdn_path";
+        /// The image's edge URL: [`env::IMAGE_URL_PREFIX`](crate::env::IMAGE_URL_PREFIX)
+        /// (or nothing: a relative URL) + [`edge::edge_path`](crate::edge::edge_path).
+        /// Completed items of [`edge::servable`](crate::edge::servable) images only.
+        pub const URL: &str = "url";
+        /// A ready `srcset` for that URL ([`edge::srcset`](crate::edge::srcset));
+        /// recorded with [`URL`].
+        pub const SRCSET: &str = "srcset";
         /// [`STATUS_COMPLETED`] or [`STATUS_FAILED`].
         pub const CONVERSION_STATUS: &str = "conversion_status";
         /// Seconds (number with millisecond precision).
