@@ -75,10 +75,15 @@ pub struct EdgeFunctionArgs {
 
 /// The code `operator edge-function` prints, or why the arguments are invalid.
 pub fn edge_function_code(args: &EdgeFunctionArgs) -> std::result::Result<String, String> {
-    let widths = imagestack_contract::widths::parse(&args.widths)
-        .map_err(|e| format!("--widths: {e}"))?;
+    let widths =
+        imagestack_contract::widths::parse(&args.widths).map_err(|e| format!("--widths: {e}"))?;
     let mut formats = Vec::new();
-    for part in args.formats.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+    for part in args
+        .formats
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
         formats.push(
             part.parse::<imagestack_contract::Format>()
                 .map_err(|e| format!("--formats: {e}"))?,
@@ -611,13 +616,32 @@ mod tests {
             code,
             crate::edge::viewer_request_code(
                 &[320, 640],
-                &[imagestack_contract::Format::Webp, imagestack_contract::Format::Avif]
+                &[
+                    imagestack_contract::Format::Webp,
+                    imagestack_contract::Format::Avif
+                ]
             )
         );
-        assert!(edge_function_code(&args("320,abc", "webp")).unwrap_err().starts_with("--widths"));
-        assert!(edge_function_code(&args("8", "webp")).unwrap_err().starts_with("--widths"));
-        assert!(edge_function_code(&args("320", "gif")).unwrap_err().starts_with("--formats"));
-        assert!(edge_function_code(&args("320", " , ")).unwrap_err().starts_with("--formats"));
+        assert!(
+            edge_function_code(&args("320,abc", "webp"))
+                .unwrap_err()
+                .starts_with("--widths")
+        );
+        assert!(
+            edge_function_code(&args("8", "webp"))
+                .unwrap_err()
+                .starts_with("--widths")
+        );
+        assert!(
+            edge_function_code(&args("320", "gif"))
+                .unwrap_err()
+                .starts_with("--formats")
+        );
+        assert!(
+            edge_function_code(&args("320", " , "))
+                .unwrap_err()
+                .starts_with("--formats")
+        );
     }
 
     #[test]

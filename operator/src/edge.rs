@@ -50,11 +50,7 @@ pub fn viewer_request_code(widths: &[u32], formats: &[Format]) -> String {
     if fs.is_empty() {
         fs = Format::DEFAULT.to_vec();
     }
-    let widths_json = ws
-        .iter()
-        .map(u32::to_string)
-        .collect::<Vec<_>>()
-        .join(",");
+    let widths_json = ws.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
     // Names, extensions and origin ids are fixed ASCII identifiers: no escaping needed.
     let formats_json = fs
         .iter()
@@ -103,7 +99,10 @@ mod tests {
 
     #[test]
     fn the_template_has_one_config_line_and_the_cloudfront_import_first() {
-        assert_eq!(TEMPLATE.lines().next(), Some("import cf from 'cloudfront';"));
+        assert_eq!(
+            TEMPLATE.lines().next(),
+            Some("import cf from 'cloudfront';")
+        );
         config_line(TEMPLATE);
         // Rendering the template's own defaults changes nothing.
         assert_eq!(
@@ -133,7 +132,10 @@ mod tests {
     fn equal_configurations_render_identical_code() {
         assert_eq!(
             viewer_request_code(&[640, 320], &[Format::Jpeg, Format::Webp]),
-            viewer_request_code(&[320, 640, 640], &[Format::Webp, Format::Jpeg, Format::Webp])
+            viewer_request_code(
+                &[320, 640, 640],
+                &[Format::Webp, Format::Jpeg, Format::Webp]
+            )
         );
         assert_ne!(
             viewer_request_code(&[320], &[Format::Webp]),

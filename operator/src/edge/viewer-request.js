@@ -6,7 +6,8 @@ import cf from 'cloudfront';
 // origin, so the cache key is the rendition itself (no Vary, no query string, no headers).
 // Malformed input gets a 400 from here; nothing reaches an origin that the contract does not name.
 // Language: cloudfront-js-2.0 (ES 5.1 plus const/let, arrow functions, template literals;
-// no for-of, no ES6 Array methods). Contract and rationale: processor/contract/src/lib.rs (module edge) and README "Edge URLs".
+// no for-of, no ES6 Array methods).
+// Contract and rationale: processor/contract/src/lib.rs (module edge), README "Edge URLs".
 
 // The stack's widths and formats (one generated line: operator/src/edge.rs renders it).
 const CONFIG = {"widths":[320,640,1280,1920],"formats":[{"name":"webp","ext":"webp","origin":"s3-webp"},{"name":"jpeg","ext":"jpg","origin":"s3-jpeg"},{"name":"png","ext":"png","origin":"s3-png"}],"maxWidth":8192,"maxStemBytes":969,"maxUriBytes":3072};
@@ -28,7 +29,9 @@ function handler(event) {
   const path = PATH.exec(uri);
   if (!path) return bad('not an image URL: expected /i/<width>/<name>-<id>');
   const name = NAME.exec(path[2]);
-  if (!name || name[2] !== name[2].toLowerCase()) return bad('not an image name: expected <name>-<id>');
+  if (!name || name[2] !== name[2].toLowerCase()) {
+    return bad('not an image name: expected <name>-<id>');
+  }
   const stem = canonicalStem(name[1]);
   if (stem === null) return bad('invalid image name');
   const sourceWidth = path[1] ? Number(path[1]) : 0;

@@ -419,15 +419,19 @@ pub mod edge {
             _ => (authority, None),
         };
         let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
-            !v6.is_empty() && v6.bytes().all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
         } else {
             !host.is_empty()
                 && !host.starts_with(['.', '-'])
-                && host.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
         };
-        let port_ok = port.is_none_or(|p| {
-            !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit())
-        });
+        let port_ok = port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
         if host_ok && port_ok {
             Ok(trimmed.to_string())
         } else {
@@ -447,9 +451,7 @@ pub mod edge {
         let mut ws: Vec<u32> = widths
             .iter()
             .copied()
-            .filter(|w| {
-                (super::widths::MIN..=super::widths::MAX).contains(w) && *w < source_width
-            })
+            .filter(|w| (super::widths::MIN..=super::widths::MAX).contains(w) && *w < source_width)
             .collect();
         ws.sort_unstable();
         ws.dedup();
@@ -559,7 +561,10 @@ pub mod edge {
         #[test]
         fn url_prefixes() {
             for (raw, want) in [
-                ("https://d111111abcdef8.cloudfront.net", "https://d111111abcdef8.cloudfront.net"),
+                (
+                    "https://d111111abcdef8.cloudfront.net",
+                    "https://d111111abcdef8.cloudfront.net",
+                ),
                 ("https://images.example.com/", "https://images.example.com"),
                 (" http://localhost:8080 ", "http://localhost:8080"),
                 ("http://127.0.0.1:4566", "http://127.0.0.1:4566"),
@@ -602,7 +607,10 @@ pub mod edge {
                 srcset("", "/i/640/a-x", 640, &[640, 8, 320, 320, 9000]),
                 "/i/640/a-x?w=320 320w, /i/640/a-x 640w"
             );
-            assert_eq!(srcset("", "/i/100/a-x", 100, &widths::DEFAULT), "/i/100/a-x 100w");
+            assert_eq!(
+                srcset("", "/i/100/a-x", 100, &widths::DEFAULT),
+                "/i/100/a-x 100w"
+            );
         }
     }
 }

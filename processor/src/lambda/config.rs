@@ -333,7 +333,10 @@ mod tests {
         m.insert(env::TIME_BUDGET_MS, "1500".to_string());
         m.insert(env::MAX_INPUT_DIMENSION, "4000".to_string());
         m.insert(env::WIDTHS, " 1024, 16,8192,1024".to_string());
-        m.insert(env::IMAGE_URL_PREFIX, "https://d111.cloudfront.net/".to_string());
+        m.insert(
+            env::IMAGE_URL_PREFIX,
+            "https://d111.cloudfront.net/".to_string(),
+        );
         let c = load(&m).unwrap();
         assert_eq!(c.image_url_prefix, "https://d111.cloudfront.net");
         assert_eq!(c.settings.widths, vec![16, 1024, 8192]);

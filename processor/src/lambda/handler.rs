@@ -230,13 +230,7 @@ impl Processor {
             &self.config.settings.widths,
         );
         let item = record::completed(
-            source,
-            image_id,
-            bytes_in,
-            &optimized,
-            &stored,
-            elapsed,
-            edge,
+            source, image_id, bytes_in, &optimized, &stored, elapsed, edge,
         );
         self.store.put_item(&self.config.table, item).await?;
         let mut bytes_out: BTreeMap<Format, u64> = BTreeMap::new();

@@ -263,8 +263,14 @@ mod tests {
     #[test]
     fn edge_urls_are_the_contracts() {
         let id = "0123456789abcdef0123456789abcdef";
-        let (url, srcset) =
-            edge_urls("https://img.example.com", "a b", id, 1000, &[320, 640, 1280]).unwrap();
+        let (url, srcset) = edge_urls(
+            "https://img.example.com",
+            "a b",
+            id,
+            1000,
+            &[320, 640, 1280],
+        )
+        .unwrap();
         assert_eq!(url, format!("https://img.example.com/i/1000/a%20b-{id}"));
         assert_eq!(
             srcset,
