@@ -335,6 +335,8 @@ pub mod edge {
 
     /// Prefix of every edge URL path.
     pub const PATH_PREFIX: &str = "/i/";
+    /// The CloudFront cache behaviour's path pattern the function runs on.
+    pub const PATH_PATTERN: &str = "/i/*";
 
     /// Length of the image ids the function accepts: 32 lower-case hex
     /// digits (the processor's ids, the first 128 bits of a SHA-256).
@@ -530,6 +532,7 @@ pub mod edge {
                 format!("/i/1200/holiday%20photo-{ID}")
             );
             assert_eq!(edge_path("a", ID, 0), format!("/i/a-{ID}"));
+            assert_eq!(PATH_PATTERN, format!("{PATH_PREFIX}*"));
             assert_eq!(encode_segment("!'()*"), "%21%27%28%29%2A");
             assert_eq!(encode_segment("é"), "%C3%A9");
         }
