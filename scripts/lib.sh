@@ -25,6 +25,7 @@ ensure_packages() {
   if [ "${1:-}" = test ]; then
     command -v lua5.1 >/dev/null || need+=(lua5.1)            # Argo CD health check tests
     command -v avifdec >/dev/null || need+=(libavif-bin)      # decodes AVIF renditions (libavif + dav1d)
+    command -v node >/dev/null || need+=(nodejs)              # tests/edge: the CloudFront Function's harness
   fi
   if [ "${1:-}" = shipped ]; then
     command -v qemu-aarch64 >/dev/null || need+=(qemu-user)

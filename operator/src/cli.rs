@@ -1,5 +1,5 @@
-//! Command line: `operator run` (the controller), `operator crd` and
-//! `operator redrive`.
+//! Command line: `operator run` (the controller), `operator crd`,
+//! `operator redrive`, `operator iam-policy` and `operator edge-function`.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -57,6 +57,42 @@ pub enum Command {
     /// its IRSA role or EKS Pod Identity association; `--redrive`: the one
     /// `operator redrive` needs.
     IamPolicy(IamPolicyArgs),
+    /// Print the CloudFront Function code (cloudfront-js-2.0, viewer request
+    /// on `/i/*`) the operator deploys for the given widths and formats: the
+    /// one-URL-per-image edge contract (README "Edge URLs").
+    EdgeFunction(EdgeFunctionArgs),
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct EdgeFunctionArgs {
+    /// The stack's `processor.widths`, comma-separated.
+    #[arg(long, default_value = "320,640,1280,1920")]
+    pub widths: String,
+    /// The stack's `processor.formats`, comma-separated (webp, jpeg, png, avif).
+    #[arg(long, default_value = "webp,jpeg,png")]
+    pub formats: String,
+}
+
+/// The code `operator edge-function` prints, or why the arguments are invalid.
+pub fn edge_function_code(args: &EdgeFunctionArgs) -> std::result::Result<String, String> {
+    let widths =
+        imagestack_contract::widths::parse(&args.widths).map_err(|e| format!("--widths: {e}"))?;
+    let mut formats = Vec::new();
+    for part in args
+        .formats
+        .split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+    {
+        formats.push(
+            part.parse::<imagestack_contract::Format>()
+                .map_err(|e| format!("--formats: {e}"))?,
+        );
+    }
+    if formats.is_empty() {
+        return Err("--formats: names no format".to_string());
+    }
+    Ok(crate::edge::viewer_request_code(&widths, &formats))
 }
 
 #[derive(Args, Debug, Clone)]
@@ -295,6 +331,16 @@ pub fn main() -> ExitCode {
         Command::Crd => match crate::crd_yaml() {
             Ok(y) => {
                 print!("{y}");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("error: {e}");
+                ExitCode::FAILURE
+            }
+        },
+        Command::EdgeFunction(args) => match edge_function_code(&args) {
+            Ok(code) => {
+                print!("{code}");
                 ExitCode::SUCCESS
             }
             Err(e) => {
@@ -557,6 +603,45 @@ mod tests {
     #[test]
     fn cli_is_consistent() {
         Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn edge_function_arguments() {
+        let args = |widths: &str, formats: &str| EdgeFunctionArgs {
+            widths: widths.into(),
+            formats: formats.into(),
+        };
+        let code = edge_function_code(&args("640,320", "avif, webp")).unwrap();
+        assert_eq!(
+            code,
+            crate::edge::viewer_request_code(
+                &[320, 640],
+                &[
+                    imagestack_contract::Format::Webp,
+                    imagestack_contract::Format::Avif
+                ]
+            )
+        );
+        assert!(
+            edge_function_code(&args("320,abc", "webp"))
+                .unwrap_err()
+                .starts_with("--widths")
+        );
+        assert!(
+            edge_function_code(&args("8", "webp"))
+                .unwrap_err()
+                .starts_with("--widths")
+        );
+        assert!(
+            edge_function_code(&args("320", "gif"))
+                .unwrap_err()
+                .starts_with("--formats")
+        );
+        assert!(
+            edge_function_code(&args("320", " , "))
+                .unwrap_err()
+                .starts_with("--formats")
+        );
     }
 
     #[test]

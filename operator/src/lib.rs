@@ -5,6 +5,7 @@
 //! - [`plan`]: pure spec → desired state of every component.
 //! - [`components`]: one file per AWS resource kind (observe, diff, apply, delete).
 //! - [`controller`]: the reconciler, finalizer, status and events.
+//! - [`edge`]: the CloudFront Function's code (edge/viewer-request.js).
 //! - [`aws`], [`metrics`], [`leader`], [`cli`]: plumbing.
 
 pub mod api;

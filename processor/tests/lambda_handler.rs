@@ -431,4 +431,14 @@ async fn long_source_keys_give_keys_within_the_limit() {
     listed.sort();
     put.sort();
     assert_eq!(listed, put, "the item lists exactly what was written");
+    // The edge URL and srcset: relative (no IMAGESTACK_IMAGE_URL_PREFIX), the
+    // shortened stem percent-encoded, the source width, the variants below it.
+    let url = s(&items[0], attr::URL);
+    let path = imagestack_contract::edge::edge_path(&name[..name.len() - 4], id, 400);
+    assert_eq!(url, path);
+    assert!(url.starts_with("/i/400/Long%20name%20%C3%A9%20"), "{url}");
+    assert_eq!(
+        s(&items[0], attr::SRCSET),
+        format!("{url}?w=100 100w, {url}?w=320 320w, {url} 400w")
+    );
 }

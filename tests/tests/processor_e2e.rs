@@ -128,6 +128,10 @@ impl Fixture {
             (env::MAX_INPUT_PIXELS, "100000000".to_string()),
             // 320 and 640 are wider than the 300-pixel test photo: not made.
             (env::WIDTHS, "100,200,320,640".to_string()),
+            (
+                env::IMAGE_URL_PREFIX,
+                "https://images.example.com".to_string(),
+            ),
         ]
     }
 
@@ -218,6 +222,19 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
     assert!(s(&item, attr::PROCESSING_TIME).parse::<f64>()? > 0.0);
     assert_eq!(s(&item, attr::UPLOAD_TIMESTAMP), "1795845600");
     assert!(matches!(item.get(attr::ETAG), Some(AttributeValue::S(_))));
+    // The edge URL: the prefix, the source width, the stem percent-encoded
+    // (space, ✓, é and the literal '+'); the srcset lists the variants made.
+    let url = s(&item, attr::URL);
+    assert_eq!(
+        url,
+        format!(
+            "https://images.example.com/i/300/Holiday%20photo%20%E2%9C%93%20%C3%A9%2B1-{image_id}"
+        )
+    );
+    assert_eq!(
+        s(&item, attr::SRCSET),
+        format!("{url}?w=100 100w, {url}?w=200 200w, {url} 300w")
+    );
     let Some(AttributeValue::M(formats)) = item.get(attr::FORMATS) else {
         panic!("formats: {:?}", item.get(attr::FORMATS));
     };
@@ -356,6 +373,10 @@ async fn bootstrap_processes_s3_events_against_the_emulator() -> Result<()> {
         .await?;
     assert_eq!(s(&bad_item, attr::CONVERSION_STATUS), attr::STATUS_FAILED);
     assert_eq!(s(&bad_item, attr::ERROR_REASON), "CorruptImage");
+    assert!(
+        !bad_item.contains_key(attr::URL),
+        "no edge URL for a failed image"
+    );
     assert!(!s(&bad_item, attr::ERROR_MESSAGE).is_empty());
     assert_eq!(
         s(&bad_item, attr::ORIGINAL_FILENAME),

@@ -296,6 +296,328 @@ pub fn cdn_path(key: &str) -> String {
     format!("/{key}")
 }
 
+/// The edge contract: one URL per image, `/i/<source width>/<stem>-<id>`,
+/// that the stack's CloudFront Function (viewer request, operator/src/edge)
+/// rewrites to the stored key of the best format and width for each viewer.
+///
+/// **Why the source width is in the URL.** The function cannot ask S3 which
+/// width variants exist (CloudFront Functions have no network), and the
+/// processor writes a variant only for configured widths strictly narrower
+/// than the source (so `-w1920` of an 800 px image does not exist). With the
+/// source width in the URL the function knows, from the URL alone, that
+/// exactly the configured widths below it exist, and never asks for one that
+/// does not: no request can 404 because of width. (The other design, writing
+/// copies up to every configured width, would store duplicate objects, would
+/// not cover images processed before, and would change the processor's
+/// output.) A URL without the width segment, `/i/<stem>-<id>`, is also
+/// accepted; it always gets the full-size rendition, which always exists.
+///
+/// **Stem encoding.** The stem (shortened by [`shorten_stem`](super::shorten_stem)
+/// exactly as in the rendition keys) is percent-encoded byte by byte, every
+/// byte except RFC 3986's unreserved `A-Z a-z 0-9 - . _ ~`, with upper-case
+/// hex ([`encode_segment`]). The function decodes it (refusing anything that
+/// is not valid UTF-8 or that contains `/`, `\` or a control character),
+/// re-encodes it the same way (so every spelling of one stem shares one cache
+/// entry) and only swaps the prefix and suffix: `/i/<sw>/<stem>-<id>` becomes
+/// `/<format>/<stem>-<id>[-w<W>].<ext>`. CloudFront forwards that path to the
+/// format's S3 origin, and S3 decodes it to the key [`rendition_key_with_width`](super::rendition_key_with_width)
+/// wrote. A stem the function refuses (one with `\` or a control character)
+/// has no edge URL: see [`servable`].
+///
+/// **Changing the widths or formats later.** The function picks only widths
+/// and formats of the current spec. An image processed before a width was
+/// added (or before AVIF was enabled) lacks that variant, and a request the
+/// function maps to it gets the origin's 404 (403 from a private bucket):
+/// reprocess the images after changing `widths` or enabling a format (or
+/// keep the old widths in the list).
+pub mod edge {
+    use super::{max_stem_bytes, shorten_stem};
+
+    /// Prefix of every edge URL path.
+    pub const PATH_PREFIX: &str = "/i/";
+    /// The CloudFront cache behaviour's path pattern the function runs on.
+    pub const PATH_PATTERN: &str = "/i/*";
+
+    /// Length of the image ids the function accepts: 32 lower-case hex
+    /// digits (the processor's ids, the first 128 bits of a SHA-256).
+    pub const ID_LEN: usize = 32;
+
+    /// The longest stem (UTF-8 bytes, decoded) the function accepts: what
+    /// [`shorten_stem`] keeps next to an id of [`ID_LEN`].
+    pub const MAX_STEM_BYTES: usize = max_stem_bytes(ID_LEN);
+
+    /// The longest URI path the function accepts (bytes, as received). The
+    /// longest edge path this module produces is below it: `/i/`, a width
+    /// of up to 7 digits and `/`, a stem of [`MAX_STEM_BYTES`] with every
+    /// byte encoded as `%XX`, `-`, the id and a `.jpeg` suffix (2 958 bytes).
+    /// (Not S3's 1 024: a stem that fits a key in UTF-8 can be three times
+    /// longer percent-encoded.)
+    pub const MAX_URI_BYTES: usize = 3072;
+
+    /// Percent-encode `raw` for one URL path segment: every byte except
+    /// `A-Z a-z 0-9 - . _ ~` becomes `%XX` (upper-case hex). The function
+    /// produces exactly this spelling (JavaScript's `encodeURIComponent` plus
+    /// `!'()*`).
+    pub fn encode_segment(raw: &str) -> String {
+        const HEX: &[u8; 16] = b"0123456789ABCDEF";
+        let mut out = String::with_capacity(raw.len());
+        for &b in raw.as_bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+                out.push(char::from(b));
+            } else {
+                out.push('%');
+                out.push(char::from(HEX[usize::from(b >> 4)]));
+                out.push(char::from(HEX[usize::from(b & 15)]));
+            }
+        }
+        out
+    }
+
+    /// The edge URL path of an image: `/i/<source_width>/<stem>-<id>` with
+    /// the stem shortened as in its keys and encoded by [`encode_segment`];
+    /// `source_width` 0 (unknown) gives `/i/<stem>-<id>` (always the full
+    /// size). Meaningful when [`servable`] holds.
+    pub fn edge_path(stem: &str, id: &str, source_width: u32) -> String {
+        let stem = encode_segment(shorten_stem(stem, id));
+        if source_width == 0 {
+            format!("{PATH_PREFIX}{stem}-{id}")
+        } else {
+            format!("{PATH_PREFIX}{source_width}/{stem}-{id}")
+        }
+    }
+
+    /// Whether the function serves this image's edge URL: the id is
+    /// [`ID_LEN`] lower-case hex digits and the (shortened) stem has no `\`,
+    /// `/` or control character (which the function refuses as hostile).
+    /// The processor records an edge URL only for servable images; the
+    /// per-format CDN paths work for every image.
+    pub fn servable(stem: &str, id: &str) -> bool {
+        id.len() == ID_LEN
+            && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+            && !shorten_stem(stem, id)
+                .chars()
+                .any(|c| c == '\\' || c == '/' || c.is_control())
+    }
+
+    /// Check an [`IMAGE_URL_PREFIX`](super::env::IMAGE_URL_PREFIX):
+    /// `http://` or `https://`, then a host (name, IPv4 or `[IPv6]`) with an
+    /// optional `:port`, nothing else (one trailing `/` is dropped). Returns
+    /// the prefix to put before [`edge_path`], or why it is invalid.
+    pub fn parse_url_prefix(raw: &str) -> Result<String, String> {
+        let raw = raw.trim();
+        let trimmed = raw.strip_suffix('/').unwrap_or(raw);
+        let Some(authority) = trimmed
+            .strip_prefix("https://")
+            .or_else(|| trimmed.strip_prefix("http://"))
+        else {
+            return Err(format!(
+                "{raw:?} is not an http(s) URL prefix (expected e.g. \"https://images.example.com\")"
+            ));
+        };
+        let (host, port) = match authority.rsplit_once(':') {
+            Some((h, p)) if !h.is_empty() && (!h.starts_with('[') || h.ends_with(']')) => {
+                (h, Some(p))
+            }
+            _ => (authority, None),
+        };
+        let host_ok = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+            !v6.is_empty()
+                && v6
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+        } else {
+            !host.is_empty()
+                && !host.starts_with(['.', '-'])
+                && host
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-')
+        };
+        let port_ok = port
+            .is_none_or(|p| !p.is_empty() && p.len() <= 5 && p.bytes().all(|b| b.is_ascii_digit()));
+        if host_ok && port_ok {
+            Ok(trimmed.to_string())
+        } else {
+            Err(format!(
+                "{raw:?} is not a scheme and host (expected e.g. \"https://images.example.com\", no path, query or user)"
+            ))
+        }
+    }
+
+    /// A ready `srcset` value: `<prefix><path>?w=<W> <W>w` for each width
+    /// of `widths` below `source_width` (ascending, duplicates and widths
+    /// outside [`widths::MIN`](super::widths::MIN)..=[`widths::MAX`](super::widths::MAX)
+    /// dropped, as the processor does), then `<prefix><path> <source_width>w`
+    /// (the full size). Each `?w=` names a width that exists, so the
+    /// function serves exactly that variant at any device pixel ratio.
+    pub fn srcset(url_prefix: &str, path: &str, source_width: u32, widths: &[u32]) -> String {
+        let mut ws: Vec<u32> = widths
+            .iter()
+            .copied()
+            .filter(|w| (super::widths::MIN..=super::widths::MAX).contains(w) && *w < source_width)
+            .collect();
+        ws.sort_unstable();
+        ws.dedup();
+        let mut parts: Vec<String> = ws
+            .iter()
+            .map(|w| format!("{url_prefix}{path}?w={w} {w}w"))
+            .collect();
+        parts.push(format!("{url_prefix}{path} {source_width}w"));
+        parts.join(", ")
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+        use crate::{Format, rendition_key_with_width, widths};
+
+        const ID: &str = "0123456789abcdef0123456789abcdef";
+
+        /// What S3 does with the path CloudFront forwards: percent-decoding.
+        fn decode(path: &str) -> String {
+            let b = path.as_bytes();
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i < b.len() {
+                if b[i] == b'%' {
+                    let hex = std::str::from_utf8(&b[i + 1..i + 3]).unwrap();
+                    out.push(u8::from_str_radix(hex, 16).unwrap());
+                    i += 3;
+                } else {
+                    out.push(b[i]);
+                    i += 1;
+                }
+            }
+            String::from_utf8(out).unwrap()
+        }
+
+        /// The function's rewrite: swap the prefix and suffix.
+        fn rewrite(path: &str, format: Format, width: Option<u32>) -> String {
+            let last = path.rsplit('/').next().unwrap();
+            let w = width.map(|w| format!("-w{w}")).unwrap_or_default();
+            format!("/{}/{last}{w}.{}", format.as_str(), format.extension())
+        }
+
+        #[test]
+        fn edge_paths_round_trip_to_the_stored_keys() {
+            for stem in [
+                "holiday photo",
+                "Ünïcødé ✓",
+                "a+b&c=d?e#f%20g",
+                ".hidden",
+                "..",
+                "x~y_z-1.2",
+                &"é".repeat(600),
+                &"😀".repeat(300),
+            ] {
+                let path = edge_path(stem, ID, 4000);
+                assert!(path.starts_with("/i/4000/"), "{path}");
+                assert!(path.len() <= MAX_URI_BYTES, "{}", path.len());
+                // One path segment, only unreserved characters and escapes.
+                let last = path.strip_prefix("/i/4000/").unwrap();
+                assert!(!last.contains('/'), "{path}");
+                assert!(
+                    last.bytes()
+                        .all(|b| b.is_ascii_alphanumeric() || b"-._~%".contains(&b)),
+                    "{path}"
+                );
+                for f in Format::ALL {
+                    for w in [None, Some(320)] {
+                        let key = rendition_key_with_width(f, stem, ID, w);
+                        assert_eq!(decode(&rewrite(&path, f, w)), format!("/{key}"));
+                    }
+                }
+            }
+            assert_eq!(
+                edge_path("holiday photo", ID, 1200),
+                format!("/i/1200/holiday%20photo-{ID}")
+            );
+            assert_eq!(edge_path("a", ID, 0), format!("/i/a-{ID}"));
+            assert_eq!(PATH_PATTERN, format!("{PATH_PREFIX}*"));
+            assert_eq!(encode_segment("!'()*"), "%21%27%28%29%2A");
+            assert_eq!(encode_segment("é"), "%C3%A9");
+        }
+
+        #[test]
+        fn the_longest_edge_path_fits_the_uri_limit() {
+            // Every byte of a maximal stem escaped, the widest width, a suffix.
+            let stem = "\u{7f}".repeat(2000);
+            let path = format!("{}.jpeg", edge_path(&stem, ID, 9_999_999));
+            assert_eq!(path.len(), 3 + 8 + 3 * MAX_STEM_BYTES + 1 + ID_LEN + 5);
+            assert!(path.len() <= MAX_URI_BYTES);
+            assert_eq!(MAX_STEM_BYTES, 969);
+        }
+
+        #[test]
+        fn servable_stems_and_ids() {
+            assert!(servable("holiday photo", ID));
+            assert!(servable("Ünïcødé ✓ %2f ..", ID));
+            assert!(!servable("back\\slash", ID));
+            assert!(!servable("tab\there", ID));
+            assert!(!servable("nul\0", ID));
+            assert!(!servable("a", "abc"));
+            assert!(!servable("a", &ID.to_uppercase()));
+            // Only the part that survives shortening counts.
+            let long = format!("{}\\", "x".repeat(MAX_STEM_BYTES));
+            assert!(servable(&long, ID));
+        }
+
+        #[test]
+        fn url_prefixes() {
+            for (raw, want) in [
+                (
+                    "https://d111111abcdef8.cloudfront.net",
+                    "https://d111111abcdef8.cloudfront.net",
+                ),
+                ("https://images.example.com/", "https://images.example.com"),
+                (" http://localhost:8080 ", "http://localhost:8080"),
+                ("http://127.0.0.1:4566", "http://127.0.0.1:4566"),
+                ("https://[::1]:8443", "https://[::1]:8443"),
+                ("https://[2001:db8::1]", "https://[2001:db8::1]"),
+            ] {
+                assert_eq!(parse_url_prefix(raw).as_deref(), Ok(want), "{raw}");
+            }
+            for bad in [
+                "",
+                "images.example.com",
+                "ftp://images.example.com",
+                "https://",
+                "https:///x",
+                "https://images.example.com/img",
+                "https://images.example.com//",
+                "https://images.example.com?x=1",
+                "https://images.example.com#x",
+                "https://user@images.example.com",
+                "https://images.example.com:",
+                "https://images.example.com:http",
+                "https://images.example.com:123456",
+                "https://-bad.example.com",
+                "https://exa mple.com",
+                "https://[::1",
+                "javascript:alert(1)",
+            ] {
+                assert!(parse_url_prefix(bad).is_err(), "{bad:?} accepted");
+            }
+        }
+
+        #[test]
+        fn srcset_lists_existing_widths_then_the_full_size() {
+            assert_eq!(
+                srcset("https://cdn.example", "/i/1000/a-x", 1000, &widths::DEFAULT),
+                "https://cdn.example/i/1000/a-x?w=320 320w, https://cdn.example/i/1000/a-x?w=640 640w, https://cdn.example/i/1000/a-x 1000w"
+            );
+            // Unsorted, duplicated, out of range, equal to the source: dropped.
+            assert_eq!(
+                srcset("", "/i/640/a-x", 640, &[640, 8, 320, 320, 9000]),
+                "/i/640/a-x?w=320 320w, /i/640/a-x 640w"
+            );
+            assert_eq!(
+                srcset("", "/i/100/a-x", 100, &widths::DEFAULT),
+                "/i/100/a-x 100w"
+            );
+        }
+    }
+}
+
 /// `Cache-Control` written on every rendition (keys are content-addressed per source).
 pub const RENDITION_CACHE_CONTROL: &str = "public, max-age=31536000, immutable";
 
@@ -370,16 +692,24 @@ pub mod env {
     /// Widths not narrower than an image produce nothing for it.
     pub const WIDTHS: &str = "IMAGESTACK_WIDTHS";
 
+    /// Scheme and host the metadata item's edge `url` and `srcset` start
+    /// with, e.g. `https://d111111abcdef8.cloudfront.net` or
+    /// `https://images.example.com` (optional; no path, query or fragment,
+    /// checked by [`edge::parse_url_prefix`](super::edge::parse_url_prefix);
+    /// unset: the URLs are relative, `/i/...`).
+    pub const IMAGE_URL_PREFIX: &str = "IMAGESTACK_IMAGE_URL_PREFIX";
+
     /// Variables the processor reads when set and defaults otherwise.
     /// (The operator sets [`AVIF_BUCKET`] and [`AVIF_QUALITY`] on every stack;
     /// the processor requires the bucket only when `avif` is among the formats.)
-    pub const OPTIONAL: [&str; 6] = [
+    pub const OPTIONAL: [&str; 7] = [
         MAX_INPUT_DIMENSION,
         TIME_BUDGET_MS,
         JPEG_BACKGROUND,
         WIDTHS,
         AVIF_BUCKET,
         AVIF_QUALITY,
+        IMAGE_URL_PREFIX,
     ];
 
     /// Name of the output bucket variable for a format.
@@ -494,6 +824,13 @@ pub mod table {
         pub const KEY: &str = "key";
         pub const SIZE: &str = "size";
         pub const CDN_PATH: &str = "cdn_path";
+        /// The image's edge URL: [`env::IMAGE_URL_PREFIX`](crate::env::IMAGE_URL_PREFIX)
+        /// (or nothing: a relative URL) + [`edge::edge_path`](crate::edge::edge_path).
+        /// Completed items of [`edge::servable`](crate::edge::servable) images only.
+        pub const URL: &str = "url";
+        /// A ready `srcset` for that URL ([`edge::srcset`](crate::edge::srcset));
+        /// recorded with [`URL`].
+        pub const SRCSET: &str = "srcset";
         /// [`STATUS_COMPLETED`] or [`STATUS_FAILED`].
         pub const CONVERSION_STATUS: &str = "conversion_status";
         /// Seconds (number with millisecond precision).

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 use std::time::Duration;
 
-use imagestack_contract::{Format, defaults, env, widths};
+use imagestack_contract::{Format, defaults, edge, env, widths};
 
 use crate::error::{Error, Result};
 use crate::limits::Limits;
@@ -21,6 +21,9 @@ pub struct Config {
     /// Output bucket per configured format.
     pub buckets: BTreeMap<Format, String>,
     pub table: String,
+    /// Scheme and host before the edge `url` and `srcset` of each item
+    /// (`""`: relative URLs).
+    pub image_url_prefix: String,
     pub settings: Settings,
 }
 
@@ -85,6 +88,7 @@ impl Config {
             upload_bucket: vars.required(env::UPLOAD_BUCKET)?,
             buckets,
             table: vars.required(env::METADATA_TABLE)?,
+            image_url_prefix: vars.url_prefix()?,
             settings,
         })
     }
@@ -166,6 +170,17 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
             Some(raw) => widths::parse(&raw).map_err(|e| Error::Config {
                 var: env::WIDTHS,
                 message: format!("{e} (got {raw:?})"),
+            }),
+        }
+    }
+
+    /// `IMAGESTACK_IMAGE_URL_PREFIX`, checked, else `""` (relative URLs).
+    fn url_prefix(&self) -> Result<String> {
+        match self.get(env::IMAGE_URL_PREFIX) {
+            None => Ok(String::new()),
+            Some(raw) => edge::parse_url_prefix(&raw).map_err(|message| Error::Config {
+                var: env::IMAGE_URL_PREFIX,
+                message,
             }),
         }
     }
@@ -262,6 +277,8 @@ mod tests {
         );
         // Absent: the default widths (old deployments keep working).
         assert_eq!(c.settings.widths, vec![320, 640, 1280, 1920]);
+        // Absent: relative edge URLs.
+        assert_eq!(c.image_url_prefix, "");
         // Each required variable, removed alone, is named in the error.
         for var in env::ALL {
             let mut m = full();
@@ -290,6 +307,9 @@ mod tests {
             (env::WIDTHS, "9000"),
             (env::WIDTHS, "1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17"),
             (env::WIDTHS, ","),
+            (env::IMAGE_URL_PREFIX, "images.example.com"),
+            (env::IMAGE_URL_PREFIX, "https://images.example.com/path"),
+            (env::IMAGE_URL_PREFIX, "https://images.example.com?x"),
         ] {
             let mut m = full();
             m.insert(var, bad.to_string());
@@ -313,7 +333,12 @@ mod tests {
         m.insert(env::TIME_BUDGET_MS, "1500".to_string());
         m.insert(env::MAX_INPUT_DIMENSION, "4000".to_string());
         m.insert(env::WIDTHS, " 1024, 16,8192,1024".to_string());
+        m.insert(
+            env::IMAGE_URL_PREFIX,
+            "https://d111.cloudfront.net/".to_string(),
+        );
         let c = load(&m).unwrap();
+        assert_eq!(c.image_url_prefix, "https://d111.cloudfront.net");
         assert_eq!(c.settings.widths, vec![16, 1024, 8192]);
         assert_eq!(c.settings.formats, vec![Format::Png, Format::Webp]);
         assert!(!c.buckets.contains_key(&Format::Jpeg));

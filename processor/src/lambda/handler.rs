@@ -222,7 +222,16 @@ impl Processor {
             .await?;
 
         let elapsed = started.elapsed();
-        let item = record::completed(source, image_id, bytes_in, &optimized, &stored, elapsed);
+        let edge = record::edge_urls(
+            &self.config.image_url_prefix,
+            stem,
+            image_id,
+            optimized.width,
+            &self.config.settings.widths,
+        );
+        let item = record::completed(
+            source, image_id, bytes_in, &optimized, &stored, elapsed, edge,
+        );
         self.store.put_item(&self.config.table, item).await?;
         let mut bytes_out: BTreeMap<Format, u64> = BTreeMap::new();
         for s in &stored {

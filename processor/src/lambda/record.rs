@@ -1,14 +1,14 @@
 //! The metadata item: the reference's fields (same names, so dashboards and
 //! queries keep working) plus bucket, version, detected format, dimensions,
-//! per-format CDN path, every width variant, processor version and — on
-//! failure — a reason.
+//! per-format CDN path, every width variant, the edge `url` and `srcset`,
+//! processor version and — on failure — a reason.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use imagestack_contract::table::attr;
-use imagestack_contract::{Format, cdn_path};
+use imagestack_contract::{Format, cdn_path, edge};
 
 use super::event::SourceObject;
 use crate::PROCESSOR_VERSION;
@@ -60,7 +60,28 @@ fn seconds(d: Duration) -> String {
     format!("{:.3}", d.as_secs_f64())
 }
 
-/// The item for a completed image.
+/// The edge `url` and `srcset` of an image whose full size is
+/// `source_width` wide and whose variants were made for `widths`:
+/// `url_prefix` (`""`: relative URLs) + [`edge::edge_path`]. `None` when the
+/// edge function would refuse the name ([`edge::servable`]).
+pub fn edge_urls(
+    url_prefix: &str,
+    stem: &str,
+    image_id: &str,
+    source_width: u32,
+    widths: &[u32],
+) -> Option<(String, String)> {
+    if !edge::servable(stem, image_id) {
+        return None;
+    }
+    let path = edge::edge_path(stem, image_id, source_width);
+    Some((
+        format!("{url_prefix}{path}"),
+        edge::srcset(url_prefix, &path, source_width, widths),
+    ))
+}
+
+/// The item for a completed image (`edge`: its [`edge_urls`]).
 pub fn completed(
     source: &SourceObject,
     image_id: &str,
@@ -68,8 +89,13 @@ pub fn completed(
     optimized: &Optimized,
     stored: &[Stored],
     processing_time: Duration,
+    edge: Option<(String, String)>,
 ) -> Item {
     let mut item = common(source, image_id, attr::STATUS_COMPLETED);
+    if let Some((url, srcset)) = edge {
+        item.insert(attr::URL.into(), s(url));
+        item.insert(attr::SRCSET.into(), s(srcset));
+    }
     item.insert(attr::ORIGINAL_SIZE.into(), n(original_size));
     // The reference's map: the full-size rendition per format.
     let formats = stored
@@ -200,7 +226,10 @@ mod tests {
             &optimized,
             &all,
             Duration::from_millis(5),
+            Some(("https://cdn/i/1000/c-id1".into(), "srcset-value".into())),
         );
+        assert_eq!(item[attr::URL], s("https://cdn/i/1000/c-id1"));
+        assert_eq!(item[attr::SRCSET], s("srcset-value"));
         // The reference's map keeps the full size only.
         let AttributeValue::M(formats) = &item[attr::FORMATS] else {
             panic!()
@@ -229,6 +258,38 @@ mod tests {
         assert_eq!(first[attr::SIZE], n(960));
         assert_eq!(item[attr::WIDTH], n(1000));
         assert_eq!(item[attr::ORIGINAL_SIZE], n(77));
+    }
+
+    #[test]
+    fn edge_urls_are_the_contracts() {
+        let id = "0123456789abcdef0123456789abcdef";
+        let (url, srcset) = edge_urls(
+            "https://img.example.com",
+            "a b",
+            id,
+            1000,
+            &[320, 640, 1280],
+        )
+        .unwrap();
+        assert_eq!(url, format!("https://img.example.com/i/1000/a%20b-{id}"));
+        assert_eq!(
+            srcset,
+            format!("{url}?w=320 320w, {url}?w=640 640w, {url} 1000w")
+        );
+        // No prefix: relative.
+        let (url, srcset) = edge_urls("", "a", id, 300, &[320]).unwrap();
+        assert_eq!(url, format!("/i/300/a-{id}"));
+        assert_eq!(srcset, format!("/i/300/a-{id} 300w"));
+        // A name the function refuses gets none.
+        assert_eq!(edge_urls("", "a\\b", id, 300, &[320]), None);
+        assert_eq!(edge_urls("", "a\u{1}b", id, 300, &[320]), None);
+    }
+
+    #[test]
+    fn failed_items_have_no_edge_urls() {
+        let item = failed(&source(), "id1", FailureReason::CorruptImage, "bad");
+        assert!(!item.contains_key(attr::URL));
+        assert!(!item.contains_key(attr::SRCSET));
     }
 
     #[test]
