@@ -530,14 +530,30 @@ pub fn plan_with(
         architecture: arch.to_string(),
         memory_mb: spec.processor.memory_mb,
         timeout_seconds: spec.processor.timeout_seconds,
-        environment: function_environment(
-            spec,
-            &id.owner_tag_value(),
-            &id.environment,
-            &upload_name,
-            &outputs,
-            &table_name,
-        ),
+        environment: {
+            let mut vars = function_environment(
+                spec,
+                &id.owner_tag_value(),
+                &id.environment,
+                &upload_name,
+                &outputs,
+                &table_name,
+            );
+            // Where the metadata items' edge URLs point: the custom domain, else
+            // the CloudFront domain the last pass reported (none on the first
+            // pass: the items then record paths without a host until the next).
+            let cdn_domain = stack
+                .status
+                .as_ref()
+                .and_then(|s| s.outputs.as_ref())
+                .and_then(|o| o.cdn_domain.as_deref());
+            if let Some(host) =
+                image_host(&spec.cdn.aliases, cdn_domain).filter(|_| spec.cdn.enabled)
+            {
+                vars.insert(imagestack_contract::env::IMAGE_URL_PREFIX.to_string(), host);
+            }
+            vars
+        },
         tags: role.tags.clone(),
         description: role.description.clone(),
         code,
@@ -981,6 +997,48 @@ processor: {formats: [webp]}
         let up = d.bucket(ComponentName::UploadBucket).unwrap();
         assert!(d.grants.iter().all(|g| g.bucket != up.name));
         assert_eq!(d.grants.len(), 4);
+    }
+
+    #[test]
+    fn edge_urls_point_at_the_custom_domain_else_the_reported_cdn_domain() {
+        use imagestack_contract::env::IMAGE_URL_PREFIX;
+        let var = |d: &DesiredStack| d.function.environment.get(IMAGE_URL_PREFIX).cloned();
+        // First pass: no domain known yet.
+        let mut s = stack("environment: dev");
+        assert_eq!(var(&plan(&s, &env()).unwrap()), None);
+        // Then the one the last pass reported.
+        s.status = Some(crate::api::ImageOptimizationStackStatus {
+            outputs: Some(StackOutputs {
+                cdn_domain: Some("d111.cloudfront.net".into()),
+                ..Default::default()
+            }),
+            ..Default::default()
+        });
+        let d = plan(&s, &env()).unwrap();
+        assert_eq!(var(&d).as_deref(), Some("https://d111.cloudfront.net"));
+        // The function's association is planned with the function's real ARN.
+        assert_eq!(
+            d.distribution.edge_function_arn.as_deref(),
+            Some(
+                format!(
+                    "arn:aws:cloudfront::123456789012:function/{}",
+                    d.edge_function.name
+                )
+                .as_str()
+            )
+        );
+        // A custom domain wins; without a CDN there is no edge URL host.
+        let mut aliased = stack(
+            "environment: dev\ncdn: {aliases: [img.example.com], certificateArn: 'arn:aws:acm:us-east-1:123456789012:certificate/x'}",
+        );
+        aliased.status = s.status.clone();
+        assert_eq!(
+            var(&plan(&aliased, &env()).unwrap()).as_deref(),
+            Some("https://img.example.com")
+        );
+        let mut off = stack("environment: dev\ncdn: {enabled: false}");
+        off.status = s.status.clone();
+        assert_eq!(var(&plan(&off, &env()).unwrap()), None);
     }
 
     fn entry_depends(g: &Graph, node: ComponentName, on: ComponentName) -> bool {

@@ -542,5 +542,6 @@ pub async fn aws() -> (
         aws_sdk_iam::Client::new(&cfg),
     )
 }
+pub mod edge;
 pub mod lambda_runtime_api;
 pub mod pipeline;

@@ -326,6 +326,141 @@ async fn assert_served_by_cdn(
     Ok(())
 }
 
+/// One URL per image (issue 12): for every browser profile and several
+/// widths and DPRs, the function deployed in CloudFront (its LIVE code read
+/// back from the emulator, run under the Node harness) rewrites the item's
+/// edge URL to an object that exists, in the format that browser should get
+/// and at the width asked (never wider than the source); every `srcset`
+/// candidate is that width; hostile input gets the function's own 400.
+/// Returns how many requests were checked.
+async fn assert_edge_serves(
+    c: &Clients,
+    out: &StackOutputs,
+    deployed: &Deployed,
+    image_id: &str,
+    renditions: &[Rendition],
+    widths: &[u32],
+) -> Result<usize> {
+    use imagestack_contract::table::attr;
+    use tests::edge;
+    let table = deployed.var(env::METADATA_TABLE).context("table")?;
+    let item = pipeline::item(&c.ddb, table, image_id).await?;
+    let url = text(&item, attr::URL).context("the item has no edge url")?;
+    let prefix = out.image_url_prefix.as_deref().context("imageUrlPrefix")?;
+    ensure!(url.starts_with(prefix), "url {url} is not under {prefix}");
+    let host_end = prefix.len() - imagestack_contract::edge::PATH_PREFIX.len();
+    let path = url[host_end..].to_string();
+    let source_width = renditions
+        .iter()
+        .find(|r| r.full_size)
+        .map(|r| r.width)
+        .context("no full-size rendition")?;
+    let dist_id = out.distribution_id.as_deref().context("distributionId")?;
+    let cfg =
+        c.cf.get_distribution_config()
+            .id(dist_id)
+            .send()
+            .await?
+            .distribution_config
+            .context("distribution config")?;
+    let arn = edge::viewer_request_function(&cfg, &path)?;
+    let code = edge::deployed_code(&c.cf, &arn, &std::env::temp_dir().join(unique("edge"))).await?;
+    let fetch = |target: edge::Target| async move {
+        let body =
+            c.s3.get_object()
+                .bucket(&target.bucket)
+                .key(&target.key)
+                .send()
+                .await
+                .with_context(|| format!("s3://{}/{}", target.bucket, target.key))?
+                .body
+                .collect()
+                .await?
+                .into_bytes();
+        anyhow::Ok(body.to_vec())
+    };
+    let mut checked = 0;
+    let cases: [(Option<u32>, u32); 7] = [
+        (None, 1),
+        (Some(100), 1),
+        (Some(320), 1),
+        (Some(200), 2),
+        (Some(321), 1),
+        (Some(640), 1),
+        (Some(1000), 2),
+    ];
+    for browser in edge::browsers()? {
+        let format = edge::expected_format(&browser.accept, &Format::ALL);
+        for (w, dpr) in cases {
+            let query = w.map(|w| format!("w={w}&dpr={dpr}")).unwrap_or_default();
+            let answer = edge::request(&code, &path, &query, &browser.accept)?;
+            let target = edge::resolve(&cfg, &answer)
+                .with_context(|| format!("{} {path}?{query}", browser.name))?;
+            ensure!(
+                target.origin_id == format!("s3-{}", format.as_str()),
+                "{} {path}?{query}: origin {} (want {})",
+                browser.name,
+                target.origin_id,
+                format.as_str()
+            );
+            let image = pipeline::decode(format, &fetch(target.clone()).await?)
+                .with_context(|| format!("{} {path}?{query}: {target:?}", browser.name))?;
+            let want = w.map_or(source_width, |w| {
+                edge::expected_width(w * dpr, source_width, widths)
+            });
+            ensure!(
+                image.width() == want,
+                "{} {path}?{query}: {} px wide, want {want} ({target:?})",
+                browser.name,
+                image.width()
+            );
+            checked += 1;
+        }
+    }
+    // An explicit format wins; hostile input is the function's own 400.
+    let chrome = "image/avif,image/webp,image/apng,image/svg+xml,image/*,*/*;q=0.8";
+    let png = edge::resolve(&cfg, &edge::request(&code, &path, "f=png&w=320", chrome)?)?;
+    ensure!(png.origin_id == "s3-png", "{png:?}");
+    pipeline::decode(Format::Png, &fetch(png).await?)?;
+    for (uri, query) in [
+        (path.as_str(), "w=abc"),
+        (path.as_str(), "w=-1"),
+        (path.as_str(), "f=gif"),
+        ("/i/600/../../webp/x", ""),
+    ] {
+        let a = edge::request(&code, uri, query, chrome)?;
+        ensure!(
+            a.status == Some(400) && a.uri.is_none(),
+            "{uri}?{query}: {a:?}"
+        );
+        checked += 1;
+    }
+    // Every srcset candidate is the width it declares.
+    let srcset = text(&item, attr::SRCSET).context("the item has no srcset")?;
+    for candidate in srcset.split(", ") {
+        let (u, descriptor) = candidate
+            .rsplit_once(' ')
+            .with_context(|| format!("srcset candidate {candidate:?}"))?;
+        let declared: u32 = descriptor
+            .strip_suffix('w')
+            .context("w descriptor")?
+            .parse()?;
+        ensure!(u.starts_with(prefix), "{u} is not under {prefix}");
+        let (p, q) = u[host_end..]
+            .split_once('?')
+            .unwrap_or((&u[host_end..], ""));
+        let target = edge::resolve(&cfg, &edge::request(&code, p, q, chrome)?)?;
+        let image = pipeline::decode(Format::Avif, &fetch(target).await?)?;
+        ensure!(
+            image.width() == declared,
+            "srcset {candidate}: {} px",
+            image.width()
+        );
+        checked += 1;
+    }
+    Ok(checked)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()> {
     require_env();
@@ -384,7 +519,7 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     let function = Function::start_as(&runtime, &deployed)?;
     let coffee = shared_image("skimage_coffee.png")?;
     // Upper-case suffix: the seed's notification filter missed these.
-    let (_, first) = process(
+    let (first_id, first) = process(
         &c,
         &runtime,
         &function,
@@ -413,7 +548,7 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     );
     assert_served_by_cdn(&c, &out, &first).await?;
     let alpha = shared_image("jxltest_riaphotographs_alpha_500.png")?;
-    let (_, transparent) = process(
+    let (transparent_id, transparent) = process(
         &c,
         &runtime,
         &function,
@@ -424,6 +559,13 @@ async fn upload_is_processed_and_served_at_the_recorded_cdn_paths() -> Result<()
     )
     .await?;
     assert_served_by_cdn(&c, &out, &transparent).await?;
+    // One URL per image: the edge picks each browser's format and width.
+    let mut edge_requests = 0;
+    for (id, renditions) in [(&first_id, &first), (&transparent_id, &transparent)] {
+        edge_requests +=
+            assert_edge_serves(&c, &out, &deployed, id, renditions, &[320, 640]).await?;
+    }
+    eprintln!("edge: {edge_requests} requests resolved through the deployed function");
 
     // A failed event: the function's on-failure destination is the stack's
     // queue; what Lambda puts there, `operator redrive` sends back, and the

@@ -83,9 +83,9 @@ pub const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
 /// The behaviour whose viewer requests the stack's CloudFront Function
 /// rewrites to a rendition (one URL per image: format and width picked per
 /// viewer).
-pub const EDGE_PATH_PATTERN: &str = "/i/*";
+pub const EDGE_PATH_PATTERN: &str = imagestack_contract::edge::PATH_PATTERN;
 /// The path prefix of [`EDGE_PATH_PATTERN`].
-pub const EDGE_PATH_PREFIX: &str = "/i/";
+pub const EDGE_PATH_PREFIX: &str = imagestack_contract::edge::PATH_PREFIX;
 /// The field name of tag drift among the changes.
 const TAGS_FIELD: &str = "tags";
 
