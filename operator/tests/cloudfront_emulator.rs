@@ -1256,9 +1256,13 @@ async fn edge_function_publish_read_back_drift_ownership_delete() {
         .unwrap();
     assert_eq!(live_code(&h, &d2.name).await, None);
     let cx2 = ctx(&h, &id2, &none, false);
+    let before = h.writes();
     let r = driver::reconcile_one(&cx2, &d2).await.unwrap();
     let text: Vec<String> = r.changes.iter().map(ToString::to_string).collect();
     assert_eq!(text, ["published: no → yes"], "{r:?}");
+    // DEVELOPMENT already holds the desired code: only the publish is written
+    // (so a crash after every single write still converges).
+    assert_eq!(h.writes(), before + 1, "{:?}", h.stats.write_operations());
     assert_eq!(
         live_code(&h, &d2.name).await.as_deref(),
         Some(code.as_str())

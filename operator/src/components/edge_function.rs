@@ -15,8 +15,9 @@
 //! returned; a repair = `UpdateFunction` with the `DEVELOPMENT` ETag read right
 //! before (ownership re-checked on that fresh read) then `PublishFunction`
 //! with the ETag the update returned; one retry on `PreconditionFailed`. A
-//! crash between the two leaves `LIVE` as it was (still serving) and the next
-//! pass sees the difference and writes both again.
+//! crash between the two leaves `LIVE` as it was (still serving); the next
+//! pass finds `DEVELOPMENT` already holding the desired code and only
+//! publishes, so each write makes progress.
 //!
 //! Functions cannot be tagged: ownership is the deterministic name
 //! ([`function_name`]) plus the comment naming the stack and installation
@@ -197,6 +198,27 @@ async fn describe(
     }
 }
 
+/// `GetFunction` of one stage: its code; `None` when it does not exist.
+async fn code_of_stage(cx: &Ctx<'_>, name: &str, stage: FunctionStage) -> Result<Option<Vec<u8>>> {
+    match cx
+        .aws
+        .cloudfront
+        .get_function()
+        .name(name)
+        .stage(stage)
+        .send()
+        .await
+    {
+        Ok(out) => Ok(Some(
+            out.function_code()
+                .map(|b| b.as_ref().to_vec())
+                .unwrap_or_default(),
+        )),
+        Err(e) if code_of(&e) == Some("NoSuchFunctionExists") => Ok(None),
+        Err(e) => Err(Error::aws("cloudfront:GetFunction", e)),
+    }
+}
+
 fn function_config(d: &DesiredEdgeFunction) -> Result<FunctionConfig> {
     FunctionConfig::builder()
         .comment(&d.comment)
@@ -292,25 +314,12 @@ impl Component for DesiredEdgeFunction {
         if NOTE.ownership(cx.id, &seen.config.comment) != Ownership::Ours {
             return Ok(Some(seen));
         }
-        match cx
-            .aws
-            .cloudfront
-            .get_function()
-            .name(&self.name)
-            .stage(FunctionStage::Live)
-            .send()
-            .await
-        {
-            Ok(out) => {
-                seen.live_code = Some(
-                    out.function_code()
-                        .map(|b| b.as_ref().to_vec())
-                        .unwrap_or_default(),
-                );
+        match code_of_stage(cx, &self.name, FunctionStage::Live).await? {
+            Some(code) => {
+                seen.live_code = Some(code);
                 Ok(Some(seen))
             }
-            Err(e) if code_of(&e) == Some("NoSuchFunctionExists") => Ok(None),
-            Err(e) => Err(Error::aws("cloudfront:GetFunction", e)),
+            None => Ok(None),
         }
     }
 
@@ -352,8 +361,11 @@ impl Component for DesiredEdgeFunction {
         }
     }
 
-    /// `UpdateFunction` (code, runtime, comment) with the `DEVELOPMENT`
-    /// ETag read right before, then `PublishFunction`; one retry when either
+    /// Bring `LIVE` to the desired code and config: `UpdateFunction` with the
+    /// `DEVELOPMENT` ETag read right before — skipped when `DEVELOPMENT`
+    /// already holds them (a pass that crashed between the two writes, or a
+    /// create that was never published) — then `PublishFunction`. So every
+    /// write makes progress that the next pass sees. One retry when either
     /// meets `PreconditionFailed`.
     async fn update(
         &self,
@@ -374,27 +386,36 @@ impl Component for DesiredEdgeFunction {
                     owner: format!("{owner}; comment changed to {:?}", dev.comment),
                 });
             }
-            let updated = match cx
-                .aws
-                .cloudfront
-                .update_function()
-                .name(&self.name)
-                .if_match(etag)
-                .function_config(function_config(self)?)
-                .function_code(Blob::new(self.code.as_bytes()))
-                .send()
-                .await
-            {
-                Ok(out) => out,
-                Err(e) if code_of(&e) == Some("PreconditionFailed") => continue,
-                Err(e) => return Err(Error::aws(ACTION, e)),
-            };
-            let etag = match updated.e_tag() {
-                Some(t) if !t.is_empty() => t.to_string(),
-                _ => match describe(cx, &self.name, FunctionStage::Development).await? {
-                    Some((_, _, t)) => t,
-                    None => return Err(vanished(ACTION, &self.name)),
-                },
+            let staged = dev.runtime == RUNTIME
+                && dev.comment == self.comment
+                && code_of_stage(cx, &self.name, FunctionStage::Development)
+                    .await?
+                    .is_some_and(|code| code == self.code.as_bytes());
+            let etag = if staged {
+                etag
+            } else {
+                let updated = match cx
+                    .aws
+                    .cloudfront
+                    .update_function()
+                    .name(&self.name)
+                    .if_match(etag)
+                    .function_config(function_config(self)?)
+                    .function_code(Blob::new(self.code.as_bytes()))
+                    .send()
+                    .await
+                {
+                    Ok(out) => out,
+                    Err(e) if code_of(&e) == Some("PreconditionFailed") => continue,
+                    Err(e) => return Err(Error::aws(ACTION, e)),
+                };
+                match updated.e_tag() {
+                    Some(t) if !t.is_empty() => t.to_string(),
+                    _ => match describe(cx, &self.name, FunctionStage::Development).await? {
+                        Some((_, _, t)) => t,
+                        None => return Err(vanished(ACTION, &self.name)),
+                    },
+                }
             };
             match self.publish(cx, &etag).await {
                 Ok(()) => return Ok(Updated::all(changes)),
