@@ -602,3 +602,136 @@ def test_get_function_reports_a_reserved_concurrency_of_zero(client):
     assert lam.get_function(FunctionName=fn).get("Concurrency") == {"ReservedConcurrentExecutions": 0}
     lam.delete_function_concurrency(FunctionName=fn)
     assert "Concurrency" not in lam.get_function(FunctionName=fn)
+
+
+# ------------------------------------------------------------------------------------------------
+# patch: iam-enforcement-actions-and-resources (only on a private instance: enforcement is global)
+# ------------------------------------------------------------------------------------------------
+
+needs_private_instance = pytest.mark.skipif(
+    os.environ.get("IMAGESTACK_EMULATOR_ALLOW_RESET") != "1",
+    reason="turns IAM enforcement on for the whole emulator; runs on test.sh's private instance")
+
+
+def _reset_auth(emu_env, count: str) -> None:
+    ctx = ssl.create_default_context(cafile=emu_env["AWS_CA_BUNDLE"])
+    req = urllib.request.Request(emu_env["AWS_ENDPOINT_URL"] + "/moto-api/reset-auth", data=count.encode(),
+                                 method="POST", headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req, context=ctx) as r:
+        assert r.status == 200
+
+
+@pytest.fixture
+def as_user(client, emu_env):
+    """as_user(policy) -> a client factory for a new IAM user with that inline policy; IAM
+    enforcement is on from the first call until the test ends."""
+    def make(policy: dict):
+        iam = client("iam")
+        name = uid("emu-user")
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        _reset_auth(emu_env, "0")
+        session = boto3.Session(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                                region_name=emu_env["AWS_REGION"])
+        config = Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
+        return lambda service: session.client(service, endpoint_url=emu_env["AWS_ENDPOINT_URL"],
+                                              verify=emu_env["AWS_CA_BUNDLE"], config=config)
+
+    yield make
+    _reset_auth(emu_env, "inf")
+
+
+def _allow(*statements: tuple) -> dict:
+    """A policy of Allow statements (actions, resources[, condition])."""
+    out = []
+    for st in statements:
+        s = {"Effect": "Allow", "Action": list(st[0]), "Resource": list(st[1])}
+        if len(st) > 2:
+            s["Condition"] = st[2]
+        out.append(s)
+    return {"Version": "2012-10-17", "Statement": out}
+
+
+def test_identity_policy_evaluation():
+    ev = patches.evaluate_identity_policies
+    pol = _allow((["iam:PassRole"], ["arn:aws:iam::1:role/p-*"],
+                  {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}))
+    lam = {"iam:passedtoservice": ["lambda.amazonaws.com"]}
+    assert ev([pol], "iam:PassRole", "arn:aws:iam::1:role/p-x", lam) == "Allow"
+    assert ev([pol], "iam:PassRole", "arn:aws:iam::1:role/p-x", {"iam:passedtoservice": ["ec2.amazonaws.com"]}) == "Neutral"
+    assert ev([pol], "iam:PassRole", "arn:aws:iam::1:role/q-x", lam) == "Neutral"
+    deny = {"Statement": [{"Effect": "Deny", "Action": "iam:*", "Resource": "*"}]}
+    assert ev([pol, deny], "iam:PassRole", "arn:aws:iam::1:role/p-x", lam) == "Deny"
+
+
+@needs_private_instance
+def test_enforcement_checks_the_resource_arn_not_star(as_user):
+    # moto 5.2.5 authorises every DynamoDB call on resource "*": a table-scoped Allow denies all.
+    ddb = as_user(_allow((["dynamodb:CreateTable", "dynamodb:DescribeTable"],
+                          [f"arn:aws:dynamodb:*:{ACCOUNT}:table/emu-ok-*"])))("dynamodb")
+    spec = dict(KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    ok = uid("emu-ok")
+    ddb.create_table(TableName=ok, **spec)
+    assert ddb.describe_table(TableName=ok)["Table"]["TableName"] == ok
+    other = uid("emu-other")
+    with pytest.raises(ClientError) as e:
+        ddb.create_table(TableName=other, **spec)
+    assert error_of(e) == ("AccessDeniedException", 403)
+    msg = e.value.response["Error"]["Message"]
+    assert "dynamodb:CreateTable" in msg and f"table/{other}" in msg, msg
+
+
+@needs_private_instance
+def test_enforcement_checks_pass_role_with_passed_to_service(as_user, client):
+    allowed, other = uid("emu-pass"), uid("emu-nopass")
+    iam = client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                     "Action": "sts:AssumeRole"}]}
+    roles = {n: iam.create_role(RoleName=n, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+             for n in (allowed, other)}
+    lam = as_user(_allow((["lambda:*"], ["*"]),
+                         (["iam:PassRole"], [f"arn:aws:iam::{ACCOUNT}:role/emu-pass-*"],
+                          {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})))("lambda")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    fn = dict(Runtime="provided.al2023", Handler="bootstrap", Code={"ZipFile": buf.getvalue()})
+    lam.create_function(FunctionName=allowed, Role=roles[allowed], **fn)
+    with pytest.raises(ClientError) as e:  # plain moto never checks iam:PassRole
+        lam.create_function(FunctionName=other, Role=roles[other], **fn)
+    assert error_of(e) == ("AccessDeniedException", 403)
+    assert "iam:PassRole" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        lam.update_function_configuration(FunctionName=allowed, Role=roles[other])
+    assert "iam:PassRole" in e.value.response["Error"]["Message"]
+    # A bodiless GET is signed over an empty payload (plain moto: SignatureDoesNotMatch).
+    assert lam.get_function(FunctionName=allowed)["Configuration"]["FunctionName"] == allowed
+
+
+@needs_private_instance
+def test_enforcement_uses_iam_action_names(as_user):
+    bucket, alarm = uid("emu-iam"), uid("emu-alarm")
+    user = as_user(_allow(
+        (["s3:CreateBucket", "s3:ListBucket", "s3:PutEncryptionConfiguration"], [f"arn:aws:s3:::{bucket}"]),
+        (["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
+         [f"arn:aws:cloudwatch:*:{ACCOUNT}:alarm:{alarm}"])))
+    s3, cw = user("s3"), user("cloudwatch")
+    s3.create_bucket(Bucket=bucket)
+    s3.head_bucket(Bucket=bucket)  # s3:ListBucket (plain moto: s3:HeadBucket)
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})  # plain: s3:CreateBucket
+    with pytest.raises(ClientError) as e:  # s3:PutBucketVersioning is not allowed
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert error_of(e) == ("AccessDenied", 403)
+    assert "s3:PutBucketVersioning" in e.value.response["Error"]["Message"]
+    # CloudWatch's actions are cloudwatch:* (plain moto: monitoring:*, on resource "*").
+    cw.put_metric_alarm(AlarmName=alarm, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum", Period=60,
+                        EvaluationPeriods=1, Threshold=0, ComparisonOperator="GreaterThanThreshold")
+    assert [a["AlarmName"] for a in cw.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]] == [alarm]
+    with pytest.raises(ClientError) as e:
+        cw.put_metric_alarm(AlarmName=uid("emu-other"), MetricName="Errors", Namespace="AWS/Lambda",
+                            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=0,
+                            ComparisonOperator="GreaterThanThreshold")
+    assert error_of(e) == ("AccessDenied", 403)
