@@ -14,6 +14,7 @@ import functools
 import ipaddress
 import json
 import re
+import sys
 from typing import Any, Callable
 
 import moto
@@ -882,11 +883,42 @@ def _iam_checks(resp: Any, service: str, op: str, region: str, account: str, par
         if parts and parts[0] == "tagging":
             resources = [unquote(str(params.get("Resource") or "*"))]
         elif len(parts) >= 2:
+            # function/<name>[/describe|/publish|/test], cache-policy/<id>, distribution/<id>/config
             resources = [f"arn:{p}:cloudfront::{a}:{parts[0]}/{unquote(parts[1])}"]
+        elif parts == ["function"] and resp.method == "POST":
+            # CreateFunction: a function's ARN is its name, which the request body gives.
+            body = resp.body.decode("utf-8", "replace") if isinstance(resp.body, bytes) else str(resp.body or "")
+            name = re.search(r"<Name>([^<]*)</Name>", body)
+            resources = [f"arn:{p}:cloudfront::{a}:function/{name.group(1) if name else '*'}"]
         elif parts and resp.method == "POST":  # create: the new resource's id is not known yet
             resources = [f"arn:{p}:cloudfront::{a}:{parts[0]}/*"]
     out = [(act, res, {}) for act in actions for res in resources]
+    # Tag on create: the tags are authorised as the service's tagging action on the new resource
+    # (IAM CreateRole: iam:TagRole; Lambda: "lambda:TagResource ... to call TagResource or
+    # perform a tag on create"; SQS CreateQueue: sqs:TagQueue; CloudWatch PutMetricAlarm:
+    # cloudwatch:TagResource). Lambda GetFunction of a tagged function also needs
+    # lambda:ListTags (its response carries the tags).
+    tag_action = {"iam:CreateRole": "iam:TagRole", "lambda:CreateFunction": "lambda:TagResource",
+                  "sqs:CreateQueue": "sqs:TagQueue",
+                  "cloudwatch:PutMetricAlarm": "cloudwatch:TagResource"}.get(f"{prefix}:{op}")
+    if tag_action and any(_has_param(params, k) for k in ("Tags", "tags", "Tag")):
+        out += [(tag_action, res, {}) for res in resources]
+    if f"{prefix}:{op}" == "lambda:GetFunction" and resources != ["*"]:
+        from moto.awslambda.models import lambda_backends
+
+        try:
+            fn = unquote(str(params.get("FunctionName") or ""))
+            tagged = bool(lambda_backends[a][r].get_function(fn).tags)
+        except Exception:  # no such function: GetFunction answers 404
+            tagged = False
+        if tagged:
+            out += [("lambda:ListTags", res, {}) for res in resources]
     return out + extra
+
+
+def _has_param(params: dict[str, Any], name: str) -> bool:
+    """Is list/map parameter `name` given and not empty (JSON: Name; query: Name.member.N..., Name.N...)?"""
+    return bool(params.get(name)) or any(k.startswith(f"{name}.") for k in params)
 
 
 class _AccessDenied(Exception):
@@ -910,6 +942,9 @@ def _authorize(iam_request: Any, checks: list[tuple[str, str, dict[str, list[str
     for action, resource, context in checks:
         decision = evaluate_identity_policies(docs, action, resource, context)
         if decision != "Allow":
+            # In the server log: which check denied (the client may not show the message).
+            print(f"iam-enforcement: {iam_request._access_key.arn} denied {action} on {resource}"
+                  f" ({decision}; request {iam_request._action})", file=sys.stderr, flush=True)
             raise _AccessDenied("AccessDenied",
                                 _denied_message(iam_request._access_key.arn, action, resource, decision))
 
@@ -958,14 +993,20 @@ def _iam_enforcement() -> None:
         path = self.raw_path + ("?" + parsed_url.query if parsed_url.query else "")
         # The signature covers the body as sent: a request without a body signs an empty payload
         # (moto passes its parsed parameters instead, so every bodiless request of a REST
-        # service, GetFunction say, fails with SignatureDoesNotMatch). Form posts (query
-        # protocol) keep moto's data: Flask consumed their body into it. S3 keeps moto's data
-        # (its errors read BucketName; S3 signs x-amz-content-sha256, not the body).
+        # service, GetFunction say, fails with SignatureDoesNotMatch). A form post (query
+        # protocol: IAM, CloudWatch) is checked over its body as sent, kept by setup_class
+        # below (moto re-encodes its parsed form instead: Python's encoding of the values,
+        # `+` for a space, which matches what botocore sent but not what aws-sdk-rust sends,
+        # `%20`, so every Rust IAM/CloudWatch call with a space in a value was
+        # SignatureDoesNotMatch). S3 keeps moto's data (its errors read BucketName; S3 signs
+        # x-amz-content-sha256, not the body).
         form = "x-www-form-urlencoded" in str(self.headers.get("Content-Type", ""))
+        signed_form = getattr(self, "_imagestack_signed_form_body", None)
         bodiless = not self.raw_body and not form
         data = {} if bodiless and cls is not S3IAMRequest else self.data
         return cls(account_id=self.current_account, method=self.method, path=path, data=data,
-                   body=self.raw_body, headers=self.headers, action=self._get_action())
+                   body=signed_form or self.raw_body, headers=self.headers,
+                   action=self._get_action())
 
     def enforcing() -> bool:
         if ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT:
@@ -995,6 +1036,27 @@ def _iam_enforcement() -> None:
             raise
 
     ActionAuthenticatorMixin._authenticate_and_authorize_normal_action = normal
+
+    def make_setup_class(original: Callable[..., Any]) -> Callable[..., Any]:
+        def setup_class(self: Any, request: Any, *args: Any, **kwargs: Any) -> None:
+            # Only when enforcement is configured (moto's default is "never": then nothing
+            # changes). Reading the data before the form is parsed caches it (werkzeug then
+            # parses the form from the cache); moto's own view of the request is restored.
+            raw = None
+            if (settings.INITIAL_NO_AUTH_ACTION_COUNT != float("inf")
+                    and str(request.headers.get("Content-Type", "")).startswith(
+                        "application/x-www-form-urlencoded")
+                    and "form" not in request.__dict__):
+                raw = request.get_data(cache=True)
+            original(self, request, *args, **kwargs)
+            if raw:
+                self._imagestack_signed_form_body = raw
+                if self.raw_body == raw:  # moto saw no body for a form post: keep it so
+                    self.raw_body, self.body = b"", ""
+
+        return setup_class
+
+    _wrap(BaseResponse, "setup_class", make_setup_class)
 
     def s3_auth(self: Any, bucket_name: str | None = None, key_name: str | None = None) -> None:
         if not enforcing():

@@ -735,3 +735,112 @@ def test_enforcement_uses_iam_action_names(as_user):
                             Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=0,
                             ComparisonOperator="GreaterThanThreshold")
     assert error_of(e) == ("AccessDenied", 403)
+
+
+@needs_private_instance
+def test_enforcement_checks_a_form_post_over_its_body_as_sent(as_user, emu_env):
+    # aws-sdk-rust encodes a space in a query-protocol (IAM, CloudWatch) form value as %20,
+    # botocore as "+"; plain moto re-encodes its parsed form the botocore way and checks the
+    # signature over that: every such Rust call was SignatureDoesNotMatch.
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    iam = as_user(_allow((["iam:CreateRole"], [f"arn:aws:iam::{ACCOUNT}:role/emu-form-*"])))("iam")
+    creds = iam._request_signer._credentials.get_frozen_credentials()
+    ctx = ssl.create_default_context(cafile=emu_env["AWS_CA_BUNDLE"])
+
+    def post(role: str) -> tuple[int, str]:
+        params = [("Action", "CreateRole"), ("Version", "2010-05-08"), ("RoleName", role),
+                  ("AssumeRolePolicyDocument", '{"Version":"2012-10-17","Statement":[]}'),
+                  ("Description", "made by aws-sdk-rust")]
+        body = "&".join(f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}"
+                        for k, v in params)
+        req = AWSRequest(method="POST", url=emu_env["AWS_ENDPOINT_URL"] + "/", data=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        SigV4Auth(creds, "iam", "us-east-1").add_auth(req)
+        http = urllib.request.Request(req.url, data=body.encode(), method="POST", headers=dict(req.headers))
+        try:
+            with urllib.request.urlopen(http, context=ctx) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    ok = uid("emu-form")
+    status, text = post(ok)
+    assert status == 200 and f"<RoleName>{ok}</RoleName>" in text, text
+    other = uid("emu-noform")
+    status, text = post(other)  # the policy is still checked, and the denial reads like AWS's
+    assert status == 403 and "<Code>AccessDenied</Code>" in text, text
+    assert f"iam:CreateRole on resource: arn:aws:iam::{ACCOUNT}:role/{other}" in text, text
+
+
+@needs_private_instance
+def test_enforcement_checks_tag_on_create(as_user, client):
+    # AWS authorises the tags of a create call as the service's tagging action (plain moto:
+    # never), and Lambda's GetFunction of a tagged function also as lambda:ListTags.
+    fn_tagged, fn_plain = uid("emu-tagfn"), uid("emu-tagfn")
+    role = client("iam").create_role(RoleName=uid("emu-tagrole"), AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                 "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    for name, tags in ((fn_tagged, {"k": "v"}), (fn_plain, {})):
+        client("lambda").create_function(FunctionName=name, Role=role["Role"]["Arn"], Runtime="provided.al2023",
+                                         Handler="bootstrap", Code={"ZipFile": buf.getvalue()}, Tags=tags)
+    user = as_user(_allow(
+        (["iam:CreateRole"], [f"arn:aws:iam::{ACCOUNT}:role/emu-tag-*"]),
+        (["sqs:CreateQueue"], [f"arn:aws:sqs:*:{ACCOUNT}:emu-tag-*"]),
+        (["lambda:GetFunction"], [f"arn:aws:lambda:*:{ACCOUNT}:function:emu-tagfn-*"])))
+    iam, sqs, lam = user("iam"), user("sqs"), user("lambda")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    iam.create_role(RoleName=uid("emu-tag"), AssumeRolePolicyDocument=trust)
+    with pytest.raises(ClientError) as e:
+        iam.create_role(RoleName=uid("emu-tag"), AssumeRolePolicyDocument=trust, Tags=[{"Key": "k", "Value": "v"}])
+    assert error_of(e) == ("AccessDenied", 403) and "iam:TagRole" in e.value.response["Error"]["Message"]
+    sqs.create_queue(QueueName=uid("emu-tag"))
+    with pytest.raises(ClientError) as e:
+        sqs.create_queue(QueueName=uid("emu-tag"), tags={"k": "v"})
+    assert "sqs:TagQueue" in e.value.response["Error"]["Message"]
+    assert lam.get_function(FunctionName=fn_plain)["Configuration"]["FunctionName"] == fn_plain
+    with pytest.raises(ClientError) as e:
+        lam.get_function(FunctionName=fn_tagged)
+    assert "lambda:ListTags" in e.value.response["Error"]["Message"]
+
+
+@needs_private_instance
+def test_enforcement_checks_cloudfront_functions_by_name(as_user):
+    # A CloudFront function's ARN is function/<name> (plain moto: every call on "*").
+    cf = as_user(_allow((["cloudfront:CreateFunction", "cloudfront:DescribeFunction", "cloudfront:GetFunction"],
+                         [f"arn:aws:cloudfront::{ACCOUNT}:function/emu-cf-*"])))("cloudfront")
+    fn = dict(FunctionConfig={"Comment": "x", "Runtime": "cloudfront-js-2.0"},
+              FunctionCode=b"function handler(event) { return event.request; }")
+    ok = uid("emu-cf")
+    cf.create_function(Name=ok, **fn)
+    assert cf.describe_function(Name=ok)["FunctionSummary"]["Name"] == ok
+    other = uid("emu-nocf")
+    with pytest.raises(ClientError) as e:
+        cf.create_function(Name=other, **fn)
+    assert error_of(e) == ("AccessDenied", 403)
+    assert f"cloudfront:CreateFunction on resource: arn:aws:cloudfront::{ACCOUNT}:function/{other}" in \
+        e.value.response["Error"]["Message"]
+
+
+def test_cloudfront_paths_name_the_iam_resource():
+    from types import SimpleNamespace
+
+    def checks(method: str, path: str, op: str) -> list:
+        resp = SimpleNamespace(path=path, method=method, body=b"", headers={}, querystring={}, params={},
+                               uri_match={})
+        return [(a, r) for a, r, _ in patches._iam_checks(resp, "cloudfront", op, "us-east-1", ACCOUNT, "aws")]
+
+    fn = f"arn:aws:cloudfront::{ACCOUNT}:function/imagestack-x"
+    assert checks("POST", "/2020-05-31/function/imagestack-x/publish", "PublishFunction") == [
+        ("cloudfront:PublishFunction", fn)]
+    assert checks("GET", "/2020-05-31/function/imagestack-x/describe", "DescribeFunction") == [
+        ("cloudfront:DescribeFunction", fn)]
+    assert checks("PUT", "/2020-05-31/function/imagestack-x", "UpdateFunction") == [("cloudfront:UpdateFunction", fn)]
+    assert checks("GET", "/2020-05-31/cache-policy/abc-123", "GetCachePolicy") == [
+        ("cloudfront:GetCachePolicy", f"arn:aws:cloudfront::{ACCOUNT}:cache-policy/abc-123")]
+    assert checks("POST", "/2020-05-31/cache-policy", "CreateCachePolicy") == [
+        ("cloudfront:CreateCachePolicy", f"arn:aws:cloudfront::{ACCOUNT}:cache-policy/*")]
