@@ -958,8 +958,10 @@ def _iam_enforcement() -> None:
       Role also need iam:PassRole on that role with iam:PassedToService=lambda.amazonaws.com;
       CloudWatch's actions are `cloudwatch:*` (its signing name is `monitoring`); S3's action
       names are the IAM ones (HeadBucket = s3:ListBucket, PutBucketEncryption =
-      s3:PutEncryptionConfiguration, DeleteObjects = s3:DeleteObject per key, ...). A denial
-      names the action and the resource.
+      s3:PutEncryptionConfiguration, DeleteObjects = s3:DeleteObject per key, ...); tags given
+      to a create call also need the service's tagging action (iam:TagRole, lambda:TagResource,
+      sqs:TagQueue, cloudwatch:TagResource), Lambda GetFunction of a tagged function also
+      lambda:ListTags. A denial names the action and the resource.
     moto 5.2.5 (moto/core/authorization.py, moto/iam/access_control.py): the action is
       `<signing name>:<operation>` and the resource is "*" except for SQS (the queue's ARN once
       it exists) and IAM role calls (the role's ARN once it exists) — so a policy scoped to
@@ -968,6 +970,8 @@ def _iam_enforcement() -> None:
       no request values, iam:PassRole is never checked, and S3's action table is wrong for
       HeadBucket, Get/PutBucketEncryption, OwnershipControls, PublicAccessBlock (PUT of an
       unlisted sub-resource counts as s3:CreateBucket). Errors of JSON services are XML bodies.
+      A form post (IAM, CloudWatch) is signature-checked over moto's re-encoding of its parsed
+      form (`+` for a space): aws-sdk-rust sends `%20`, so its calls were SignatureDoesNotMatch.
     Patch: with enforcement on, requests to DynamoDB, IAM, Lambda, SQS, Logs, CloudWatch and
       CloudFront are authorised by _iam_checks() (action + resource ARN + iam:PassedToService) and
       S3 requests by _s3_iam_checks(), evaluated with evaluate_identity_policies() (the same

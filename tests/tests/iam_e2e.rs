@@ -347,9 +347,19 @@ async fn full_policy_suffices(
     apply(&ns, "photos")?;
     let api: Api<ImageOptimizationStack> = Api::namespaced(client.clone(), &ns);
     let started = Instant::now();
-    let s = wait_ready(&api, "photos", READY_TIMEOUT)
-        .await
-        .map_err(|e| anyhow!("{e}\n{}", op.log_text()))?;
+    // Ready, or fail at once when the stack is AccessDenied (not after the timeout).
+    let s = poll(READY_TIMEOUT, || async {
+        if let Some(m) = access_denied(&api, "photos").await {
+            return Some(Err(m));
+        }
+        let s = api.get("photos").await.ok()?;
+        let ready = condition(&s, "Ready").is_some_and(|c| c.status == "True")
+            && s.status.as_ref()?.observed_generation == s.metadata.generation;
+        ready.then_some(Ok(s))
+    })
+    .await
+    .map_err(|e| anyhow!("not Ready: {e}\n{}", op.log_text()))?
+    .map_err(|m| anyhow!("with the printed policy the stack is AccessDenied: {m}"))?;
     eprintln!(
         "iam_e2e: Ready with the printed policy in {:?}",
         started.elapsed()
