@@ -52,8 +52,22 @@ pub fn iam_actions(call: &str) -> Vec<&'static str> {
         "cloudfront:CreateDistributionWithTags" => {
             vec!["cloudfront:CreateDistribution", "cloudfront:TagResource"]
         }
-        // The function runs with the processor role.
-        "lambda:CreateFunction" => vec!["lambda:CreateFunction", "iam:PassRole"],
+        // Created with their tags: AWS authorises the tags as the service's
+        // tagging action ("tag on create").
+        "iam:CreateRole" => vec!["iam:CreateRole", "iam:TagRole"],
+        "sqs:CreateQueue" => vec!["sqs:CreateQueue", "sqs:TagQueue"],
+        "logs:CreateLogGroup" => vec!["logs:CreateLogGroup", "logs:TagResource"],
+        "dynamodb:CreateTable" => vec!["dynamodb:CreateTable", "dynamodb:TagResource"],
+        "cloudwatch:PutMetricAlarm" => vec!["cloudwatch:PutMetricAlarm", "cloudwatch:TagResource"],
+        // The function runs with the processor role, and is created with its tags.
+        "lambda:CreateFunction" => vec![
+            "lambda:CreateFunction",
+            "iam:PassRole",
+            "lambda:TagResource",
+        ],
+        // GetFunction of a tagged function (ours always are) returns the tags:
+        // it also needs lambda:ListTags.
+        "lambda:GetFunction" => vec!["lambda:GetFunction", "lambda:ListTags"],
         "lambda:UpdateFunctionConfiguration" => {
             vec!["lambda:UpdateFunctionConfiguration", "iam:PassRole"]
         }
@@ -107,6 +121,7 @@ const ALL_ACTIONS: &[&str] = &[
     "lambda:GetFunction",
     "lambda:GetFunctionEventInvokeConfig",
     "lambda:GetPolicy",
+    "lambda:ListTags",
     "lambda:InvokeFunction",
     "lambda:PutFunctionConcurrency",
     "lambda:PutFunctionEventInvokeConfig",
@@ -118,6 +133,7 @@ const ALL_ACTIONS: &[&str] = &[
     "logs:DeleteLogGroup",
     "logs:DescribeLogGroups",
     "logs:PutRetentionPolicy",
+    "logs:TagResource",
     "sqs:CreateQueue",
     "sqs:DeleteMessage",
     "sqs:DeleteQueue",
@@ -209,7 +225,7 @@ pub fn operator_policy(partition: &str, account: &str) -> Value {
             statement("Function", &[
                 "lambda:CreateFunction", "lambda:DeleteFunction", "lambda:GetFunction",
                 "lambda:UpdateFunctionCode", "lambda:UpdateFunctionConfiguration",
-                "lambda:TagResource", "lambda:UntagResource",
+                "lambda:TagResource", "lambda:UntagResource", "lambda:ListTags",
                 "lambda:GetFunctionEventInvokeConfig", "lambda:PutFunctionEventInvokeConfig",
                 "lambda:PutFunctionConcurrency", "lambda:DeleteFunctionConcurrency",
                 "lambda:AddPermission", "lambda:RemovePermission", "lambda:GetPolicy",

@@ -682,3 +682,245 @@ def test_get_function_reports_a_reserved_concurrency_of_zero(client):
     assert lam.get_function(FunctionName=fn).get("Concurrency") == {"ReservedConcurrentExecutions": 0}
     lam.delete_function_concurrency(FunctionName=fn)
     assert "Concurrency" not in lam.get_function(FunctionName=fn)
+
+
+# ------------------------------------------------------------------------------------------------
+# patch: iam-enforcement-actions-and-resources (only on a private instance: enforcement is global)
+# ------------------------------------------------------------------------------------------------
+
+needs_private_instance = pytest.mark.skipif(
+    os.environ.get("IMAGESTACK_EMULATOR_ALLOW_RESET") != "1",
+    reason="turns IAM enforcement on for the whole emulator; runs on test.sh's private instance")
+
+
+def _reset_auth(emu_env, count: str) -> None:
+    ctx = ssl.create_default_context(cafile=emu_env["AWS_CA_BUNDLE"])
+    req = urllib.request.Request(emu_env["AWS_ENDPOINT_URL"] + "/moto-api/reset-auth", data=count.encode(),
+                                 method="POST", headers={"Content-Type": "text/plain"})
+    with urllib.request.urlopen(req, context=ctx) as r:
+        assert r.status == 200
+
+
+@pytest.fixture
+def as_user(client, emu_env):
+    """as_user(policy) -> a client factory for a new IAM user with that inline policy; IAM
+    enforcement is on from the first call until the test ends."""
+    def make(policy: dict):
+        iam = client("iam")
+        name = uid("emu-user")
+        iam.create_user(UserName=name)
+        iam.put_user_policy(UserName=name, PolicyName="p", PolicyDocument=json.dumps(policy))
+        key = iam.create_access_key(UserName=name)["AccessKey"]
+        _reset_auth(emu_env, "0")
+        session = boto3.Session(aws_access_key_id=key["AccessKeyId"], aws_secret_access_key=key["SecretAccessKey"],
+                                region_name=emu_env["AWS_REGION"])
+        config = Config(retries={"max_attempts": 1, "mode": "standard"}, s3={"addressing_style": "path"})
+        return lambda service: session.client(service, endpoint_url=emu_env["AWS_ENDPOINT_URL"],
+                                              verify=emu_env["AWS_CA_BUNDLE"], config=config)
+
+    yield make
+    _reset_auth(emu_env, "inf")
+
+
+def _allow(*statements: tuple) -> dict:
+    """A policy of Allow statements (actions, resources[, condition])."""
+    out = []
+    for st in statements:
+        s = {"Effect": "Allow", "Action": list(st[0]), "Resource": list(st[1])}
+        if len(st) > 2:
+            s["Condition"] = st[2]
+        out.append(s)
+    return {"Version": "2012-10-17", "Statement": out}
+
+
+def test_identity_policy_evaluation():
+    ev = patches.evaluate_identity_policies
+    pol = _allow((["iam:PassRole"], ["arn:aws:iam::1:role/p-*"],
+                  {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}}))
+    lam = {"iam:passedtoservice": ["lambda.amazonaws.com"]}
+    assert ev([pol], "iam:PassRole", "arn:aws:iam::1:role/p-x", lam) == "Allow"
+    assert ev([pol], "iam:PassRole", "arn:aws:iam::1:role/p-x", {"iam:passedtoservice": ["ec2.amazonaws.com"]}) == "Neutral"
+    assert ev([pol], "iam:PassRole", "arn:aws:iam::1:role/q-x", lam) == "Neutral"
+    deny = {"Statement": [{"Effect": "Deny", "Action": "iam:*", "Resource": "*"}]}
+    assert ev([pol, deny], "iam:PassRole", "arn:aws:iam::1:role/p-x", lam) == "Deny"
+
+
+@needs_private_instance
+def test_enforcement_checks_the_resource_arn_not_star(as_user):
+    # moto 5.2.5 authorises every DynamoDB call on resource "*": a table-scoped Allow denies all.
+    ddb = as_user(_allow((["dynamodb:CreateTable", "dynamodb:DescribeTable"],
+                          [f"arn:aws:dynamodb:*:{ACCOUNT}:table/emu-ok-*"])))("dynamodb")
+    spec = dict(KeySchema=[{"AttributeName": "id", "KeyType": "HASH"}],
+                AttributeDefinitions=[{"AttributeName": "id", "AttributeType": "S"}], BillingMode="PAY_PER_REQUEST")
+    ok = uid("emu-ok")
+    ddb.create_table(TableName=ok, **spec)
+    assert ddb.describe_table(TableName=ok)["Table"]["TableName"] == ok
+    other = uid("emu-other")
+    with pytest.raises(ClientError) as e:
+        ddb.create_table(TableName=other, **spec)
+    assert error_of(e) == ("AccessDeniedException", 403)
+    msg = e.value.response["Error"]["Message"]
+    assert "dynamodb:CreateTable" in msg and f"table/{other}" in msg, msg
+
+
+@needs_private_instance
+def test_enforcement_checks_pass_role_with_passed_to_service(as_user, client):
+    allowed, other = uid("emu-pass"), uid("emu-nopass")
+    iam = client("iam")
+    trust = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"},
+                                                     "Action": "sts:AssumeRole"}]}
+    roles = {n: iam.create_role(RoleName=n, AssumeRolePolicyDocument=json.dumps(trust))["Role"]["Arn"]
+             for n in (allowed, other)}
+    lam = as_user(_allow((["lambda:*"], ["*"]),
+                         (["iam:PassRole"], [f"arn:aws:iam::{ACCOUNT}:role/emu-pass-*"],
+                          {"StringEquals": {"iam:PassedToService": "lambda.amazonaws.com"}})))("lambda")
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    fn = dict(Runtime="provided.al2023", Handler="bootstrap", Code={"ZipFile": buf.getvalue()})
+    lam.create_function(FunctionName=allowed, Role=roles[allowed], **fn)
+    with pytest.raises(ClientError) as e:  # plain moto never checks iam:PassRole
+        lam.create_function(FunctionName=other, Role=roles[other], **fn)
+    assert error_of(e) == ("AccessDeniedException", 403)
+    assert "iam:PassRole" in e.value.response["Error"]["Message"]
+    with pytest.raises(ClientError) as e:
+        lam.update_function_configuration(FunctionName=allowed, Role=roles[other])
+    assert "iam:PassRole" in e.value.response["Error"]["Message"]
+    # A bodiless GET is signed over an empty payload (plain moto: SignatureDoesNotMatch).
+    assert lam.get_function(FunctionName=allowed)["Configuration"]["FunctionName"] == allowed
+
+
+@needs_private_instance
+def test_enforcement_uses_iam_action_names(as_user):
+    bucket, alarm = uid("emu-iam"), uid("emu-alarm")
+    user = as_user(_allow(
+        (["s3:CreateBucket", "s3:ListBucket", "s3:PutEncryptionConfiguration"], [f"arn:aws:s3:::{bucket}"]),
+        (["cloudwatch:PutMetricAlarm", "cloudwatch:DescribeAlarms"],
+         [f"arn:aws:cloudwatch:*:{ACCOUNT}:alarm:{alarm}"])))
+    s3, cw = user("s3"), user("cloudwatch")
+    s3.create_bucket(Bucket=bucket)
+    s3.head_bucket(Bucket=bucket)  # s3:ListBucket (plain moto: s3:HeadBucket)
+    s3.put_bucket_encryption(Bucket=bucket, ServerSideEncryptionConfiguration={
+        "Rules": [{"ApplyServerSideEncryptionByDefault": {"SSEAlgorithm": "AES256"}}]})  # plain: s3:CreateBucket
+    with pytest.raises(ClientError) as e:  # s3:PutBucketVersioning is not allowed
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    assert error_of(e) == ("AccessDenied", 403)
+    assert "s3:PutBucketVersioning" in e.value.response["Error"]["Message"]
+    # CloudWatch's actions are cloudwatch:* (plain moto: monitoring:*, on resource "*").
+    cw.put_metric_alarm(AlarmName=alarm, MetricName="Errors", Namespace="AWS/Lambda", Statistic="Sum", Period=60,
+                        EvaluationPeriods=1, Threshold=0, ComparisonOperator="GreaterThanThreshold")
+    assert [a["AlarmName"] for a in cw.describe_alarms(AlarmNames=[alarm])["MetricAlarms"]] == [alarm]
+    with pytest.raises(ClientError) as e:
+        cw.put_metric_alarm(AlarmName=uid("emu-other"), MetricName="Errors", Namespace="AWS/Lambda",
+                            Statistic="Sum", Period=60, EvaluationPeriods=1, Threshold=0,
+                            ComparisonOperator="GreaterThanThreshold")
+    assert error_of(e) == ("AccessDenied", 403)
+
+
+@needs_private_instance
+def test_enforcement_checks_a_form_post_over_its_body_as_sent(as_user, emu_env):
+    # aws-sdk-rust encodes a space in a query-protocol (IAM, CloudWatch) form value as %20,
+    # botocore as "+"; plain moto re-encodes its parsed form the botocore way and checks the
+    # signature over that: every such Rust call was SignatureDoesNotMatch.
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+
+    iam = as_user(_allow((["iam:CreateRole"], [f"arn:aws:iam::{ACCOUNT}:role/emu-form-*"])))("iam")
+    creds = iam._request_signer._credentials.get_frozen_credentials()
+    ctx = ssl.create_default_context(cafile=emu_env["AWS_CA_BUNDLE"])
+
+    def post(role: str) -> tuple[int, str]:
+        params = [("Action", "CreateRole"), ("Version", "2010-05-08"), ("RoleName", role),
+                  ("AssumeRolePolicyDocument", '{"Version":"2012-10-17","Statement":[]}'),
+                  ("Description", "made by aws-sdk-rust")]
+        body = "&".join(f"{urllib.parse.quote(k, safe='')}={urllib.parse.quote(v, safe='')}"
+                        for k, v in params)
+        req = AWSRequest(method="POST", url=emu_env["AWS_ENDPOINT_URL"] + "/", data=body,
+                         headers={"Content-Type": "application/x-www-form-urlencoded"})
+        SigV4Auth(creds, "iam", "us-east-1").add_auth(req)
+        http = urllib.request.Request(req.url, data=body.encode(), method="POST", headers=dict(req.headers))
+        try:
+            with urllib.request.urlopen(http, context=ctx) as r:
+                return r.status, r.read().decode()
+        except urllib.error.HTTPError as e:
+            return e.code, e.read().decode()
+
+    ok = uid("emu-form")
+    status, text = post(ok)
+    assert status == 200 and f"<RoleName>{ok}</RoleName>" in text, text
+    other = uid("emu-noform")
+    status, text = post(other)  # the policy is still checked, and the denial reads like AWS's
+    assert status == 403 and "<Code>AccessDenied</Code>" in text, text
+    assert f"iam:CreateRole on resource: arn:aws:iam::{ACCOUNT}:role/{other}" in text, text
+
+
+@needs_private_instance
+def test_enforcement_checks_tag_on_create(as_user, client):
+    # AWS authorises the tags of a create call as the service's tagging action (plain moto:
+    # never), and Lambda's GetFunction of a tagged function also as lambda:ListTags.
+    fn_tagged, fn_plain = uid("emu-tagfn"), uid("emu-tagfn")
+    role = client("iam").create_role(RoleName=uid("emu-tagrole"), AssumeRolePolicyDocument=json.dumps(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "sts:AssumeRole",
+                                                 "Principal": {"Service": "lambda.amazonaws.com"}}]}))
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("bootstrap", "#!/bin/sh\n")
+    for name, tags in ((fn_tagged, {"k": "v"}), (fn_plain, {})):
+        client("lambda").create_function(FunctionName=name, Role=role["Role"]["Arn"], Runtime="provided.al2023",
+                                         Handler="bootstrap", Code={"ZipFile": buf.getvalue()}, Tags=tags)
+    user = as_user(_allow(
+        (["iam:CreateRole"], [f"arn:aws:iam::{ACCOUNT}:role/emu-tag-*"]),
+        (["sqs:CreateQueue"], [f"arn:aws:sqs:*:{ACCOUNT}:emu-tag-*"]),
+        (["lambda:GetFunction"], [f"arn:aws:lambda:*:{ACCOUNT}:function:emu-tagfn-*"])))
+    iam, sqs, lam = user("iam"), user("sqs"), user("lambda")
+    trust = json.dumps({"Version": "2012-10-17", "Statement": []})
+    iam.create_role(RoleName=uid("emu-tag"), AssumeRolePolicyDocument=trust)
+    with pytest.raises(ClientError) as e:
+        iam.create_role(RoleName=uid("emu-tag"), AssumeRolePolicyDocument=trust, Tags=[{"Key": "k", "Value": "v"}])
+    assert error_of(e) == ("AccessDenied", 403) and "iam:TagRole" in e.value.response["Error"]["Message"]
+    sqs.create_queue(QueueName=uid("emu-tag"))
+    with pytest.raises(ClientError) as e:
+        sqs.create_queue(QueueName=uid("emu-tag"), tags={"k": "v"})
+    assert "sqs:TagQueue" in e.value.response["Error"]["Message"]
+    assert lam.get_function(FunctionName=fn_plain)["Configuration"]["FunctionName"] == fn_plain
+    with pytest.raises(ClientError) as e:
+        lam.get_function(FunctionName=fn_tagged)
+    assert "lambda:ListTags" in e.value.response["Error"]["Message"]
+
+
+@needs_private_instance
+def test_enforcement_checks_cloudfront_functions_by_name(as_user):
+    # A CloudFront function's ARN is function/<name> (plain moto: every call on "*").
+    cf = as_user(_allow((["cloudfront:CreateFunction", "cloudfront:DescribeFunction", "cloudfront:GetFunction"],
+                         [f"arn:aws:cloudfront::{ACCOUNT}:function/emu-cf-*"])))("cloudfront")
+    fn = dict(FunctionConfig={"Comment": "x", "Runtime": "cloudfront-js-2.0"},
+              FunctionCode=b"function handler(event) { return event.request; }")
+    ok = uid("emu-cf")
+    cf.create_function(Name=ok, **fn)
+    assert cf.describe_function(Name=ok)["FunctionSummary"]["Name"] == ok
+    other = uid("emu-nocf")
+    with pytest.raises(ClientError) as e:
+        cf.create_function(Name=other, **fn)
+    assert error_of(e) == ("AccessDenied", 403)
+    assert f"cloudfront:CreateFunction on resource: arn:aws:cloudfront::{ACCOUNT}:function/{other}" in \
+        e.value.response["Error"]["Message"]
+
+
+def test_cloudfront_paths_name_the_iam_resource():
+    from types import SimpleNamespace
+
+    def checks(method: str, path: str, op: str) -> list:
+        resp = SimpleNamespace(path=path, method=method, body=b"", headers={}, querystring={}, params={},
+                               uri_match={})
+        return [(a, r) for a, r, _ in patches._iam_checks(resp, "cloudfront", op, "us-east-1", ACCOUNT, "aws")]
+
+    fn = f"arn:aws:cloudfront::{ACCOUNT}:function/imagestack-x"
+    assert checks("POST", "/2020-05-31/function/imagestack-x/publish", "PublishFunction") == [
+        ("cloudfront:PublishFunction", fn)]
+    assert checks("GET", "/2020-05-31/function/imagestack-x/describe", "DescribeFunction") == [
+        ("cloudfront:DescribeFunction", fn)]
+    assert checks("PUT", "/2020-05-31/function/imagestack-x", "UpdateFunction") == [("cloudfront:UpdateFunction", fn)]
+    assert checks("GET", "/2020-05-31/cache-policy/abc-123", "GetCachePolicy") == [
+        ("cloudfront:GetCachePolicy", f"arn:aws:cloudfront::{ACCOUNT}:cache-policy/abc-123")]
+    assert checks("POST", "/2020-05-31/cache-policy", "CreateCachePolicy") == [
+        ("cloudfront:CreateCachePolicy", f"arn:aws:cloudfront::{ACCOUNT}:cache-policy/*")]
