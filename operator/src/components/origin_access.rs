@@ -61,9 +61,9 @@ pub fn oac_name(id: &StackId) -> String {
 /// id is `cluster_len` bytes long: `<namespace>/<name>`, or — when that would
 /// not fit in 256 characters — its start, `~` and a hash of the identity
 /// (still deterministic, still distinct per stack).
-fn owner_label(id: &StackId, cluster_len: usize) -> String {
+fn owner_label(id: &StackId, cluster_len: usize, max_len: usize) -> String {
     let owner = id.owner_tag_value();
-    let budget = MAX_DESCRIPTION_LEN
+    let budget = max_len
         .saturating_sub(DESCRIPTION_PREFIX.len() + CLUSTER_MARKER.len())
         .saturating_sub(cluster_len);
     if owner.len() <= budget {
@@ -79,9 +79,14 @@ fn owner_label(id: &StackId, cluster_len: usize) -> String {
 /// The description written before installation ids existed:
 /// `imagestack <namespace>/<name>` (cut to 256 characters). Still adopted.
 pub fn legacy_description(id: &StackId) -> String {
+    legacy_marker(id, MAX_DESCRIPTION_LEN)
+}
+
+/// [`legacy_description`] for a field of at most `max_len` characters.
+pub fn legacy_marker(id: &StackId, max_len: usize) -> String {
     cut(
         &format!("{DESCRIPTION_PREFIX}{}", id.owner_tag_value()),
-        MAX_DESCRIPTION_LEN,
+        max_len,
     )
     .to_string()
 }
@@ -91,16 +96,24 @@ pub fn legacy_description(id: &StackId) -> String {
 /// characters; deterministic). Without a cluster id (unit tests) it is the
 /// legacy form `imagestack <namespace>/<name>`.
 pub fn oac_description(id: &StackId) -> String {
+    owner_marker(id, MAX_DESCRIPTION_LEN)
+}
+
+/// The ownership marker of an untaggable resource in a text field of at most
+/// `max_len` characters (an OAC's description, a cache policy's comment):
+/// `imagestack <namespace>/<name> cluster=<cluster id>`, the stack's label
+/// shortened (with a hash) when it would not fit.
+pub fn owner_marker(id: &StackId, max_len: usize) -> String {
     if id.cluster.is_empty() {
-        return legacy_description(id);
+        return legacy_marker(id, max_len);
     }
     cut(
         &format!(
             "{DESCRIPTION_PREFIX}{}{CLUSTER_MARKER}{}",
-            owner_label(id, id.cluster.len()),
+            owner_label(id, id.cluster.len(), max_len),
             id.cluster
         ),
-        MAX_DESCRIPTION_LEN,
+        max_len,
     )
     .to_string()
 }
@@ -111,7 +124,12 @@ pub fn oac_description(id: &StackId) -> String {
 /// `imagestack <other stack>[ cluster=…]` → `OtherStack`; anything else →
 /// `Foreign`.
 pub fn description_ownership(id: &StackId, description: &str) -> Ownership {
-    if description == oac_description(id) || description == legacy_description(id) {
+    marker_ownership(id, description, MAX_DESCRIPTION_LEN)
+}
+
+/// [`description_ownership`] for a marker written by [`owner_marker`] with `max_len`.
+pub fn marker_ownership(id: &StackId, description: &str, max_len: usize) -> Ownership {
+    if description == owner_marker(id, max_len) || description == legacy_marker(id, max_len) {
         return Ownership::Ours;
     }
     let Some(rest) = description.strip_prefix(DESCRIPTION_PREFIX) else {
@@ -127,7 +145,7 @@ pub fn description_ownership(id: &StackId, description: &str) -> Ownership {
     }
     let ours = id.owner_tag_value();
     let same_stack =
-        owner == ours || owner == owner_label(id, cluster.map(str::len).unwrap_or_default());
+        owner == ours || owner == owner_label(id, cluster.map(str::len).unwrap_or_default(), max_len);
     ownership_of(id, Some(if same_stack { &ours } else { owner }), cluster)
 }
 
