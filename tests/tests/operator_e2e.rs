@@ -1461,7 +1461,8 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
     let foreign_etag = foreign.e_tag().unwrap().to_string();
 
     let op = Operator::start(&ns, "2s", &[]).unwrap();
-    let custom = "environment: dev\ncdn: {minTtlSeconds: 60, defaultTtlSeconds: 3600, maxTtlSeconds: 86400}";
+    let custom = "environment: dev\ndeletionPolicy: Delete\n\
+                  cdn: {minTtlSeconds: 60, defaultTtlSeconds: 3600, maxTtlSeconds: 86400}";
     for stack in ["ttl", "squatted"] {
         let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, stack, custom))).unwrap();
         assert!(ok, "{err}");
