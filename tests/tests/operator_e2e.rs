@@ -690,7 +690,12 @@ async fn killed_after_every_write_converges_without_duplicates() {
     let (client, ns) = setup().await;
     let (ok, _, err) = kubectl(
         &["apply", "-f", "-"],
-        Some(&manifest(&ns, "crash", "environment: dev")),
+        // Custom TTLs: the stack's own cache policy is among the writes crashed after.
+        Some(&manifest(
+            &ns,
+            "crash",
+            "environment: dev\ncdn: {defaultTtlSeconds: 3600}",
+        )),
     )
     .unwrap();
     assert!(ok, "{err}");
@@ -823,6 +828,16 @@ async fn killed_after_every_write_converges_without_duplicates() {
         })
         .count();
     assert_eq!(n_oac, 1, "origin access controls");
+    let policy = imagestack_operator::components::cache_policy::policy_name(
+        &imagestack_operator::naming::StackId::new(ns.as_str(), "crash", "dev"),
+    );
+    let policies = policies_named(&cf, &policy).await;
+    assert_eq!(policies.len(), 1, "cache policies: {policies:?}");
+    let dist = out.distribution_id.as_deref().unwrap();
+    assert_eq!(
+        behaviour_policies(&cf, dist).await,
+        vec![policies[0].0.clone(); 5]
+    );
     let lambda = aws_sdk_lambda::Client::new(&cfg);
     let function = out.function_name.as_deref().unwrap();
     let policy = lambda

@@ -44,7 +44,8 @@
 //! Deletion is a state machine over several passes (the `delete` of
 //! [`DesiredDistribution`]'s [`Component`] implementation): disable → wait
 //! until the disabled configuration is `Deployed` → delete with the new ETag.
-//! The origin access control is deleted after that.
+//! The origin access control and the stack's own cache policy are deleted
+//! after that.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
