@@ -998,9 +998,16 @@ processor: {formats: [webp]}
         )
         .unwrap();
         assert!(d.cache_policy_enabled);
-        assert_eq!(d.distribution.cache_policy, distribution::CachePolicy::Owned);
         assert_eq!(
-            (d.cache_policy.min_ttl, d.cache_policy.default_ttl, d.cache_policy.max_ttl),
+            d.distribution.cache_policy,
+            distribution::CachePolicy::Owned
+        );
+        assert_eq!(
+            (
+                d.cache_policy.min_ttl,
+                d.cache_policy.default_ttl,
+                d.cache_policy.max_ttl
+            ),
             (60, 3600, 86400)
         );
         assert_eq!(d.cache_policy.name, cache_policy::policy_name(&d.id));

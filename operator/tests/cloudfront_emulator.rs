@@ -19,11 +19,11 @@ use aws_sdk_cloudfront::types::{
 };
 use imagestack_contract::Format;
 use imagestack_operator::aws::AwsClients;
+use imagestack_operator::components::cache_policy;
 use imagestack_operator::components::dashboard::{self, DashboardInput};
 use imagestack_operator::components::distribution::{
     self, DEPLOYING_REASON, DesiredDistribution, DistributionOutputs,
 };
-use imagestack_operator::components::cache_policy;
 use imagestack_operator::components::origin_access::{self, DesiredOriginAccess};
 use imagestack_operator::components::{Component, Ctx, Deletion, Output, Resolved, State};
 use imagestack_operator::driver::{self, Node};
@@ -391,12 +391,18 @@ async fn cache_policy_create_read_back_ttl_change_drift_ownership_delete() {
     let text: Vec<String> = r.changes.iter().map(ToString::to_string).collect();
     assert_eq!(text, ["minTTL: 60 → 0", "defaultTTL: 3600 → 7200"], "{r:?}");
     assert_eq!(r.id, policy_id);
-    assert_eq!(cache_policies_named(&h, &d.name).await, [policy_id.clone()]);
+    assert_eq!(
+        cache_policies_named(&h, &d.name).await,
+        vec![policy_id.clone()]
+    );
 
     // Out of band: a TTL and the cache key edited; repaired.
     let (mut edited, etag) = cache_policy_config(&h, &policy_id).await;
     edited.max_ttl = Some(100);
-    if let Some(p) = edited.parameters_in_cache_key_and_forwarded_to_origin.as_mut() {
+    if let Some(p) = edited
+        .parameters_in_cache_key_and_forwarded_to_origin
+        .as_mut()
+    {
         p.enable_accept_encoding_brotli = Some(false);
     }
     cf.update_cache_policy()
@@ -428,8 +434,15 @@ async fn cache_policy_create_read_back_ttl_change_drift_ownership_delete() {
     let err = driver::reconcile_one(&ocx, &od).await.unwrap_err();
     assert!(matches!(err, Error::NameConflict { .. }), "{err}");
     assert!(err.to_string().contains(&id.cluster), "{err}");
-    assert_eq!(driver::delete_one(&ocx, &od).await.unwrap(), Deletion::Absent);
-    assert_eq!(h.writes(), before, "nothing written by the other installation");
+    assert_eq!(
+        driver::delete_one(&ocx, &od).await.unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(
+        h.writes(),
+        before,
+        "nothing written by the other installation"
+    );
 
     // A same-named policy that is not a stack's (made by hand): never updated
     // nor deleted, even with TTLs that differ from the spec.
@@ -455,7 +468,11 @@ async fn cache_policy_create_read_back_ttl_change_drift_ownership_delete() {
             .unwrap(),
         Deletion::Absent
     );
-    assert_eq!(h.writes(), before, "nothing written to a foreign cache policy");
+    assert_eq!(
+        h.writes(),
+        before,
+        "nothing written to a foreign cache policy"
+    );
     let (c, etag) = cache_policy_config(&h, &theirs).await;
     assert_eq!((c.min_ttl(), c.comment()), (1, Some("made by hand")));
     cf.delete_cache_policy()
@@ -469,7 +486,10 @@ async fn cache_policy_create_read_back_ttl_change_drift_ownership_delete() {
     assert_eq!(driver::delete_one(&cx, &d2).await.unwrap(), Deletion::Gone);
     assert!(cf.get_cache_policy().id(&policy_id).send().await.is_err());
     let before = h.writes();
-    assert_eq!(driver::delete_one(&cx, &d2).await.unwrap(), Deletion::Absent);
+    assert_eq!(
+        driver::delete_one(&cx, &d2).await.unwrap(),
+        Deletion::Absent
+    );
     assert_eq!(h.writes(), before);
 }
 

@@ -1464,7 +1464,8 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
 
     // A same-named policy of someone else's, for the stack "squatted": never touched.
     let squatted = cache_policy::policy_name(&StackId::new(ns.as_str(), "squatted", "dev"));
-    let mut hand_made = cache_policy::desired(&StackId::new(ns.as_str(), "squatted", "dev"), (1, 2, 3));
+    let mut hand_made =
+        cache_policy::desired(&StackId::new(ns.as_str(), "squatted", "dev"), (1, 2, 3));
     hand_made.name = squatted.clone();
     hand_made.comment = "made by hand".into();
     let foreign = cf
@@ -1479,7 +1480,8 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
     let custom = "environment: dev\ndeletionPolicy: Delete\n\
                   cdn: {minTtlSeconds: 60, defaultTtlSeconds: 3600, maxTtlSeconds: 86400}";
     for stack in ["ttl", "squatted"] {
-        let (ok, _, err) = kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, stack, custom))).unwrap();
+        let (ok, _, err) =
+            kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, stack, custom))).unwrap();
         assert!(ok, "{err}");
     }
     let s = wait_ready(&api, "ttl", READY_TIMEOUT)
@@ -1515,7 +1517,11 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
     .await
     .unwrap_or_else(|e| panic!("no conflict reported: {e}\n{}", op.log_text()));
     assert!(
-        conflict.message.as_deref().unwrap_or_default().contains(&squatted)
+        conflict
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&squatted)
             || conflict.id.as_deref() == Some(squatted.as_str()),
         "{conflict:?}"
     );
@@ -1525,13 +1531,21 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
         .send()
         .await
         .unwrap();
-    assert_eq!(untouched.e_tag(), Some(foreign_etag.as_str()), "foreign policy written");
+    assert_eq!(
+        untouched.e_tag(),
+        Some(foreign_etag.as_str()),
+        "foreign policy written"
+    );
 
     // Steady state: zero writes (the squatted stack is deleted first: it retries).
-    api.delete("squatted", &DeleteParams::default()).await.unwrap();
-    poll(READY_TIMEOUT, || async { api.get("squatted").await.is_err().then_some(()) })
+    api.delete("squatted", &DeleteParams::default())
         .await
-        .unwrap_or_else(|e| panic!("squatted stack not deleted: {e}\n{}", op.log_text()));
+        .unwrap();
+    poll(READY_TIMEOUT, || async {
+        api.get("squatted").await.is_err().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("squatted stack not deleted: {e}\n{}", op.log_text()));
     let untouched = cf
         .get_cache_policy_config()
         .id(foreign.cache_policy().unwrap().id())
@@ -1540,8 +1554,14 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
         .expect("a foreign policy is never deleted");
     assert_eq!(untouched.e_tag(), Some(foreign_etag.as_str()));
     let writes = op.aws_writes().await.unwrap();
-    op.wait_reconciles(2.0, Duration::from_secs(90)).await.unwrap();
-    assert_eq!(op.aws_writes().await.unwrap(), writes, "a stack in sync made AWS writes");
+    op.wait_reconciles(2.0, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(
+        op.aws_writes().await.unwrap(),
+        writes,
+        "a stack in sync made AWS writes"
+    );
 
     // New TTLs: the same policy, updated in place.
     let ttls = |min: i64, default: i64, max: i64| {
@@ -1560,7 +1580,12 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
     wait_ready(&api, "ttl", READY_TIMEOUT).await.unwrap();
 
     // Drift: a TTL edited out of band is repaired.
-    let current = cf.get_cache_policy_config().id(&policy_id).send().await.unwrap();
+    let current = cf
+        .get_cache_policy_config()
+        .id(&policy_id)
+        .send()
+        .await
+        .unwrap();
     let mut edited = current.cache_policy_config().unwrap().clone();
     edited.max_ttl = Some(100);
     cf.update_cache_policy()
@@ -1578,9 +1603,13 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
     .unwrap_or_else(|e| panic!("drift not repaired: {e}\n{}", op.log_text()));
 
     // Default TTLs again: every behaviour on CachingOptimized, our policy deleted.
-    api.patch("ttl", &PatchParams::default(), &ttls(0, 2_592_000, 2_592_000))
-        .await
-        .unwrap();
+    api.patch(
+        "ttl",
+        &PatchParams::default(),
+        &ttls(0, 2_592_000, 2_592_000),
+    )
+    .await
+    .unwrap();
     poll(READY_TIMEOUT, || async {
         let moved = behaviour_policies(&cf, &dist).await == every(CACHING_OPTIMIZED);
         (moved && policies_named(&cf, &name).await.is_empty()).then_some(())
@@ -1614,7 +1643,12 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
         (gone && policies_named(&cf, &name).await.is_empty()).then_some(())
     })
     .await
-    .unwrap_or_else(|e| panic!("cache policy not deleted with the stack: {e}\n{}", op.log_text()));
+    .unwrap_or_else(|e| {
+        panic!(
+            "cache policy not deleted with the stack: {e}\n{}",
+            op.log_text()
+        )
+    });
 
     // Clean up the foreign policy (ours to remove in this test).
     cf.delete_cache_policy()

@@ -119,7 +119,11 @@ pub fn cache_key(cfg: &CachePolicyConfig) -> String {
         return "unset".into();
     };
     let names = |items: Option<&[String]>| {
-        let mut v: Vec<&str> = items.unwrap_or_default().iter().map(String::as_str).collect();
+        let mut v: Vec<&str> = items
+            .unwrap_or_default()
+            .iter()
+            .map(String::as_str)
+            .collect();
         v.sort_unstable();
         if v.is_empty() {
             String::new()
@@ -192,7 +196,11 @@ pub fn diff(d: &DesiredCachePolicy, o: &ObservedCachePolicy) -> Vec<Change> {
         out.push(Change::new("minTTL", o.min_ttl, d.min_ttl));
     }
     if o.default_ttl != Some(d.default_ttl) {
-        out.push(Change::new("defaultTTL", show(o.default_ttl), d.default_ttl));
+        out.push(Change::new(
+            "defaultTTL",
+            show(o.default_ttl),
+            d.default_ttl,
+        ));
     }
     if o.max_ttl != Some(d.max_ttl) {
         out.push(Change::new("maxTTL", show(o.max_ttl), d.max_ttl));
@@ -203,7 +211,9 @@ pub fn diff(d: &DesiredCachePolicy, o: &ObservedCachePolicy) -> Vec<Change> {
     out
 }
 
-fn build_err(what: &'static str) -> impl Fn(aws_smithy_types::error::operation::BuildError) -> Error {
+fn build_err(
+    what: &'static str,
+) -> impl Fn(aws_smithy_types::error::operation::BuildError) -> Error {
     move |e| Error::InvalidSpec(format!("cache policy {what}: {e}"))
 }
 
@@ -553,7 +563,10 @@ mod tests {
     #[test]
     fn ownership_by_comment() {
         let me = id();
-        assert_eq!(comment_ownership(&me, &policy_comment(&me)), Ownership::Ours);
+        assert_eq!(
+            comment_ownership(&me, &policy_comment(&me)),
+            Ownership::Ours
+        );
         assert_eq!(
             comment_ownership(&me, "imagestack team-a/images cluster=cluster-b"),
             Ownership::OtherCluster("cluster-b".into())
@@ -563,7 +576,11 @@ mod tests {
             Ownership::OtherStack("other/stack".into())
         );
         for foreign in ["", "made by hand", "imagestack "] {
-            assert_eq!(comment_ownership(&me, foreign), Ownership::Foreign, "{foreign:?}");
+            assert_eq!(
+                comment_ownership(&me, foreign),
+                Ownership::Foreign,
+                "{foreign:?}"
+            );
         }
     }
 }

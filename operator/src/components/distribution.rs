@@ -54,9 +54,8 @@ use aws_sdk_cloudfront::types::{
     Aliases, AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, DefaultCacheBehavior,
     DistributionConfig, DistributionConfigWithTags, FunctionAssociations, HttpVersion,
     LambdaFunctionAssociations, Method, MinimumProtocolVersion, Origin, Origins, PriceClass,
-    S3OriginConfig,
-    SslSupportMethod, Tag, TagKeys, Tags, TrustedKeyGroups, TrustedSigners, ViewerCertificate,
-    ViewerProtocolPolicy,
+    S3OriginConfig, SslSupportMethod, Tag, TagKeys, Tags, TrustedKeyGroups, TrustedSigners,
+    ViewerCertificate, ViewerProtocolPolicy,
 };
 use imagestack_contract::Format;
 
@@ -138,7 +137,11 @@ impl DesiredDistribution {
 
     /// The configuration of this pass (OAC and cache policy from `inputs`).
     fn config_for(&self, inputs: &Resolved) -> Result<DistributionConfig> {
-        config(self, inputs.require_oac_id()?, self.cache_policy_id(inputs)?)
+        config(
+            self,
+            inputs.require_oac_id()?,
+            self.cache_policy_id(inputs)?,
+        )
     }
 }
 
@@ -322,9 +325,13 @@ pub fn config(
         .or_else(|| d.origins.first())
         .map(|(f, _, _)| origin_id(*f))
         .unwrap_or_default();
-    let default_behavior = behavior_settings!(DefaultCacheBehavior::builder(), default_target, cache_policy_id)
-        .build()
-        .map_err(build_err("default cache behavior"))?;
+    let default_behavior = behavior_settings!(
+        DefaultCacheBehavior::builder(),
+        default_target,
+        cache_policy_id
+    )
+    .build()
+    .map_err(build_err("default cache behavior"))?;
     let mut behaviors = Vec::with_capacity(d.origins.len());
     for (format, _, _) in &d.origins {
         behaviors.push(
@@ -1391,7 +1398,9 @@ mod tests {
             "{text:?}"
         );
         assert!(
-            text.contains(&"cacheBehaviors[/png/*].forwardedValues.queryString: false → absent".to_string()),
+            text.contains(
+                &"cacheBehaviors[/png/*].forwardedValues.queryString: false → absent".to_string()
+            ),
             "{text:?}"
         );
         // The merged update carries the policy and no legacy settings at all.

@@ -144,8 +144,8 @@ pub fn marker_ownership(id: &StackId, description: &str, max_len: usize) -> Owne
         return Ownership::Foreign;
     }
     let ours = id.owner_tag_value();
-    let same_stack =
-        owner == ours || owner == owner_label(id, cluster.map(str::len).unwrap_or_default(), max_len);
+    let same_stack = owner == ours
+        || owner == owner_label(id, cluster.map(str::len).unwrap_or_default(), max_len);
     ownership_of(id, Some(if same_stack { &ours } else { owner }), cluster)
 }
 
