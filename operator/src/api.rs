@@ -882,7 +882,8 @@ pub struct ComponentStatus {
 /// `processor-role` and `processor-function`: the Lambda and its IAM role;
 /// `s3-invoke-permission`: the statement that lets S3 invoke the function;
 /// `upload-notifications`: the upload bucket's event rules;
-/// `origin-access-control`, `distribution`: CloudFront; `webp-cdn-grant`,
+/// `origin-access-control`, `distribution`: CloudFront; `cache-policy`: the
+/// stack's own CloudFront cache policy (only with non-default TTLs); `webp-cdn-grant`,
 /// `jpeg-cdn-grant`, `png-cdn-grant`, `avif-cdn-grant`: the statement in each output bucket's
 /// policy that lets the distribution read it; `dashboard`: CloudWatch;
 /// `function-errors-alarm`, `function-throttles-alarm`,
@@ -915,6 +916,7 @@ pub enum ComponentName {
     S3InvokePermission,
     UploadNotifications,
     OriginAccessControl,
+    CachePolicy,
     Distribution,
     WebpCdnGrant,
     JpegCdnGrant,
@@ -945,6 +947,7 @@ impl ComponentName {
             ComponentName::S3InvokePermission => "s3-invoke-permission",
             ComponentName::UploadNotifications => "upload-notifications",
             ComponentName::OriginAccessControl => "origin-access-control",
+            ComponentName::CachePolicy => "cache-policy",
             ComponentName::Distribution => "distribution",
             ComponentName::WebpCdnGrant => "webp-cdn-grant",
             ComponentName::JpegCdnGrant => "jpeg-cdn-grant",

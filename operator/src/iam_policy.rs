@@ -6,9 +6,10 @@
 //! group, queue, alarms, dashboard); `iam:PassRole` only on the processor
 //! roles and only to Lambda. `*` is used only where AWS has no resource-level
 //! permission for the action: `cloudfront:ListDistributions`,
-//! `cloudfront:ListOriginAccessControls` (list calls), and CloudFront
-//! distributions and origin access controls themselves are scoped to the
-//! account (`distribution/*`, `origin-access-control/*`): their ids are
+//! `cloudfront:ListOriginAccessControls`, `cloudfront:ListCachePolicies`
+//! (list calls), and CloudFront distributions, origin access controls and
+//! cache policies themselves are scoped to the account (`distribution/*`,
+//! `origin-access-control/*`, `cache-policy/*`): their ids are
 //! random, not names the operator chooses; `logs:DescribeLogGroups` is
 //! authorised on the account's log groups (the call filters by name prefix).
 //! `sts:GetCallerIdentity` needs no permission.
@@ -153,18 +154,24 @@ const ALL_ACTIONS: &[&str] = &[
     "cloudwatch:PutMetricAlarm",
     "cloudwatch:TagResource",
     "cloudwatch:UntagResource",
+    "cloudfront:CreateCachePolicy",
     "cloudfront:CreateOriginAccessControl",
+    "cloudfront:DeleteCachePolicy",
     "cloudfront:DeleteDistribution",
     "cloudfront:DeleteOriginAccessControl",
+    "cloudfront:GetCachePolicy",
+    "cloudfront:GetCachePolicyConfig",
     "cloudfront:GetDistribution",
     "cloudfront:GetDistributionConfig",
     "cloudfront:GetOriginAccessControl",
     "cloudfront:GetOriginAccessControlConfig",
+    "cloudfront:ListCachePolicies",
     "cloudfront:ListDistributions",
     "cloudfront:ListOriginAccessControls",
     "cloudfront:ListTagsForResource",
     "cloudfront:TagResource",
     "cloudfront:UntagResource",
+    "cloudfront:UpdateCachePolicy",
     "cloudfront:UpdateDistribution",
     "cloudfront:UpdateOriginAccessControl",
     "cloudfront:CreateFunction",
@@ -267,9 +274,19 @@ pub fn operator_policy(partition: &str, account: &str) -> Value {
                 "cloudfront:CreateFunction", "cloudfront:DescribeFunction", "cloudfront:GetFunction",
                 "cloudfront:UpdateFunction", "cloudfront:PublishFunction", "cloudfront:DeleteFunction",
             ], vec![format!("arn:{p}:cloudfront::{a}:function/{n}-*")]),
+            // Cache policies (resource type `cache-policy`, ARN
+            // arn:PARTITION:cloudfront::ACCOUNT:cache-policy/ID): random ids, scoped to the
+            // account; cache policies cannot be tagged, so ownership is the deterministic
+            // name plus the comment naming the stack, checked before any write.
+            statement("CachePolicy", &[
+                "cloudfront:CreateCachePolicy", "cloudfront:GetCachePolicy",
+                "cloudfront:GetCachePolicyConfig", "cloudfront:UpdateCachePolicy",
+                "cloudfront:DeleteCachePolicy",
+            ], vec![format!("arn:{p}:cloudfront::{a}:cache-policy/*")]),
             // List calls have no resource-level permissions.
             statement("ListCloudFront", &[
                 "cloudfront:ListDistributions", "cloudfront:ListOriginAccessControls",
+                "cloudfront:ListCachePolicies",
             ], vec!["*".to_string()]),
         ]
     })
@@ -316,10 +333,12 @@ mod tests {
                     out.push(rest[..end].to_string());
                 }
             }
-            for (i, _) in text.match_indices("action: \"") {
-                let rest = &text[i + "action: \"".len()..];
-                if let Some(end) = rest.find('"') {
-                    out.push(rest[..end].to_string());
+            for pat in ["action: \"", "const ACTION: &str = \""] {
+                for (i, _) in text.match_indices(pat) {
+                    let rest = &text[i + pat.len()..];
+                    if let Some(end) = rest.find('"') {
+                        out.push(rest[..end].to_string());
+                    }
                 }
             }
         }
@@ -330,6 +349,7 @@ mod tests {
 
     const OPERATOR_SOURCES: &[&str] = &[
         include_str!("components/bucket.rs"),
+        include_str!("components/cache_policy.rs"),
         include_str!("components/cdn_grant.rs"),
         include_str!("components/dashboard.rs"),
         include_str!("components/distribution.rs"),

@@ -6,6 +6,7 @@
 //! ```text
 //! buckets, metadata-table ─► processor-role ─► processor-function ─► s3-invoke-permission ─► upload-notifications
 //! origin-access-control, output buckets ─► distribution ─► webp/jpeg/png-cdn-grant (in each output bucket's policy)
+//! cache-policy (only with non-default TTLs) ─► distribution
 //! distribution ─► dashboard
 //! ```
 
@@ -20,6 +21,7 @@ use crate::api::{
 use crate::aws::partition;
 use crate::components::alarm::{DesiredAlarm, MetricSpec, Watched};
 use crate::components::bucket::{Cors, DesiredBucket};
+use crate::components::cache_policy::{self, DesiredCachePolicy};
 use crate::components::cdn_grant::DesiredCdnGrant;
 use crate::components::dashboard::{self, DashboardInput, DesiredDashboard};
 use crate::components::distribution::{self, DesiredDistribution};
@@ -83,6 +85,11 @@ pub struct DesiredStack {
     pub queue: DesiredQueue,
     pub notification: DesiredNotification,
     pub origin_access: DesiredOriginAccess,
+    /// The stack's own cache policy (used only with non-default TTLs).
+    pub cache_policy: DesiredCachePolicy,
+    /// The CDN is on and the TTLs are not the defaults: the stack owns a
+    /// cache policy (else the behaviours use `CachingOptimized`).
+    pub cache_policy_enabled: bool,
     pub distribution: DesiredDistribution,
     /// The CloudFront Function behind the distribution's `/i/*` behaviour.
     pub edge_function: DesiredEdgeFunction,
@@ -179,9 +186,19 @@ impl DesiredStack {
         );
         entries.push(Entry::new(self.origin_access.clone()).enabled(self.cdn_enabled));
         entries.push(Entry::new(self.edge_function.clone()).enabled(self.cdn_enabled));
+        // The distribution waits for its own cache policy only while it uses one:
+        // switched off (default TTLs again), the policy is removed after the
+        // distribution has moved its behaviours to CachingOptimized (a removal
+        // waits for every dependant to be gone, which the distribution is not).
+        entries.push(Entry::new(self.cache_policy.clone()).enabled(self.cache_policy_enabled));
+        let cache_policy_dep = self
+            .cache_policy_enabled
+            .then_some(N::CachePolicy)
+            .into_iter();
         entries.push(
             Entry::new(self.distribution.clone())
                 .after([N::OriginAccessControl, N::EdgeFunction])
+                .after(cache_policy_dep)
                 .after(outputs)
                 .enabled(self.cdn_enabled),
         );
@@ -576,16 +593,18 @@ pub fn plan_with(
     };
 
     let cdn = &spec.cdn;
+    let ttls = (
+        cdn.min_ttl_seconds,
+        cdn.default_ttl_seconds,
+        cdn.max_ttl_seconds,
+    );
+    let cache_policy = cache_policy::desired(&id, ttls);
     let mut distribution = distribution::desired(
         &id,
         &env.region,
         &outputs,
         price_class(cdn.price_class),
-        (
-            cdn.min_ttl_seconds,
-            cdn.default_ttl_seconds,
-            cdn.max_ttl_seconds,
-        ),
+        ttls,
         function.tags.clone(),
     );
     distribution.aliases = cdn.aliases.clone();
@@ -650,6 +669,8 @@ pub fn plan_with(
         permission,
         queue,
         notification,
+        cache_policy,
+        cache_policy_enabled: cdn.enabled && ttls != distribution::DEFAULT_TTLS,
         distribution,
         edge_function,
         grants,
@@ -1048,13 +1069,65 @@ processor: {formats: [webp]}
     }
 
     #[test]
+    fn custom_ttls_switch_on_the_stacks_cache_policy_before_the_distribution() {
+        use ComponentName as N;
+        let entry = |g: &Graph, n: N| {
+            let e = g.entries().iter().find(|e| e.node.name() == n).unwrap();
+            (e.enabled, e.depends_on.clone())
+        };
+        // Default TTLs: CachingOptimized, no policy of our own, no dependency on it.
+        let d = plan(&stack("environment: dev"), &env()).unwrap();
+        assert!(!d.cache_policy_enabled);
+        assert_eq!(
+            d.distribution.cache_policy,
+            distribution::CachePolicy::Managed(distribution::CACHING_OPTIMIZED.into())
+        );
+        let g = d.graph().unwrap();
+        assert!(!entry(&g, N::CachePolicy).0);
+        assert!(!entry(&g, N::Distribution).1.contains(&N::CachePolicy));
+        // Custom TTLs: the stack's own policy with them, first.
+        let d = plan(
+            &stack("environment: dev\ncdn: {minTtlSeconds: 60, defaultTtlSeconds: 3600, maxTtlSeconds: 86400}"),
+            &env(),
+        )
+        .unwrap();
+        assert!(d.cache_policy_enabled);
+        assert_eq!(
+            d.distribution.cache_policy,
+            distribution::CachePolicy::Owned
+        );
+        assert_eq!(
+            (
+                d.cache_policy.min_ttl,
+                d.cache_policy.default_ttl,
+                d.cache_policy.max_ttl
+            ),
+            (60, 3600, 86400)
+        );
+        assert_eq!(d.cache_policy.name, cache_policy::policy_name(&d.id));
+        let g = d.graph().unwrap();
+        assert!(entry(&g, N::CachePolicy).0);
+        assert!(entry(&g, N::Distribution).1.contains(&N::CachePolicy));
+        let names = g.names();
+        let pos = |n: N| names.iter().position(|x| *x == n).unwrap();
+        assert!(pos(N::CachePolicy) < pos(N::Distribution));
+        // Custom TTLs without a CDN: nothing of CloudFront.
+        let d = plan(
+            &stack("environment: dev\ncdn: {enabled: false, defaultTtlSeconds: 10}"),
+            &env(),
+        )
+        .unwrap();
+        assert!(!d.cache_policy_enabled);
+    }
+
+    #[test]
     fn the_graph_orders_every_dependency_first() {
         use ComponentName as N;
         let d = plan(&stack("environment: dev"), &env()).unwrap();
         let g = d.graph().unwrap();
         let names = g.names();
         let pos = |n: N| names.iter().position(|x| *x == n).unwrap();
-        assert_eq!(names.len(), 24, "{names:?}");
+        assert_eq!(names.len(), 25, "{names:?}");
         assert!(pos(N::FailedEventQueue) < pos(N::ProcessorRole));
         assert!(pos(N::FailedEventQueue) < pos(N::ProcessorFunction));
         for b in [
@@ -1100,6 +1173,7 @@ processor: {formats: [webp]}
                 e.node.name(),
                 N::OriginAccessControl
                     | N::EdgeFunction
+                    | N::CachePolicy
                     | N::Distribution
                     | N::WebpCdnGrant
                     | N::JpegCdnGrant

@@ -19,6 +19,7 @@ use aws_sdk_cloudfront::types::{
 };
 use imagestack_contract::Format;
 use imagestack_operator::aws::AwsClients;
+use imagestack_operator::components::cache_policy;
 use imagestack_operator::components::dashboard::{self, DashboardInput};
 use imagestack_operator::components::distribution::{
     self, DEPLOYING_REASON, DesiredDistribution, DistributionOutputs,
@@ -307,6 +308,191 @@ async fn origin_access_control_create_read_back_drift_ownership_delete() {
     assert_eq!(h.writes(), before);
 }
 
+/// The cache policy as CloudFront returns it.
+async fn cache_policy_config(
+    h: &Harness,
+    policy_id: &str,
+) -> (aws_sdk_cloudfront::types::CachePolicyConfig, String) {
+    let out = h
+        .aws
+        .cloudfront
+        .get_cache_policy_config()
+        .id(policy_id)
+        .send()
+        .await
+        .unwrap();
+    (
+        out.cache_policy_config().unwrap().clone(),
+        out.e_tag().unwrap().to_string(),
+    )
+}
+
+/// Custom cache policies named `name` in the account.
+async fn cache_policies_named(h: &Harness, name: &str) -> Vec<String> {
+    let out = h
+        .aws
+        .cloudfront
+        .list_cache_policies()
+        .r#type(aws_sdk_cloudfront::types::CachePolicyType::Custom)
+        .send()
+        .await
+        .unwrap();
+    out.cache_policy_list()
+        .unwrap()
+        .items()
+        .iter()
+        .filter_map(|i| i.cache_policy())
+        .filter(|p| p.cache_policy_config().is_some_and(|c| c.name() == name))
+        .map(|p| p.id().to_string())
+        .collect()
+}
+
+#[tokio::test]
+async fn cache_policy_create_read_back_ttl_change_drift_ownership_delete() {
+    let h = harness("environment: dev").await;
+    let id = h.desired.id.clone().in_cluster(unique("cluster"));
+    let none = Resolved::default();
+    let cx = ctx(&h, &id, &none, false);
+    let d = cache_policy::desired(&id, (60, 3600, 86400));
+    let cf = &h.aws.cloudfront;
+
+    // Paused: observes only.
+    let before = h.writes();
+    let r = driver::reconcile_one(&ctx(&h, &id, &none, true), &d)
+        .await
+        .unwrap();
+    assert!(matches!(r.state, State::Paused { .. }), "{r:?}");
+    assert_eq!(h.writes(), before);
+
+    let r = driver::reconcile_one(&cx, &d).await.unwrap();
+    assert!(r.created && r.state == State::Ready, "{r:?}");
+    let policy_id = r.id.clone();
+    assert_ne!(policy_id, d.name, "the report names the policy's id");
+    let (c, _) = cache_policy_config(&h, &policy_id).await;
+    assert_eq!(c.name(), d.name);
+    assert_eq!(c.comment(), Some(d.comment.as_str()));
+    assert!(d.comment.ends_with(&format!(" cluster={}", id.cluster)));
+    assert_eq!(
+        (c.min_ttl(), c.default_ttl(), c.max_ttl()),
+        (60, Some(3600), Some(86400))
+    );
+    assert_eq!(cache_policy::cache_key(&c), cache_policy::CACHE_KEY);
+
+    // Second pass: zero writes; the id is handed to the distribution.
+    let before = h.writes();
+    let (_, again, outputs) = Node::reconcile(&d, &cx).await;
+    assert_eq!(again, policy_id);
+    assert_eq!(outputs, [Output::CachePolicyId(policy_id.clone())]);
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // New TTLs in the spec: the same policy, updated in place.
+    let d2 = cache_policy::desired(&id, (0, 7200, 86400));
+    let r = driver::reconcile_one(&cx, &d2).await.unwrap();
+    let text: Vec<String> = r.changes.iter().map(ToString::to_string).collect();
+    assert_eq!(text, ["minTTL: 60 → 0", "defaultTTL: 3600 → 7200"], "{r:?}");
+    assert_eq!(r.id, policy_id);
+    assert_eq!(
+        cache_policies_named(&h, &d.name).await,
+        vec![policy_id.clone()]
+    );
+
+    // Out of band: a TTL and the cache key edited; repaired.
+    let (mut edited, etag) = cache_policy_config(&h, &policy_id).await;
+    edited.max_ttl = Some(100);
+    if let Some(p) = edited
+        .parameters_in_cache_key_and_forwarded_to_origin
+        .as_mut()
+    {
+        p.enable_accept_encoding_brotli = Some(false);
+    }
+    cf.update_cache_policy()
+        .id(&policy_id)
+        .if_match(etag)
+        .cache_policy_config(edited)
+        .send()
+        .await
+        .unwrap();
+    let r = driver::reconcile_one(&cx, &d2).await.unwrap();
+    let fields: Vec<&str> = r.changes.iter().map(|c| c.field.as_str()).collect();
+    assert_eq!(fields, ["maxTTL", "cacheKey"], "{r:?}");
+    let (c, _) = cache_policy_config(&h, &policy_id).await;
+    assert_eq!(
+        (c.min_ttl(), c.default_ttl(), c.max_ttl()),
+        (0, Some(7200), Some(86400))
+    );
+    assert_eq!(cache_policy::cache_key(&c), cache_policy::CACHE_KEY);
+    let before = h.writes();
+    driver::reconcile_one(&cx, &d2).await.unwrap();
+    assert_eq!(h.writes(), before, "{:?}", h.stats.write_operations());
+
+    // The same namespace/name in another installation: a conflict, never touched.
+    let other_cluster = id.clone().in_cluster(unique("cluster"));
+    let od = cache_policy::desired(&other_cluster, (0, 7200, 86400));
+    assert_eq!(od.name, d.name, "names do not depend on the installation");
+    let ocx = ctx(&h, &other_cluster, &none, false);
+    let before = h.writes();
+    let err = driver::reconcile_one(&ocx, &od).await.unwrap_err();
+    assert!(matches!(err, Error::NameConflict { .. }), "{err}");
+    assert!(err.to_string().contains(&id.cluster), "{err}");
+    assert_eq!(
+        driver::delete_one(&ocx, &od).await.unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(
+        h.writes(),
+        before,
+        "nothing written by the other installation"
+    );
+
+    // A same-named policy that is not a stack's (made by hand): never updated
+    // nor deleted, even with TTLs that differ from the spec.
+    let other = StackId::new(unique("ns"), "other", "dev").in_cluster(unique("cluster"));
+    let theirs_d = cache_policy::desired(&other, (5, 50, 500));
+    let mut hand_made = cache_policy::desired(&other, (1, 2, 3));
+    hand_made.comment = "made by hand".into();
+    let theirs = cf
+        .create_cache_policy()
+        .cache_policy_config(cache_policy::config(&hand_made).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let theirs = theirs.cache_policy().unwrap().id().to_string();
+    let before = h.writes();
+    let err = driver::reconcile_one(&h.ctx_for(&other), &theirs_d)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NameConflict { .. }), "{err}");
+    assert_eq!(
+        driver::delete_one(&h.ctx_for(&other), &theirs_d)
+            .await
+            .unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(
+        h.writes(),
+        before,
+        "nothing written to a foreign cache policy"
+    );
+    let (c, etag) = cache_policy_config(&h, &theirs).await;
+    assert_eq!((c.min_ttl(), c.comment()), (1, Some("made by hand")));
+    cf.delete_cache_policy()
+        .id(&theirs)
+        .if_match(etag)
+        .send()
+        .await
+        .unwrap();
+
+    // Delete: gone, idempotent.
+    assert_eq!(driver::delete_one(&cx, &d2).await.unwrap(), Deletion::Gone);
+    assert!(cf.get_cache_policy().id(&policy_id).send().await.is_err());
+    let before = h.writes();
+    assert_eq!(
+        driver::delete_one(&cx, &d2).await.unwrap(),
+        Deletion::Absent
+    );
+    assert_eq!(h.writes(), before);
+}
+
 /// Reconcile until Ready (bounded); returns the passes it took.
 async fn until_ready(cx: &Ctx<'_>, d: &DesiredDistribution) -> usize {
     for pass in 1..=20 {
@@ -339,8 +525,13 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
         driver::reconcile_one(&oac_cx, &edge).await.unwrap().state,
         State::Ready
     );
+    // Custom TTLs: the stack's own cache policy, reconciled first.
+    assert!(h.desired.cache_policy_enabled);
+    let cp_d = h.desired.cache_policy.clone();
+    let cp = driver::reconcile_one(&oac_cx, &cp_d).await.unwrap().id;
     let inputs = Resolved {
         oac_id: Some(oac.clone()),
+        cache_policy_id: Some(cp.clone()),
         ..Resolved::default()
     };
     let cx = ctx(&h, &id, &inputs, false);
@@ -405,6 +596,8 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
                           vpp: &ViewerProtocolPolicy,
                           allowed: Option<&aws_sdk_cloudfront::types::AllowedMethods>,
                           compress: Option<bool>,
+                          policy: Option<&str>,
+                          legacy: bool,
                           ttls: (Option<i64>, Option<i64>, Option<i64>)| {
         assert_eq!(vpp, &ViewerProtocolPolicy::RedirectToHttps, "{target}");
         let allowed = allowed.unwrap();
@@ -421,9 +614,12 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
         cached.sort();
         assert_eq!(cached, ["GET", "HEAD"], "{target}");
         assert_eq!(compress, Some(true), "{target}");
-        assert_eq!(ttls, (Some(60), Some(3600), Some(86400)), "{target}");
+        // The stack's own policy carries the TTLs; no legacy cache settings.
+        assert_eq!(policy, Some(cp.as_str()), "{target}");
+        assert!(!legacy, "{target}");
+        assert_eq!(ttls, (None, None, None), "{target}");
     };
-    #[allow(deprecated)] // legacy TTL fields, see components::distribution
+    #[allow(deprecated)] // the legacy TTL fields must be absent
     {
         let def = c.default_cache_behavior().unwrap();
         assert_eq!(def.target_origin_id(), "s3-webp");
@@ -432,6 +628,8 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
             def.viewer_protocol_policy(),
             def.allowed_methods(),
             def.compress(),
+            def.cache_policy_id(),
+            def.forwarded_values().is_some(),
             (def.min_ttl(), def.default_ttl(), def.max_ttl()),
         );
         let cbs = c.cache_behaviors().unwrap().items();
@@ -480,6 +678,8 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
                 b.viewer_protocol_policy(),
                 b.allowed_methods(),
                 b.compress(),
+                b.cache_policy_id(),
+                b.forwarded_values().is_some(),
                 (b.min_ttl(), b.default_ttl(), b.max_ttl()),
             );
         }
@@ -557,7 +757,7 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
         c.cache_behaviors().unwrap().items()[1].viewer_protocol_policy(),
         &ViewerProtocolPolicy::RedirectToHttps
     );
-    assert!(distribution::diff(&distribution::config(&d, &oac).unwrap(), c).is_empty());
+    assert!(distribution::diff(&distribution::config(&d, &oac, &cp).unwrap(), c).is_empty());
     assert_eq!(cf_tags(&h.aws, &out.arn).await, d.tags);
     until_ready(&cx, &d).await;
     let before = h.writes();
@@ -617,6 +817,11 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
         Deletion::InProgress(msg) => assert!(msg.contains("still associated"), "{msg}"),
         other => panic!("function deleted while associated: {other:?}"),
     }
+    // Nor the cache policy (CachePolicyInUse is a wait, not an error).
+    match driver::delete_one(&oac_cx, &cp_d).await.unwrap() {
+        Deletion::InProgress(msg) => assert!(msg.contains("still used"), "{msg}"),
+        other => panic!("cache policy deleted while in use: {other:?}"),
+    }
 
     // Delete: disable → wait for Deployed → delete with the new ETag, one step per pass.
     let mut steps = Vec::new();
@@ -648,6 +853,10 @@ async fn distribution_create_read_back_drift_and_delete_state_machine() {
     );
     assert_eq!(
         driver::delete_one(&oac_cx, &edge).await.unwrap(),
+        Deletion::Gone
+    );
+    assert_eq!(
+        driver::delete_one(&oac_cx, &cp_d).await.unwrap(),
         Deletion::Gone
     );
 }

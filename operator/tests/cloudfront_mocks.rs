@@ -92,7 +92,7 @@ fn known() -> DesiredDistribution {
 }
 
 fn want() -> DistributionConfig {
-    distribution::config(&desired(), OAC).unwrap()
+    distribution::config(&desired(), OAC, distribution::CACHING_OPTIMIZED).unwrap()
 }
 
 /// Mocked CloudFront (counted like the operator's clients) plus inert clients for the rest.

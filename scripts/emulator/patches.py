@@ -15,6 +15,7 @@ import ipaddress
 import json
 import re
 import sys
+import uuid
 from typing import Any, Callable
 
 import moto
@@ -706,6 +707,166 @@ def _items(value: Any) -> list[Any]:
         if isinstance(inner, dict):
             return [inner]
     return [value]
+
+
+# AWS's managed CachingOptimized policy (same id in every account), as GetCachePolicy returns it.
+CACHING_OPTIMIZED_ID = "658327ea-f89d-4fab-a63d-7e88639e58f6"
+_CACHING_OPTIMIZED_CONFIG = {
+    "Comment": "Policy with caching enabled. Supports Gzip and Brotli compression.",
+    "Name": "Managed-CachingOptimized", "MinTTL": 1, "DefaultTTL": 86400, "MaxTTL": 31536000,
+    "ParametersInCacheKeyAndForwardedToOrigin": {
+        "EnableAcceptEncodingGzip": True, "EnableAcceptEncodingBrotli": True,
+        "HeadersConfig": {"HeaderBehavior": "none"}, "CookiesConfig": {"CookieBehavior": "none"},
+        "QueryStringsConfig": {"QueryStringBehavior": "none"}},
+}
+
+
+class _CachePolicy:
+    def __init__(self, policy_id: str, config: dict[str, Any], managed: bool = False) -> None:
+        from moto.core.utils import utcnow
+
+        self.id, self.config, self.managed = policy_id, config, managed
+        self.etag = _new_etag()
+        self.last_modified = utcnow()
+
+    def view(self) -> dict[str, Any]:
+        return {"Id": self.id, "LastModifiedTime": self.last_modified, "CachePolicyConfig": self.config}
+
+
+def _cache_policies(backend: Any) -> dict[str, _CachePolicy]:
+    """The backend's cache policies (managed CachingOptimized included); reset with the backend."""
+    policies = backend.__dict__.get("_imagestack_cache_policies")
+    if policies is None:
+        managed = _CachePolicy(CACHING_OPTIMIZED_ID, dict(_CACHING_OPTIMIZED_CONFIG), managed=True)
+        policies = backend.__dict__["_imagestack_cache_policies"] = {managed.id: managed}
+    return policies
+
+
+def _behaviours(config: Any) -> list[Any]:
+    """The cache behaviours of a distribution config (request dict or moto's DistributionConfig)."""
+    get = config.get if isinstance(config, dict) else lambda k, d=None: getattr(config, k, d)
+    out = [get("DefaultCacheBehavior")]
+    out += list((get("CacheBehaviors") or {}).get("Items") or [])
+    return [b for b in out if b is not None]
+
+
+def _policy_id_of(behaviour: Any) -> str:
+    if isinstance(behaviour, dict):
+        return behaviour.get("CachePolicyId") or ""
+    return getattr(behaviour, "cache_policy_id", "") or ""
+
+
+@_patch("cloudfront-cache-policies")
+def _cloudfront_cache_policies() -> None:
+    """CloudFront cache policies.
+    AWS: Create/Get/GetConfig/List/Update/DeleteCachePolicy (2020-05-31/cache-policy[/{Id}[/config]]).
+      ListCachePolicies lists AWS's managed policies (Managed-CachingOptimized, id 658327ea-...) with
+      Type=managed or no Type, the account's own with Type=custom or no Type. Create returns an ETag;
+      Update/Delete need the current one as IfMatch (InvalidIfMatchVersion 400 / PreconditionFailed
+      412) and Update returns a new one; a taken name -> CachePolicyAlreadyExists (409); unknown id
+      -> NoSuchCachePolicy (404); deleting a policy a distribution's behaviour uses ->
+      CachePolicyInUse (409); updating or deleting a managed policy -> IllegalUpdate/IllegalDelete
+      (400). Create/UpdateDistribution with a behaviour whose CachePolicyId does not exist ->
+      NoSuchCachePolicy (404).
+    moto 5.2.5: none of the cache-policy API exists (no URL route: 404 for every call, measured);
+      any CachePolicyId is accepted on a behaviour (stored and returned as sent).
+    Patch: the six calls on a per-backend store seeded with Managed-CachingOptimized, the checks
+      above, and CachePolicyId validation on Create/UpdateDistribution."""
+    from moto.cloudfront import models as cf
+    from moto.cloudfront import urls
+    from moto.cloudfront.responses import CloudFrontResponse
+    from moto.core.responses import ActionResult, EmptyResult
+
+    urls.url_paths.update({
+        "{0}/2020-05-31/cache-policy$": CloudFrontResponse.dispatch,
+        "{0}/2020-05-31/cache-policy/(?P<cache_policy_id>[^/]+)$": CloudFrontResponse.dispatch,
+        "{0}/2020-05-31/cache-policy/(?P<cache_policy_id>[^/]+)/config$": CloudFrontResponse.dispatch,
+    })
+
+    def policy(self: Any) -> _CachePolicy:
+        found = _cache_policies(self.backend).get(self._get_param("Id") or "")
+        if found is None:
+            raise _cf_error("NoSuchCachePolicy", "The cache policy does not exist.")
+        return found
+
+    def name_taken(self: Any, name: str, other_than: str = "") -> None:
+        if any(p.config.get("Name") == name and p.id != other_than for p in _cache_policies(self.backend).values()):
+            raise _cf_error("CachePolicyAlreadyExists", f"A cache policy with name {name} already exists.")
+
+    def create_cache_policy(self: Any) -> Any:
+        config = self._get_param("CachePolicyConfig", {})
+        name_taken(self, config.get("Name"))
+        created = _CachePolicy(str(uuid.uuid4()), config)
+        _cache_policies(self.backend)[created.id] = created
+        return ActionResult({"CachePolicy": created.view(), "ETag": created.etag,
+                             "Location": f"https://cloudfront.amazonaws.com/2020-05-31/cache-policy/{created.id}"})
+
+    def get_cache_policy(self: Any) -> Any:
+        found = policy(self)
+        return ActionResult({"CachePolicy": found.view(), "ETag": found.etag})
+
+    def get_cache_policy_config(self: Any) -> Any:
+        found = policy(self)
+        return ActionResult({"CachePolicyConfig": found.config, "ETag": found.etag})
+
+    def list_cache_policies(self: Any) -> Any:
+        kind = self._get_param("Type")
+        items = [{"Type": "managed" if p.managed else "custom", "CachePolicy": p.view()}
+                 for p in _cache_policies(self.backend).values()
+                 if kind in (None, "", "managed" if p.managed else "custom")]
+        return ActionResult({"CachePolicyList": {"MaxItems": 100, "Quantity": len(items), "Items": items}})
+
+    def update_cache_policy(self: Any) -> Any:
+        from moto.core.utils import utcnow
+
+        found = policy(self)
+        if found.managed:
+            raise _cf_error("IllegalUpdate", "A managed cache policy cannot be updated.")
+        _check_if_match(self._get_param("IfMatch"), found.etag)
+        config = self._get_param("CachePolicyConfig", {})
+        name_taken(self, config.get("Name"), other_than=found.id)
+        found.config, found.etag, found.last_modified = config, _new_etag(), utcnow()
+        return ActionResult({"CachePolicy": found.view(), "ETag": found.etag})
+
+    def delete_cache_policy(self: Any) -> Any:
+        found = policy(self)
+        if found.managed:
+            raise _cf_error("IllegalDelete", "A managed cache policy cannot be deleted.")
+        _check_if_match(self._get_param("IfMatch"), found.etag)
+        for dist in self.backend.distributions.values():
+            if any(_policy_id_of(b) == found.id for b in _behaviours(dist.distribution_config)):
+                raise _cf_error("CachePolicyInUse", f"The cache policy is in use by distribution {dist.id}.")
+        del _cache_policies(self.backend)[found.id]
+        return EmptyResult()
+
+    for fn in (create_cache_policy, get_cache_policy, get_cache_policy_config, list_cache_policies,
+               update_cache_policy, delete_cache_policy):
+        setattr(CloudFrontResponse, fn.__name__, fn)
+
+    def check_policies(backend: Any, config: dict[str, Any]) -> None:
+        known = _cache_policies(backend)
+        for b in _behaviours(config):
+            pid = _policy_id_of(b)
+            if pid and pid not in known:
+                raise _cf_error("NoSuchCachePolicy", f"The cache policy {pid} does not exist.")
+
+    def make_create(original: Callable[..., Any]) -> Callable[..., Any]:
+        def create(self: Any, distribution_config: dict[str, Any], tags: list[dict[str, str]]) -> Any:
+            check_policies(self, distribution_config)
+            return original(self, distribution_config=distribution_config, tags=tags)
+
+        return create
+
+    _wrap(cf.CloudFrontBackend, "create_distribution_with_tags", make_create)
+
+    def make_update(original: Callable[..., Any]) -> Callable[..., Any]:
+        def update_distribution(self: Any, dist_config: Any, _id: str, if_match: Any) -> Any:
+            check_policies(self, dist_config)
+            return original(self, dist_config=dist_config, _id=_id, if_match=if_match)
+
+        return update_distribution
+
+    _wrap(cf.CloudFrontBackend, "update_distribution", make_update)
 
 
 # =================================================================================================

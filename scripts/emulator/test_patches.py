@@ -569,6 +569,100 @@ def test_origin_access_control_config_etag_and_lifecycle(cloudfront):
     assert error_of(e) == ("NoSuchOriginAccessControl", 404)
 
 
+def _cache_policy_config(name: str, ttls: tuple[int, int, int] = (60, 3600, 86400)) -> dict:
+    return {"Name": name, "Comment": "imagestack test", "MinTTL": ttls[0], "DefaultTTL": ttls[1], "MaxTTL": ttls[2],
+            "ParametersInCacheKeyAndForwardedToOrigin": {
+                "EnableAcceptEncodingGzip": True, "EnableAcceptEncodingBrotli": True,
+                "HeadersConfig": {"HeaderBehavior": "none"}, "CookiesConfig": {"CookieBehavior": "none"},
+                "QueryStringsConfig": {"QueryStringBehavior": "none"}}}
+
+
+def test_cache_policy_api_etag_and_managed_caching_optimized(cloudfront):
+    name = uid("emu-cp")
+    config = _cache_policy_config(name)
+    created = cloudfront.create_cache_policy(CachePolicyConfig=config)
+    policy_id, etag = created["CachePolicy"]["Id"], created["ETag"]
+    assert created["CachePolicy"]["CachePolicyConfig"] == config and etag
+    got = cloudfront.get_cache_policy(Id=policy_id)
+    assert got["CachePolicy"]["CachePolicyConfig"] == config and got["ETag"] == etag
+    assert cloudfront.get_cache_policy_config(Id=policy_id) | {"ResponseMetadata": None} == \
+        {"CachePolicyConfig": config, "ETag": etag, "ResponseMetadata": None}
+    with pytest.raises(ClientError) as e:
+        cloudfront.create_cache_policy(CachePolicyConfig=config)
+    assert error_of(e) == ("CachePolicyAlreadyExists", 409)
+    # Type filters: ours is custom, CachingOptimized is managed, both without a Type.
+    def listed(**kw):
+        items = cloudfront.list_cache_policies(**kw)["CachePolicyList"].get("Items", [])
+        return {i["CachePolicy"]["Id"]: i["Type"] for i in items}
+    assert listed(Type="custom").get(policy_id) == "custom" and CACHING_OPTIMIZED not in listed(Type="custom")
+    assert listed(Type="managed") == {CACHING_OPTIMIZED: "managed"}
+    assert {policy_id, CACHING_OPTIMIZED} <= set(listed())
+    managed = cloudfront.get_cache_policy(Id=CACHING_OPTIMIZED)["CachePolicy"]["CachePolicyConfig"]
+    assert managed["Name"] == "Managed-CachingOptimized"
+    assert (managed["MinTTL"], managed["DefaultTTL"], managed["MaxTTL"]) == (1, 86400, 31536000)
+    # Update: IfMatch enforced, new ETag.
+    changed = _cache_policy_config(name, (0, 7200, 86400))
+    with pytest.raises(ClientError) as e:
+        cloudfront.update_cache_policy(Id=policy_id, CachePolicyConfig=changed, IfMatch="STALE")
+    assert error_of(e) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as e:
+        cloudfront.update_cache_policy(Id=policy_id, CachePolicyConfig=changed, IfMatch="")
+    assert error_of(e) == ("InvalidIfMatchVersion", 400)
+    etag2 = cloudfront.update_cache_policy(Id=policy_id, CachePolicyConfig=changed, IfMatch=etag)["ETag"]
+    assert etag2 != etag
+    got = cloudfront.get_cache_policy_config(Id=policy_id)
+    assert got["ETag"] == etag2 and got["CachePolicyConfig"]["DefaultTTL"] == 7200
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_cache_policy(Id=policy_id, IfMatch=etag)
+    assert error_of(e) == ("PreconditionFailed", 412)
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_cache_policy(Id=CACHING_OPTIMIZED, IfMatch="x")
+    assert error_of(e) == ("IllegalDelete", 400)
+    cloudfront.delete_cache_policy(Id=policy_id, IfMatch=etag2)
+    for call in (lambda: cloudfront.get_cache_policy(Id=policy_id),
+                 lambda: cloudfront.delete_cache_policy(Id=policy_id, IfMatch=etag2)):
+        with pytest.raises(ClientError) as e:
+            call()
+        assert error_of(e) == ("NoSuchCachePolicy", 404)
+
+
+def test_behaviours_reference_existing_cache_policies_which_are_in_use(cloudfront):
+    created = cloudfront.create_cache_policy(CachePolicyConfig=_cache_policy_config(uid("emu-cp")))
+    policy_id, policy_etag = created["CachePolicy"]["Id"], created["ETag"]
+    config = _distribution_config(_oac(cloudfront))
+    config["CacheBehaviors"]["Items"][1]["CachePolicyId"] = "00000000-0000-0000-0000-000000000000"
+    with pytest.raises(ClientError) as e:  # unknown policy
+        cloudfront.create_distribution(DistributionConfig=config)
+    assert error_of(e) == ("NoSuchCachePolicy", 404)
+    config["CacheBehaviors"]["Items"][1]["CachePolicyId"] = policy_id
+    dist = cloudfront.create_distribution(DistributionConfig=config)
+    dist_id = dist["Distribution"]["Id"]
+    got = cloudfront.get_distribution_config(Id=dist_id)
+    ids = [b["CachePolicyId"] for b in [got["DistributionConfig"]["DefaultCacheBehavior"]]
+           + got["DistributionConfig"]["CacheBehaviors"]["Items"]]
+    assert ids == [CACHING_OPTIMIZED, CACHING_OPTIMIZED, policy_id]
+    with pytest.raises(ClientError) as e:  # used by the /jpeg/* behaviour
+        cloudfront.delete_cache_policy(Id=policy_id, IfMatch=policy_etag)
+    assert error_of(e) == ("CachePolicyInUse", 409)
+    # The default behaviour switches to it and the path behaviour away: still in use.
+    new = got["DistributionConfig"]
+    new["DefaultCacheBehavior"]["CachePolicyId"] = policy_id
+    new["CacheBehaviors"]["Items"][1]["CachePolicyId"] = CACHING_OPTIMIZED
+    etag = cloudfront.update_distribution(Id=dist_id, DistributionConfig=new, IfMatch=got["ETag"])["ETag"]
+    assert cloudfront.get_distribution_config(Id=dist_id)["DistributionConfig"]["DefaultCacheBehavior"]["CachePolicyId"] == policy_id
+    with pytest.raises(ClientError) as e:
+        cloudfront.delete_cache_policy(Id=policy_id, IfMatch=policy_etag)
+    assert error_of(e) == ("CachePolicyInUse", 409)
+    bad = dict(new, DefaultCacheBehavior=dict(new["DefaultCacheBehavior"], CachePolicyId="11111111-0000-0000-0000-000000000000"))
+    with pytest.raises(ClientError) as e:
+        cloudfront.update_distribution(Id=dist_id, DistributionConfig=bad, IfMatch=etag)
+    assert error_of(e) == ("NoSuchCachePolicy", 404)
+    # No longer referenced: deletable.
+    new["DefaultCacheBehavior"]["CachePolicyId"] = CACHING_OPTIMIZED
+    cloudfront.update_distribution(Id=dist_id, DistributionConfig=new, IfMatch=etag)
+    cloudfront.delete_cache_policy(Id=policy_id, IfMatch=policy_etag)
+
+
 # ------------------------------------------------------------------------------------------------
 # patches: lambda-add-permission-duplicate-sid, dynamodb-update-table-sse; IAM facts
 # ------------------------------------------------------------------------------------------------

@@ -56,6 +56,7 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
         [
             "avif-bucket",
             "avif-cdn-grant",
+            "cache-policy",
             "cdn-errors-alarm",
             "dashboard",
             "distribution",
@@ -80,11 +81,14 @@ async fn apply_example_reaches_ready_and_reports_outputs() {
             "webp-cdn-grant",
         ]
     );
+    // Default TTLs: AWS's CachingOptimized, no cache policy of the stack's own.
     assert!(
-        status
-            .components
-            .iter()
-            .all(|c| c.state == ComponentState::Ready),
+        status.components.iter().all(|c| c.state
+            == if c.name.as_str() == "cache-policy" {
+                ComponentState::Disabled
+            } else {
+                ComponentState::Ready
+            }),
         "{:?}",
         status.components
     );
@@ -687,7 +691,12 @@ async fn killed_after_every_write_converges_without_duplicates() {
     let (client, ns) = setup().await;
     let (ok, _, err) = kubectl(
         &["apply", "-f", "-"],
-        Some(&manifest(&ns, "crash", "environment: dev")),
+        // Custom TTLs: the stack's own cache policy is among the writes crashed after.
+        Some(&manifest(
+            &ns,
+            "crash",
+            "environment: dev\ncdn: {defaultTtlSeconds: 3600}",
+        )),
     )
     .unwrap();
     assert!(ok, "{err}");
@@ -820,6 +829,16 @@ async fn killed_after_every_write_converges_without_duplicates() {
         })
         .count();
     assert_eq!(n_oac, 1, "origin access controls");
+    let policy = imagestack_operator::components::cache_policy::policy_name(
+        &imagestack_operator::naming::StackId::new(ns.as_str(), "crash", "dev"),
+    );
+    let policies = policies_named(&cf, &policy).await;
+    assert_eq!(policies.len(), 1, "cache policies: {policies:?}");
+    let dist = out.distribution_id.as_deref().unwrap();
+    assert_eq!(
+        behaviour_policies(&cf, dist).await,
+        vec![policies[0].0.clone(); 5]
+    );
     let lambda = aws_sdk_lambda::Client::new(&cfg);
     let function = out.function_name.as_deref().unwrap();
     let policy = lambda
@@ -1382,4 +1401,261 @@ async fn two_clusters_never_touch_each_others_stacks() {
     assert_eq!(op_a.aws_writes().await.unwrap(), writes_a);
     let a = api.get("twin").await.unwrap();
     assert_eq!(condition(&a, "Ready").unwrap().status, "True");
+}
+
+/// The cache policy ids of the distribution's behaviours (default first).
+async fn behaviour_policies(cf: &aws_sdk_cloudfront::Client, dist: &str) -> Vec<String> {
+    let out = cf.get_distribution_config().id(dist).send().await.unwrap();
+    let c = out.distribution_config().unwrap();
+    std::iter::once(c.default_cache_behavior().unwrap().cache_policy_id())
+        .chain(
+            c.cache_behaviors()
+                .unwrap()
+                .items()
+                .iter()
+                .map(|b| b.cache_policy_id()),
+        )
+        .map(|id| id.unwrap_or_default().to_string())
+        .collect()
+}
+
+/// (id, min, default, max TTL) of every custom cache policy named `name`.
+async fn policies_named(
+    cf: &aws_sdk_cloudfront::Client,
+    name: &str,
+) -> Vec<(String, i64, Option<i64>, Option<i64>)> {
+    let out = cf
+        .list_cache_policies()
+        .r#type(aws_sdk_cloudfront::types::CachePolicyType::Custom)
+        .send()
+        .await
+        .unwrap();
+    out.cache_policy_list()
+        .map(|l| l.items())
+        .unwrap_or_default()
+        .iter()
+        .filter_map(|i| i.cache_policy())
+        .filter_map(|p| {
+            let c = p.cache_policy_config()?;
+            (c.name() == name).then(|| {
+                (
+                    p.id().to_string(),
+                    c.min_ttl(),
+                    c.default_ttl(),
+                    c.max_ttl(),
+                )
+            })
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
+    use imagestack_operator::api::ComponentName as N;
+    use imagestack_operator::components::{cache_policy, distribution::CACHING_OPTIMIZED};
+    use imagestack_operator::naming::StackId;
+
+    let (client, ns) = setup().await;
+    let cfg = aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .load()
+        .await;
+    let cf = aws_sdk_cloudfront::Client::new(&cfg);
+    let api: Api<ImageOptimizationStack> = Api::namespaced(client, &ns);
+    let name = cache_policy::policy_name(&StackId::new(ns.as_str(), "ttl", "dev"));
+
+    // A same-named policy of someone else's, for the stack "squatted": never touched.
+    let squatted = cache_policy::policy_name(&StackId::new(ns.as_str(), "squatted", "dev"));
+    let mut hand_made =
+        cache_policy::desired(&StackId::new(ns.as_str(), "squatted", "dev"), (1, 2, 3));
+    hand_made.name = squatted.clone();
+    hand_made.comment = "made by hand".into();
+    let foreign = cf
+        .create_cache_policy()
+        .cache_policy_config(cache_policy::config(&hand_made).unwrap())
+        .send()
+        .await
+        .unwrap();
+    let foreign_etag = foreign.e_tag().unwrap().to_string();
+
+    let op = Operator::start(&ns, "2s", &[]).unwrap();
+    let custom = "environment: dev\ndeletionPolicy: Delete\n\
+                  cdn: {minTtlSeconds: 60, defaultTtlSeconds: 3600, maxTtlSeconds: 86400}";
+    for stack in ["ttl", "squatted"] {
+        let (ok, _, err) =
+            kubectl(&["apply", "-f", "-"], Some(&manifest(&ns, stack, custom))).unwrap();
+        assert!(ok, "{err}");
+    }
+    let s = wait_ready(&api, "ttl", READY_TIMEOUT)
+        .await
+        .unwrap_or_else(|e| panic!("{e}\n{}", op.log_text()));
+    let status = s.status.unwrap();
+    let dist = status.outputs.unwrap().distribution_id.unwrap();
+    let component = status
+        .components
+        .iter()
+        .find(|c| c.name == N::CachePolicy)
+        .unwrap();
+    assert_eq!(component.state, ComponentState::Ready, "{component:?}");
+    let policies = policies_named(&cf, &name).await;
+    assert_eq!(policies.len(), 1, "{policies:?}");
+    let (policy_id, min, default, max) = policies[0].clone();
+    assert_eq!(component.id.as_deref(), Some(policy_id.as_str()));
+    assert_eq!((min, default, max), (60, Some(3600), Some(86400)));
+    let every = |id: &str| vec![id.to_string(); 5];
+    assert_eq!(behaviour_policies(&cf, &dist).await, every(&policy_id));
+
+    // The squatted name: status reports the conflict; the policy is untouched
+    // and the distribution is never pointed at it.
+    let conflict = poll(READY_TIMEOUT, || async {
+        let s = api.get("squatted").await.ok()?;
+        let c = s
+            .status?
+            .components
+            .into_iter()
+            .find(|c| c.name == N::CachePolicy)?;
+        (c.state == ComponentState::Conflict).then_some(c)
+    })
+    .await
+    .unwrap_or_else(|e| panic!("no conflict reported: {e}\n{}", op.log_text()));
+    assert!(
+        conflict
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains(&squatted)
+            || conflict.id.as_deref() == Some(squatted.as_str()),
+        "{conflict:?}"
+    );
+    let untouched = cf
+        .get_cache_policy_config()
+        .id(foreign.cache_policy().unwrap().id())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        untouched.e_tag(),
+        Some(foreign_etag.as_str()),
+        "foreign policy written"
+    );
+
+    // Steady state: zero writes (the squatted stack is deleted first: it retries).
+    api.delete("squatted", &DeleteParams::default())
+        .await
+        .unwrap();
+    poll(READY_TIMEOUT, || async {
+        api.get("squatted").await.is_err().then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("squatted stack not deleted: {e}\n{}", op.log_text()));
+    let untouched = cf
+        .get_cache_policy_config()
+        .id(foreign.cache_policy().unwrap().id())
+        .send()
+        .await
+        .expect("a foreign policy is never deleted");
+    assert_eq!(untouched.e_tag(), Some(foreign_etag.as_str()));
+    let writes = op.aws_writes().await.unwrap();
+    op.wait_reconciles(2.0, Duration::from_secs(90))
+        .await
+        .unwrap();
+    assert_eq!(
+        op.aws_writes().await.unwrap(),
+        writes,
+        "a stack in sync made AWS writes"
+    );
+
+    // New TTLs: the same policy, updated in place.
+    let ttls = |min: i64, default: i64, max: i64| {
+        Patch::Merge(serde_json::json!({"spec": {"cdn": {
+            "minTtlSeconds": min, "defaultTtlSeconds": default, "maxTtlSeconds": max}}}))
+    };
+    api.patch("ttl", &PatchParams::default(), &ttls(0, 7200, 86400))
+        .await
+        .unwrap();
+    poll(READY_TIMEOUT, || async {
+        let p = policies_named(&cf, &name).await;
+        (p == [(policy_id.clone(), 0, Some(7200), Some(86400))]).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("TTLs not applied in place: {e}\n{}", op.log_text()));
+    wait_ready(&api, "ttl", READY_TIMEOUT).await.unwrap();
+
+    // Drift: a TTL edited out of band is repaired.
+    let current = cf
+        .get_cache_policy_config()
+        .id(&policy_id)
+        .send()
+        .await
+        .unwrap();
+    let mut edited = current.cache_policy_config().unwrap().clone();
+    edited.max_ttl = Some(100);
+    cf.update_cache_policy()
+        .id(&policy_id)
+        .if_match(current.e_tag().unwrap())
+        .cache_policy_config(edited)
+        .send()
+        .await
+        .unwrap();
+    poll(READY_TIMEOUT, || async {
+        let p = policies_named(&cf, &name).await;
+        (p == [(policy_id.clone(), 0, Some(7200), Some(86400))]).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("drift not repaired: {e}\n{}", op.log_text()));
+
+    // Default TTLs again: every behaviour on CachingOptimized, our policy deleted.
+    api.patch(
+        "ttl",
+        &PatchParams::default(),
+        &ttls(0, 2_592_000, 2_592_000),
+    )
+    .await
+    .unwrap();
+    poll(READY_TIMEOUT, || async {
+        let moved = behaviour_policies(&cf, &dist).await == every(CACHING_OPTIMIZED);
+        (moved && policies_named(&cf, &name).await.is_empty()).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("not back on CachingOptimized: {e}\n{}", op.log_text()));
+    let s = wait_ready(&api, "ttl", READY_TIMEOUT).await.unwrap();
+    let c = s
+        .status
+        .unwrap()
+        .components
+        .into_iter()
+        .find(|c| c.name == N::CachePolicy)
+        .unwrap();
+    assert_eq!(c.state, ComponentState::Disabled, "{c:?}");
+
+    // Custom again, then the stack is deleted: its policy goes with it.
+    api.patch("ttl", &PatchParams::default(), &ttls(60, 3600, 86400))
+        .await
+        .unwrap();
+    poll(READY_TIMEOUT, || async {
+        let p = policies_named(&cf, &name).await;
+        let ours = p.first()?.0.clone();
+        (behaviour_policies(&cf, &dist).await == every(&ours)).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("custom TTLs not applied: {e}\n{}", op.log_text()));
+    api.delete("ttl", &DeleteParams::default()).await.unwrap();
+    poll(Duration::from_secs(180), || async {
+        let gone = api.get("ttl").await.is_err();
+        (gone && policies_named(&cf, &name).await.is_empty()).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "cache policy not deleted with the stack: {e}\n{}",
+            op.log_text()
+        )
+    });
+
+    // Clean up the foreign policy (ours to remove in this test).
+    cf.delete_cache_policy()
+        .id(foreign.cache_policy().unwrap().id())
+        .if_match(foreign_etag)
+        .send()
+        .await
+        .unwrap();
 }

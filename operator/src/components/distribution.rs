@@ -11,13 +11,16 @@
 //! CloudFront's default certificate — both managed, so aliases added by hand
 //! are removed (put them in `spec.cdn.aliases`).
 //!
-//! Caching: with the spec's default TTLs every behaviour uses AWS's managed
-//! `CachingOptimized` cache policy ([`CACHING_OPTIMIZED`]; the renditions'
-//! own `Cache-Control` decides how long they stay). With other TTLs the
-//! behaviours still carry them in the legacy cache settings
-//! (`ForwardedValues` + `MinTTL` / `DefaultTTL` / `MaxTTL`, deprecated in the
-//! SDK, still accepted by AWS): a cache policy owned by the stack would need
-//! the cache-policy API, which the emulator lacks (issue 11, item 6, not done).
+//! Caching: every behaviour uses a cache policy (`CachePolicyId`), never the
+//! legacy cache settings (`ForwardedValues`, `MinTTL`/`DefaultTTL`/`MaxTTL`).
+//! With the spec's default TTLs it is AWS's managed `CachingOptimized`
+//! ([`CACHING_OPTIMIZED`]; the renditions' own `Cache-Control` decides how
+//! long they stay); with other TTLs it is the stack's own policy
+//! ([`super::cache_policy`]: the same cache key with the spec's TTLs), whose
+//! id the graph hands over ([`CachePolicy::Owned`]). A distribution written
+//! by an older version with the legacy settings reads back fine: its
+//! behaviours have no cache policy, which is drift, and the update replaces
+//! the legacy settings by the cache policy.
 //!
 //! Identity: the `CallerReference` is deterministic per stack
 //! ([`caller_reference`]). The distribution is read by the id the stack's
@@ -41,24 +44,24 @@
 //! Deletion is a state machine over several passes (the `delete` of
 //! [`DesiredDistribution`]'s [`Component`] implementation): disable → wait
 //! until the disabled configuration is `Deployed` → delete with the new ETag.
-//! The origin access control is deleted after that.
+//! The origin access control and the stack's own cache policy are deleted
+//! after that.
 
 use std::collections::BTreeMap;
 use std::sync::OnceLock;
 
 use aws_sdk_cloudfront::types::{
-    Aliases, AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, CookiePreference,
-    DefaultCacheBehavior, DistributionConfig, DistributionConfigWithTags, EventType,
-    ForwardedValues, FunctionAssociation, FunctionAssociations, Headers, HttpVersion,
-    ItemSelection, LambdaFunctionAssociations, Method, MinimumProtocolVersion, Origin, Origins,
-    PriceClass, QueryStringCacheKeys, S3OriginConfig, SslSupportMethod, Tag, TagKeys, Tags,
+    Aliases, AllowedMethods, CacheBehavior, CacheBehaviors, CachedMethods, DefaultCacheBehavior,
+    DistributionConfig, DistributionConfigWithTags, EventType, FunctionAssociation,
+    FunctionAssociations, HttpVersion, LambdaFunctionAssociations, Method, MinimumProtocolVersion,
+    Origin, Origins, PriceClass, S3OriginConfig, SslSupportMethod, Tag, TagKeys, Tags,
     TrustedKeyGroups, TrustedSigners, ViewerCertificate, ViewerProtocolPolicy,
 };
 use imagestack_contract::Format;
 
 use super::{
-    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Progress, Updated, code_of,
-    extra_tag_keys, missing_tags, owner_from_tags, tag_change,
+    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Progress, Resolved, Updated,
+    code_of, extra_tag_keys, missing_tags, owner_from_tags, tag_change,
 };
 use crate::aws::partition;
 use crate::error::{Error, ErrorClass, Result};
@@ -80,14 +83,14 @@ pub const DEFAULT_TTLS: (i64, i64, i64) = (0, 30 * 24 * 3600, 30 * 24 * 3600);
 /// strings; TTLs 1 s / 1 day / 1 year, so the renditions' own
 /// `Cache-Control: max-age=31536000, immutable` decides.
 pub const CACHING_OPTIMIZED: &str = "658327ea-f89d-4fab-a63d-7e88639e58f6";
+/// The field name of tag drift among the changes.
+const TAGS_FIELD: &str = "tags";
 /// The behaviour whose viewer requests the stack's CloudFront Function
 /// rewrites to a rendition (one URL per image: format and width picked per
 /// viewer).
 pub const EDGE_PATH_PATTERN: &str = imagestack_contract::edge::PATH_PATTERN;
 /// The path prefix of [`EDGE_PATH_PATTERN`].
 pub const EDGE_PATH_PREFIX: &str = imagestack_contract::edge::PATH_PREFIX;
-/// The field name of tag drift among the changes.
-const TAGS_FIELD: &str = "tags";
 
 /// What the distribution should look like (built by [`desired`]; the plan
 /// then sets [`DesiredDistribution::known_id`]).
@@ -102,16 +105,8 @@ pub struct DesiredDistribution {
     pub origins: Vec<(Format, String, String)>,
     /// `PriceClass_100`, `PriceClass_200` or `PriceClass_All`.
     pub price_class: String,
-    /// Minimum TTL, seconds.
-    pub min_ttl: i64,
-    /// Default TTL, seconds.
-    pub default_ttl: i64,
-    /// Maximum TTL, seconds.
-    pub max_ttl: i64,
-    /// The cache policy of every behaviour: AWS's managed `CachingOptimized`
-    /// when the spec's TTLs are the defaults; `None`: the legacy
-    /// `ForwardedValues` and TTL fields carry the spec's TTLs.
-    pub cache_policy_id: Option<String>,
+    /// The cache policy of every behaviour.
+    pub cache_policy: CachePolicy,
     /// Resource tags, including the ownership tags.
     pub tags: BTreeMap<String, String>,
     /// Serve traffic.
@@ -128,6 +123,35 @@ pub struct DesiredDistribution {
     pub known_id: Option<String>,
     /// The id `DistributionAlreadyExists` named in this pass (adopted).
     adopted_id: OnceLock<String>,
+}
+
+/// Which cache policy the behaviours use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CachePolicy {
+    /// An existing policy by id (AWS's managed `CachingOptimized`).
+    Managed(String),
+    /// The stack's own policy (custom TTLs): its id comes from the
+    /// `cache-policy` component in the same pass.
+    Owned,
+}
+
+impl DesiredDistribution {
+    /// The cache policy id the behaviours use in this pass.
+    pub fn cache_policy_id<'a>(&'a self, inputs: &'a Resolved) -> Result<&'a str> {
+        match &self.cache_policy {
+            CachePolicy::Managed(id) => Ok(id),
+            CachePolicy::Owned => inputs.require_cache_policy_id(),
+        }
+    }
+
+    /// The configuration of this pass (OAC and cache policy from `inputs`).
+    fn config_for(&self, inputs: &Resolved) -> Result<DistributionConfig> {
+        config(
+            self,
+            inputs.require_oac_id()?,
+            self.cache_policy_id(inputs)?,
+        )
+    }
 }
 
 /// What dependants and status need once the distribution exists.
@@ -199,10 +223,11 @@ pub fn desired(
             .map(|(f, b)| (*f, b.clone(), s3_regional_domain(b, region)))
             .collect(),
         price_class: price_class.to_string(),
-        min_ttl: ttls.0,
-        default_ttl: ttls.1,
-        max_ttl: ttls.2,
-        cache_policy_id: (ttls == DEFAULT_TTLS).then(|| CACHING_OPTIMIZED.to_string()),
+        cache_policy: if ttls == DEFAULT_TTLS {
+            CachePolicy::Managed(CACHING_OPTIMIZED.to_string())
+        } else {
+            CachePolicy::Owned
+        },
         tags,
         enabled: true,
         aliases: Vec::new(),
@@ -235,33 +260,6 @@ fn allowed_methods() -> Result<AllowedMethods> {
         .map_err(build_err("allowed methods"))
 }
 
-/// Forward nothing to the origin: renditions do not vary by query string,
-/// cookie or header, so the cache key is the path alone.
-fn forwarded_values() -> Result<ForwardedValues> {
-    ForwardedValues::builder()
-        .query_string(false)
-        .cookies(
-            CookiePreference::builder()
-                .forward(ItemSelection::None)
-                .build()
-                .map_err(build_err("cookies"))?,
-        )
-        .headers(
-            Headers::builder()
-                .quantity(0)
-                .build()
-                .map_err(build_err("headers"))?,
-        )
-        .query_string_cache_keys(
-            QueryStringCacheKeys::builder()
-                .quantity(0)
-                .build()
-                .map_err(build_err("query string cache keys"))?,
-        )
-        .build()
-        .map_err(build_err("forwarded values"))
-}
-
 /// The behaviour's CloudFront Functions: `viewer_request` on viewer requests, or none.
 fn function_associations(viewer_request: Option<&str>) -> Result<FunctionAssociations> {
     let items = viewer_request
@@ -283,9 +281,9 @@ fn function_associations(viewer_request: Option<&str>) -> Result<FunctionAssocia
 /// The same settings on the default and on every path behaviour (the two
 /// builder types share method names but no trait).
 macro_rules! behavior_settings {
-    ($builder:expr, $target:expr, $d:expr) => {{ behavior_settings!($builder, $target, $d, None::<&str>) }};
-    ($builder:expr, $target:expr, $d:expr, $viewer_request:expr) => {{
-        let b = $builder
+    ($builder:expr, $target:expr, $cache_policy_id:expr) => {{ behavior_settings!($builder, $target, $cache_policy_id, None::<&str>) }};
+    ($builder:expr, $target:expr, $cache_policy_id:expr, $viewer_request:expr) => {{
+        $builder
             .target_origin_id($target)
             .viewer_protocol_policy(ViewerProtocolPolicy::RedirectToHttps)
             .allowed_methods(allowed_methods()?)
@@ -311,24 +309,19 @@ macro_rules! behavior_settings {
                     .build()
                     .map_err(build_err("lambda function associations"))?,
             )
-            .function_associations(function_associations($viewer_request)?);
-        match &$d.cache_policy_id {
-            Some(id) => b.cache_policy_id(id),
-            None => b
-                .forwarded_values(forwarded_values()?)
-                .min_ttl($d.min_ttl)
-                .default_ttl($d.default_ttl)
-                .max_ttl($d.max_ttl),
-        }
+            .function_associations(function_associations($viewer_request)?)
+            .cache_policy_id($cache_policy_id)
     }};
 }
 
-/// The full `DistributionConfig` for create (and the managed fields for update).
-// The legacy cache settings (ForwardedValues, Min/Default/MaxTTL) are
-// deprecated in the SDK in favour of cache policies, but AWS still accepts
-// them; see the module documentation for why they are used here.
-#[allow(deprecated)]
-pub fn config(d: &DesiredDistribution, oac_id: &str) -> Result<DistributionConfig> {
+/// The full `DistributionConfig` for create (and the managed fields for
+/// update): origins signed by the OAC `oac_id`, every behaviour on the cache
+/// policy `cache_policy_id`.
+pub fn config(
+    d: &DesiredDistribution,
+    oac_id: &str,
+    cache_policy_id: &str,
+) -> Result<DistributionConfig> {
     if d.origins.is_empty() {
         return Err(Error::InvalidSpec(
             "the distribution needs at least one output bucket".into(),
@@ -356,9 +349,13 @@ pub fn config(d: &DesiredDistribution, oac_id: &str) -> Result<DistributionConfi
         .or_else(|| d.origins.first())
         .map(|(f, _, _)| origin_id(*f))
         .unwrap_or_default();
-    let default_behavior = behavior_settings!(DefaultCacheBehavior::builder(), &default_target, d)
-        .build()
-        .map_err(build_err("default cache behavior"))?;
+    let default_behavior = behavior_settings!(
+        DefaultCacheBehavior::builder(),
+        &default_target,
+        cache_policy_id
+    )
+    .build()
+    .map_err(build_err("default cache behavior"))?;
     let mut behaviors = Vec::with_capacity(d.origins.len() + 1);
     if let Some(arn) = &d.edge_function_arn {
         // The function picks the origin per request; the target is only where a
@@ -367,7 +364,7 @@ pub fn config(d: &DesiredDistribution, oac_id: &str) -> Result<DistributionConfi
             behavior_settings!(
                 CacheBehavior::builder().path_pattern(EDGE_PATH_PATTERN),
                 &default_target,
-                d,
+                cache_policy_id,
                 Some(arn.as_str())
             )
             .build()
@@ -379,7 +376,7 @@ pub fn config(d: &DesiredDistribution, oac_id: &str) -> Result<DistributionConfi
             behavior_settings!(
                 CacheBehavior::builder().path_pattern(format.cdn_path_pattern()),
                 origin_id(*format),
-                d
+                cache_policy_id
             )
             .build()
             .map_err(build_err("cache behavior"))?,
@@ -555,8 +552,9 @@ macro_rules! flatten_behavior {
                 })
                 .unwrap_or_default(),
         );
-        // With a cache policy CloudFront ignores the legacy cache settings
-        // (and AWS may still return some of them): compare them only without one.
+        // The desired behaviours always have a cache policy. Without one (a
+        // distribution written by an older version) the legacy cache settings
+        // are listed, so the repair names them.
         if bh.cache_policy_id().is_none_or(str::is_empty) {
             let fv = bh.forwarded_values();
             put(
@@ -604,7 +602,7 @@ macro_rules! flatten_behavior {
 /// representational noise removed (list order where it carries no meaning,
 /// quantities, `""` vs absent). Behaviour order is kept: CloudFront matches
 /// path patterns in order. Unmanaged fields are not included.
-#[allow(deprecated)] // reads the legacy cache settings, see `config`
+#[allow(deprecated)] // reads the legacy cache settings of older distributions
 pub fn normalize(cfg: &DistributionConfig) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     out.insert("comment".into(), cfg.comment().to_string());
@@ -1054,7 +1052,7 @@ impl Component for DesiredDistribution {
     /// The managed configuration fields (against the origin access control of
     /// this pass) and the tags.
     fn diff(&self, cx: &Ctx<'_>, seen: &ObservedDistribution) -> Result<Vec<Change>> {
-        let want = config(self, cx.inputs.require_oac_id()?)?;
+        let want = self.config_for(cx.inputs)?;
         let mut changes = diff(&want, &seen.config);
         changes.extend(tag_change(&self.tags, &seen.tags));
         Ok(changes)
@@ -1067,7 +1065,7 @@ impl Component for DesiredDistribution {
     async fn create(&self, cx: &Ctx<'_>) -> Result<Created> {
         const ACTION: &str = "cloudfront:CreateDistributionWithTags";
         let with_tags = DistributionConfigWithTags::builder()
-            .distribution_config(config(self, cx.inputs.require_oac_id()?)?)
+            .distribution_config(self.config_for(cx.inputs)?)
             .tags(cf_tags(&self.tags)?)
             .build();
         match cx
@@ -1121,7 +1119,7 @@ impl Component for DesiredDistribution {
         let mut applied = Vec::new();
         let mut written = false;
         if changes.iter().any(|c| c.field != TAGS_FIELD) {
-            let want = config(self, cx.inputs.require_oac_id()?)?;
+            let want = self.config_for(cx.inputs)?;
             let replaced = read_modify_write(cx, &seen.id, |current| {
                 (!diff(&want, current).is_empty()).then(|| merge(current.clone(), &want))
             })
@@ -1228,7 +1226,7 @@ impl Component for DesiredDistribution {
 }
 
 #[cfg(test)]
-#[allow(deprecated)] // asserts the legacy cache settings
+#[allow(deprecated)] // builds and asserts the legacy cache settings of older versions
 mod tests {
     use super::*;
 
@@ -1257,10 +1255,10 @@ mod tests {
     #[test]
     fn the_edge_behaviour_runs_the_function_and_its_loss_is_drift() {
         let arn = "arn:aws:cloudfront::123456789012:function/imagestack-dev-edge-0123";
-        let plain = config(&desired_dist(), "OAC1").unwrap();
+        let plain = config(&desired_dist(), "OAC1", CACHING_OPTIMIZED).unwrap();
         let mut d = desired_dist();
         d.edge_function_arn = Some(arn.into());
-        let c = config(&d, "OAC1").unwrap();
+        let c = config(&d, "OAC1", CACHING_OPTIMIZED).unwrap();
         let behaviours = c.cache_behaviors().unwrap().items();
         // First, so no other pattern can take its requests; the per-format ones stay.
         assert_eq!(behaviours[0].path_pattern(), EDGE_PATH_PATTERN);
@@ -1324,7 +1322,7 @@ mod tests {
     #[test]
     fn config_has_every_required_setting() {
         let d = desired_dist();
-        let c = config(&d, "OAC1").unwrap();
+        let c = config(&d, "OAC1", CACHING_OPTIMIZED).unwrap();
         assert_eq!(c.caller_reference(), d.caller_reference);
         assert_eq!(c.comment(), "imagestack team-a/images (dev)");
         assert!(c.enabled());
@@ -1392,8 +1390,7 @@ mod tests {
     }
 
     #[test]
-    #[allow(deprecated)] // asserts the legacy cache settings
-    fn custom_ttls_keep_the_legacy_cache_settings() {
+    fn custom_ttls_use_the_stacks_own_cache_policy() {
         let d = desired(
             &id(),
             "eu-west-1",
@@ -1402,22 +1399,99 @@ mod tests {
             (60, 3600, 86400),
             id().tags(&BTreeMap::new()),
         );
-        assert_eq!(d.cache_policy_id, None);
-        let c = config(&d, "OAC1").unwrap();
+        assert_eq!(d.cache_policy, CachePolicy::Owned);
+        // Its id comes from the cache-policy component of the same pass.
+        assert!(d.cache_policy_id(&Resolved::default()).is_err());
+        let inputs = Resolved {
+            cache_policy_id: Some("OWNED1".into()),
+            ..Resolved::default()
+        };
+        assert_eq!(d.cache_policy_id(&inputs).unwrap(), "OWNED1");
+        let c = config(&d, "OAC1", "OWNED1").unwrap();
         let def = c.default_cache_behavior().unwrap();
-        assert!(def.cache_policy_id().is_none());
-        assert!(def.forwarded_values().is_some());
-        assert_eq!(
+        let behaviours = std::iter::once((
+            def.cache_policy_id(),
+            def.forwarded_values().is_some(),
             (def.min_ttl(), def.default_ttl(), def.max_ttl()),
-            (Some(60), Some(3600), Some(86400))
-        );
+        ))
+        .chain(c.cache_behaviors().unwrap().items().iter().map(|b| {
+            (
+                b.cache_policy_id(),
+                b.forwarded_values().is_some(),
+                (b.min_ttl(), b.default_ttl(), b.max_ttl()),
+            )
+        }));
+        for b in behaviours {
+            assert_eq!(b, (Some("OWNED1"), false, (None, None, None)));
+        }
         // Going from custom TTLs back to the defaults is a change of every behaviour.
-        let want = config(&desired_dist(), "OAC1").unwrap();
+        let want = config(&desired_dist(), "OAC1", CACHING_OPTIMIZED).unwrap();
         let fields: Vec<String> = diff(&want, &c).into_iter().map(|c| c.field).collect();
+        assert_eq!(fields.len(), 1 + Format::ALL.len(), "{fields:?}");
         assert!(
-            fields.contains(&"defaultCacheBehavior.cachePolicyId".to_string()),
+            fields.iter().all(|f| f.ends_with(".cachePolicyId")),
             "{fields:?}"
         );
+    }
+
+    /// What an older version wrote: the legacy cache settings, no cache policy.
+    fn legacy(cfg: &DistributionConfig) -> DistributionConfig {
+        use aws_sdk_cloudfront::types::{
+            CookiePreference, ForwardedValues, Headers, ItemSelection, QueryStringCacheKeys,
+        };
+        let fv = ForwardedValues::builder()
+            .query_string(false)
+            .cookies(
+                CookiePreference::builder()
+                    .forward(ItemSelection::None)
+                    .build()
+                    .unwrap(),
+            )
+            .headers(Headers::builder().quantity(0).build().unwrap())
+            .query_string_cache_keys(QueryStringCacheKeys::builder().quantity(0).build().unwrap())
+            .build()
+            .unwrap();
+        let mut c = cfg.clone();
+        let mut def = c.default_cache_behavior.clone().unwrap();
+        def.cache_policy_id = None;
+        def.forwarded_values = Some(fv.clone());
+        (def.min_ttl, def.default_ttl, def.max_ttl) = (Some(60), Some(3600), Some(86400));
+        c.default_cache_behavior = Some(def);
+        let mut cbs = c.cache_behaviors.clone().unwrap();
+        for b in cbs.items.as_mut().unwrap() {
+            b.cache_policy_id = None;
+            b.forwarded_values = Some(fv.clone());
+            (b.min_ttl, b.default_ttl, b.max_ttl) = (Some(60), Some(3600), Some(86400));
+        }
+        c.cache_behaviors = Some(cbs);
+        c
+    }
+
+    #[test]
+    fn legacy_cache_settings_of_older_versions_are_drift_replaced_by_the_policy() {
+        let want = config(&desired_dist(), "OAC1", "OWNED1").unwrap();
+        let old = legacy(&want);
+        let changes = diff(&want, &old);
+        let text: Vec<String> = changes.iter().map(ToString::to_string).collect();
+        assert!(
+            text.contains(&"defaultCacheBehavior.cachePolicyId: \"\" → OWNED1".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(&"defaultCacheBehavior.minTTL: 60 → absent".to_string()),
+            "{text:?}"
+        );
+        assert!(
+            text.contains(
+                &"cacheBehaviors[/png/*].forwardedValues.queryString: false → absent".to_string()
+            ),
+            "{text:?}"
+        );
+        // The merged update carries the policy and no legacy settings at all.
+        let merged = merge(old, &want);
+        assert!(diff(&want, &merged).is_empty());
+        let def = merged.default_cache_behavior().unwrap();
+        assert!(def.forwarded_values().is_none() && def.min_ttl().is_none());
     }
 
     #[test]
@@ -1425,7 +1499,7 @@ mod tests {
         // The contract: a rendition key's CDN path matches exactly the
         // behaviour whose origin is the format's bucket.
         let d = desired_dist();
-        let c = config(&d, "OAC1").unwrap();
+        let c = config(&d, "OAC1", CACHING_OPTIMIZED).unwrap();
         for f in Format::ALL {
             let path =
                 imagestack_contract::cdn_path(&imagestack_contract::rendition_key(f, "a", "x"));
@@ -1457,18 +1531,18 @@ mod tests {
     fn default_goes_to_first_origin_without_webp() {
         let mut d = desired_dist();
         d.origins.remove(0);
-        let c = config(&d, "O").unwrap();
+        let c = config(&d, "O", CACHING_OPTIMIZED).unwrap();
         assert_eq!(
             c.default_cache_behavior().unwrap().target_origin_id(),
             "s3-jpeg"
         );
         d.origins.clear();
-        assert!(config(&d, "O").is_err());
+        assert!(config(&d, "O", CACHING_OPTIMIZED).is_err());
     }
 
     #[test]
     fn in_sync_has_no_diff_and_noise_is_ignored() {
-        let want = config(&desired_dist(), "OAC1").unwrap();
+        let want = config(&desired_dist(), "OAC1", CACHING_OPTIMIZED).unwrap();
         assert!(diff(&want, &want).is_empty());
         // AWS/moto noise: reordered methods, "" policy ids, unmanaged fields set.
         let mut have = want.clone();
@@ -1487,7 +1561,7 @@ mod tests {
 
     #[test]
     fn drift_is_named_field_by_field() {
-        let want = config(&desired_dist(), "OAC1").unwrap();
+        let want = config(&desired_dist(), "OAC1", CACHING_OPTIMIZED).unwrap();
         let mut have = want.clone();
         have.price_class = Some(PriceClass::PriceClassAll);
         let mut cbs = have.cache_behaviors.clone().unwrap();
@@ -1516,7 +1590,7 @@ mod tests {
 
     #[test]
     fn behaviour_order_and_extra_origins_count() {
-        let want = config(&desired_dist(), "OAC1").unwrap();
+        let want = config(&desired_dist(), "OAC1", CACHING_OPTIMIZED).unwrap();
         let mut have = want.clone();
         let mut cbs = have.cache_behaviors.clone().unwrap();
         cbs.items.as_mut().unwrap().swap(0, 1);
@@ -1539,7 +1613,7 @@ mod tests {
 
     #[test]
     fn merge_keeps_unmanaged_fields() {
-        let want = config(&desired_dist(), "OAC1").unwrap();
+        let want = config(&desired_dist(), "OAC1", CACHING_OPTIMIZED).unwrap();
         let mut have = want.clone();
         have.caller_reference = "original".into();
         have.web_acl_id = Some("acl".into());
@@ -1558,7 +1632,7 @@ mod tests {
         let mut d = desired_dist();
         d.aliases = vec!["img.example.com".into(), "cdn.example.com".into()];
         d.certificate_arn = Some(CERT.into());
-        let c = config(&d, "OAC1").unwrap();
+        let c = config(&d, "OAC1", CACHING_OPTIMIZED).unwrap();
         assert_eq!(
             c.aliases().unwrap().items(),
             ["cdn.example.com", "img.example.com"]
@@ -1573,7 +1647,7 @@ mod tests {
         );
         assert_eq!(vc.cloud_front_default_certificate(), Some(false));
         // Without: CloudFront's certificate, no aliases.
-        let c = config(&desired_dist(), "OAC1").unwrap();
+        let c = config(&desired_dist(), "OAC1", CACHING_OPTIMIZED).unwrap();
         assert_eq!(c.aliases().unwrap().quantity(), 0);
         assert_eq!(
             c.viewer_certificate()
@@ -1588,10 +1662,10 @@ mod tests {
         let mut d = desired_dist();
         d.aliases = vec!["img.example.com".into()];
         d.certificate_arn = Some(CERT.into());
-        let want = config(&d, "OAC1").unwrap();
+        let want = config(&d, "OAC1", CACHING_OPTIMIZED).unwrap();
         // What AWS returned before: no aliases, the default certificate (with its own
         // protocol version, which is not drift for the default certificate).
-        let plain = config(&desired_dist(), "OAC1").unwrap();
+        let plain = config(&desired_dist(), "OAC1", CACHING_OPTIMIZED).unwrap();
         let mut have = plain.clone();
         have.viewer_certificate = Some(
             ViewerCertificate::builder()

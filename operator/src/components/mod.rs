@@ -22,6 +22,7 @@
 
 pub mod alarm;
 pub mod bucket;
+pub mod cache_policy;
 pub mod cdn_grant;
 pub mod dashboard;
 pub mod distribution;
@@ -194,6 +195,8 @@ impl Updated {
 pub enum Output {
     /// The origin access control's id (→ distribution).
     OriginAccessControlId(String),
+    /// The id of the stack's own cache policy (→ distribution's behaviours).
+    CachePolicyId(String),
     /// The distribution's id, ARN and domain (→ CDN grants, dashboard, status).
     Distribution(distribution::DistributionOutputs),
     /// A bucket's policy document as it stands after this pass (→ the CDN
@@ -209,6 +212,8 @@ pub enum Output {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Resolved {
     pub oac_id: Option<String>,
+    /// The stack's own cache policy (custom TTLs only).
+    pub cache_policy_id: Option<String>,
     pub distribution: Option<distribution::DistributionOutputs>,
     pub bucket_policies: BTreeMap<String, Value>,
     pub role_arn: Option<String>,
@@ -219,6 +224,7 @@ impl Resolved {
     pub fn put(&mut self, output: Output) {
         match output {
             Output::OriginAccessControlId(id) => self.oac_id = Some(id),
+            Output::CachePolicyId(id) => self.cache_policy_id = Some(id),
             Output::Distribution(d) => self.distribution = Some(d),
             Output::BucketPolicy { bucket, policy } => {
                 self.bucket_policies.insert(bucket, policy);
@@ -233,6 +239,14 @@ impl Resolved {
         self.oac_id
             .as_deref()
             .ok_or_else(|| missing_input("origin access control id"))
+    }
+
+    /// The stack's own cache policy id (the graph orders the policy first
+    /// whenever the distribution uses it).
+    pub fn require_cache_policy_id(&self) -> Result<&str> {
+        self.cache_policy_id
+            .as_deref()
+            .ok_or_else(|| missing_input("cache policy id"))
     }
 
     /// The distribution's outputs (the graph orders the distribution first).
