@@ -12,7 +12,7 @@ use aws_sdk_cloudfront::types::{DistributionConfig, FunctionStage};
 use imagestack_contract::Format;
 use serde_json::{Value, json};
 
-use crate::pipeline::path_matches;
+use crate::pipeline::{path_matches, s3_origin};
 
 /// One browser profile of `tests/edge/profiles.mjs`.
 #[derive(Debug, Clone)]
@@ -157,24 +157,13 @@ pub fn resolve(cfg: &DistributionConfig, answer: &Answer) -> Result<Target> {
     let (Some(uri), Some(origin_id)) = (&answer.uri, &answer.origin) else {
         bail!("the function did not pass the request on: {answer:?}");
     };
-    let origin = cfg
-        .origins()
-        .map(|o| o.items())
-        .unwrap_or_default()
-        .iter()
-        .find(|o| o.id() == origin_id)
-        .with_context(|| format!("the function selected unknown origin {origin_id}"))?;
+    let (origin, bucket) = s3_origin(cfg, origin_id).context("the origin the function selected")?;
     ensure!(
         origin
             .origin_access_control_id()
             .is_some_and(|id| !id.is_empty()),
         "origin {origin_id} is not signed by the origin access control"
     );
-    let domain = origin.domain_name();
-    let bucket = domain
-        .split_once(".s3.")
-        .map(|(b, _)| b.to_string())
-        .with_context(|| format!("origin {origin_id} ({domain}) is not an S3 bucket"))?;
     let path = uri.strip_prefix('/').context("URI without a leading /")?;
     let key = percent_encoding::percent_decode_str(path)
         .decode_utf8()

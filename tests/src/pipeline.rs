@@ -658,6 +658,28 @@ pub fn path_matches(pattern: &str, path: &str) -> bool {
 }
 
 /// Resolve `path` through the distribution's configuration.
+/// The distribution's origin `origin_id` and the S3 bucket it reads
+/// (`<bucket>.s3.<region>.amazonaws.com`).
+pub fn s3_origin<'a>(
+    cfg: &'a aws_sdk_cloudfront::types::DistributionConfig,
+    origin_id: &str,
+) -> Result<(&'a aws_sdk_cloudfront::types::Origin, String)> {
+    let origin = cfg
+        .origins()
+        .map(|o| o.items())
+        .unwrap_or_default()
+        .iter()
+        .find(|o| o.id() == origin_id)
+        .with_context(|| format!("no origin {origin_id}"))?;
+    let domain = origin.domain_name();
+    let bucket = domain
+        .split_once(".s3.")
+        .or_else(|| domain.split_once(".s3-"))
+        .map(|(b, _)| b.to_string())
+        .with_context(|| format!("origin {origin_id} ({domain}) is not an S3 bucket"))?;
+    Ok((origin, bucket))
+}
+
 pub async fn resolve_cdn_path(
     cf: &aws_sdk_cloudfront::Client,
     distribution_id: &str,
@@ -688,19 +710,9 @@ pub async fn resolve_cdn_path(
                 .map(|d| ("(default)".to_string(), d.target_origin_id().to_string()))
         })
         .context("distribution has no behaviour for the path")?;
-    let origin = cfg
-        .origins()
-        .map(|o| o.items())
-        .unwrap_or_default()
-        .iter()
-        .find(|o| o.id() == origin_id)
-        .with_context(|| format!("behaviour {pattern} targets unknown origin {origin_id}"))?;
+    let (origin, bucket) = s3_origin(&cfg, &origin_id)
+        .with_context(|| format!("behaviour {pattern} targets origin {origin_id}"))?;
     let domain = origin.domain_name().to_string();
-    let bucket = domain
-        .split_once(".s3.")
-        .or_else(|| domain.split_once(".s3-"))
-        .map(|(b, _)| b.to_string())
-        .with_context(|| format!("origin {origin_id} ({domain}) is not an S3 bucket"))?;
     let prefix = origin.origin_path().unwrap_or_default().trim_matches('/');
     let rest = path.trim_start_matches('/');
     let key = if prefix.is_empty() {

@@ -38,13 +38,17 @@ use tests::*;
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// The production settings of issue 11 (queue, alarms, AVIF, reserved
-/// concurrency, custom domain), deleted with its data.
+/// concurrency, custom domain, custom TTLs: the stack's own cache policy),
+/// deleted with its data.
 const SPEC: &str = "environment: dev
 deletionPolicy: Delete
 buckets: {emptyOnDelete: true, upload: {lifecycle: {noncurrentVersionExpirationDays: 10}}}
 processor: {reservedConcurrency: 5, formats: [webp, jpeg, png, avif], widths: [320, 640]}
 alarms: {actions: ['arn:aws:sns:us-east-1:123456789012:photos-ops']}
 cdn:
+  minTtlSeconds: 60
+  defaultTtlSeconds: 3600
+  maxTtlSeconds: 86400
   aliases: [photos.example.com]
   certificateArn: arn:aws:acm:us-east-1:123456789012:certificate/0a1b2c3d-1111-2222-3333-444455556666";
 

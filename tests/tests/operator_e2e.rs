@@ -837,7 +837,7 @@ async fn killed_after_every_write_converges_without_duplicates() {
     let dist = out.distribution_id.as_deref().unwrap();
     assert_eq!(
         behaviour_policies(&cf, dist).await,
-        vec![policies[0].0.clone(); 5]
+        vec![policies[0].0.clone(); 6]
     );
     let lambda = aws_sdk_lambda::Client::new(&cfg);
     let function = out.function_name.as_deref().unwrap();
@@ -1501,7 +1501,8 @@ async fn custom_ttls_use_a_stack_owned_cache_policy_that_follows_the_spec() {
     let (policy_id, min, default, max) = policies[0].clone();
     assert_eq!(component.id.as_deref(), Some(policy_id.as_str()));
     assert_eq!((min, default, max), (60, Some(3600), Some(86400)));
-    let every = |id: &str| vec![id.to_string(); 5];
+    // The default behaviour, `/i/*` and one per format.
+    let every = |id: &str| vec![id.to_string(); 6];
     assert_eq!(behaviour_policies(&cf, &dist).await, every(&policy_id));
 
     // The squatted name: status reports the conflict; the policy is untouched

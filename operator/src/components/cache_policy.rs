@@ -32,7 +32,10 @@ use aws_sdk_cloudfront::types::{
     CachePolicyQueryStringsConfig, CachePolicyType, ParametersInCacheKeyAndForwardedToOrigin,
 };
 
-use super::{Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated, code_of};
+use super::{
+    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated,
+    changed_concurrently, code_of,
+};
 use crate::error::{Error, ErrorClass, Result};
 use crate::naming::{NAME_PREFIX, OwnerNote, Ownership, StackId, cut};
 
@@ -319,15 +322,6 @@ async fn fresh(cx: &Ctx<'_>, policy_id: &str) -> Result<Option<(ObservedCachePol
     }
 }
 
-fn precondition_failed(action: &str) -> Error {
-    Error::Aws {
-        action: action.into(),
-        code: "PreconditionFailed".into(),
-        message: "the cache policy changed concurrently twice in a row; retrying later".into(),
-        class: ErrorClass::Retryable,
-    }
-}
-
 impl Component for DesiredCachePolicy {
     type Observed = ObservedCachePolicy;
 
@@ -427,12 +421,12 @@ impl Component for DesiredCachePolicy {
                 Ok(_) => return Ok(Updated::all(&changes)),
                 Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
                 Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                    return Err(precondition_failed(ACTION));
+                    return Err(changed_concurrently(ACTION, "the cache policy"));
                 }
                 Err(e) => return Err(Error::aws(ACTION, e)),
             }
         }
-        Err(precondition_failed(ACTION))
+        Err(changed_concurrently(ACTION, "the cache policy"))
     }
 
     fn outputs(&self, _cx: &Ctx<'_>, seen: &ObservedCachePolicy) -> Vec<Output> {
@@ -472,12 +466,12 @@ impl Component for DesiredCachePolicy {
                 }
                 Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
                 Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                    return Err(precondition_failed(ACTION));
+                    return Err(changed_concurrently(ACTION, "the cache policy"));
                 }
                 Err(e) => return Err(Error::aws(ACTION, e)),
             }
         }
-        Err(precondition_failed(ACTION))
+        Err(changed_concurrently(ACTION, "the cache policy"))
     }
 }
 

@@ -61,7 +61,7 @@ use imagestack_contract::Format;
 
 use super::{
     Change, Component, ComponentName, Created, Ctx, Deletion, Output, Progress, Resolved, Updated,
-    code_of, extra_tag_keys, missing_tags, owner_from_tags, tag_change,
+    changed_concurrently, code_of, extra_tag_keys, missing_tags, owner_from_tags, tag_change,
 };
 use crate::aws::partition;
 use crate::error::{Error, ErrorClass, Result};
@@ -922,15 +922,6 @@ pub fn existing_id_from_message(message: &str) -> Option<String> {
     (!id.is_empty()).then_some(id)
 }
 
-fn precondition_failed(action: &str, id: &str) -> Error {
-    Error::Aws {
-        action: action.into(),
-        code: "PreconditionFailed".into(),
-        message: format!("distribution {id} changed concurrently twice in a row; retrying later"),
-        class: ErrorClass::Retryable,
-    }
-}
-
 /// Read the config with a fresh ETag, let `edit` produce the new config
 /// (`None`: nothing to change any more), send it with `IfMatch`; on
 /// `PreconditionFailed` read again and retry once. Returns the configuration
@@ -970,12 +961,12 @@ where
                 );
             }
             Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                return Err(precondition_failed(ACTION, id));
+                return Err(changed_concurrently(ACTION, &format!("distribution {id}")));
             }
             Err(e) => return Err(Error::aws(ACTION, e)),
         }
     }
-    Err(precondition_failed(ACTION, id))
+    Err(changed_concurrently(ACTION, &format!("distribution {id}")))
 }
 
 async fn repair_tags(
@@ -1216,12 +1207,18 @@ impl Component for DesiredDistribution {
                     }
                 }
                 Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                    return Err(precondition_failed(ACTION, &o.id));
+                    return Err(changed_concurrently(
+                        ACTION,
+                        &format!("distribution {}", o.id),
+                    ));
                 }
                 Err(e) => return Err(Error::aws(ACTION, e)),
             }
         }
-        Err(precondition_failed(ACTION, &o.id))
+        Err(changed_concurrently(
+            ACTION,
+            &format!("distribution {}", o.id),
+        ))
     }
 }
 

@@ -33,7 +33,10 @@ use aws_sdk_cloudfront::primitives::Blob;
 use aws_sdk_cloudfront::types::{FunctionConfig, FunctionRuntime, FunctionStage, FunctionSummary};
 use sha2::{Digest, Sha256};
 
-use super::{Change, Component, ComponentName, Created, Ctx, Deletion, Updated, code_of};
+use super::{
+    Change, Component, ComponentName, Created, Ctx, Deletion, Updated, changed_concurrently,
+    code_of,
+};
 use crate::error::{Error, ErrorClass, Result};
 use crate::naming::{NAME_PREFIX, OwnerNote, Ownership, StackId, cut};
 
@@ -227,16 +230,6 @@ fn function_config(d: &DesiredEdgeFunction) -> Result<FunctionConfig> {
         .map_err(|e| Error::Internal(format!("CloudFront function config: {e}")))
 }
 
-fn precondition_failed(action: &str) -> Error {
-    Error::Aws {
-        action: action.into(),
-        code: "PreconditionFailed".into(),
-        message: "the CloudFront function changed concurrently twice in a row; retrying later"
-            .into(),
-        class: ErrorClass::Retryable,
-    }
-}
-
 fn vanished(action: &str, name: &str) -> Error {
     Error::Aws {
         action: action.into(),
@@ -423,7 +416,7 @@ impl Component for DesiredEdgeFunction {
                 Err(PublishError::Other(e)) => return Err(e),
             }
         }
-        Err(precondition_failed(ACTION))
+        Err(changed_concurrently(ACTION, "the CloudFront function"))
     }
 
     /// `DeleteFunction` with a fresh ETag (one retry on `PreconditionFailed`).
@@ -456,12 +449,12 @@ impl Component for DesiredEdgeFunction {
                 }
                 Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
                 Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                    return Err(precondition_failed(ACTION));
+                    return Err(changed_concurrently(ACTION, "the CloudFront function"));
                 }
                 Err(e) => return Err(Error::aws(ACTION, e)),
             }
         }
-        Err(precondition_failed(ACTION))
+        Err(changed_concurrently(ACTION, "the CloudFront function"))
     }
 }
 

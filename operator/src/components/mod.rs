@@ -459,6 +459,17 @@ pub fn extra_tag_keys(
         .collect()
 }
 
+/// `PreconditionFailed` twice in a row on an ETag-guarded write of `what`
+/// (someone else wrote in between both times): retried on a later pass.
+pub fn changed_concurrently(action: &str, what: &str) -> Error {
+    Error::Aws {
+        action: action.into(),
+        code: "PreconditionFailed".into(),
+        message: format!("{what} changed concurrently twice in a row; retrying later"),
+        class: crate::error::ErrorClass::Retryable,
+    }
+}
+
 /// The AWS error code of an SDK error, if it is a service error.
 pub fn code_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
     crate::error::sdk_code(err)

@@ -22,7 +22,10 @@ use aws_sdk_cloudfront::types::{
     OriginAccessControlSigningProtocols,
 };
 
-use super::{Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated, code_of};
+use super::{
+    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated,
+    changed_concurrently, code_of,
+};
 use crate::error::{Error, ErrorClass, Result};
 use crate::naming::{NAME_PREFIX, OwnerNote, Ownership, StackId, cut};
 
@@ -220,15 +223,6 @@ async fn config_and_etag(cx: &Ctx<'_>, oac_id: &str) -> Result<Option<(String, S
     }
 }
 
-fn precondition_failed(action: &str, what: &str) -> Error {
-    Error::Aws {
-        action: action.into(),
-        code: "PreconditionFailed".into(),
-        message: format!("{what} changed concurrently twice in a row; retrying later"),
-        class: ErrorClass::Retryable,
-    }
-}
-
 impl Component for DesiredOriginAccess {
     type Observed = ObservedOriginAccess;
 
@@ -323,12 +317,12 @@ impl Component for DesiredOriginAccess {
                 Ok(_) => return Ok(Updated::all(changes)),
                 Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
                 Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                    return Err(precondition_failed(ACTION, "the origin access control"));
+                    return Err(changed_concurrently(ACTION, "the origin access control"));
                 }
                 Err(e) => return Err(Error::aws(ACTION, e)),
             }
         }
-        Err(precondition_failed(ACTION, "the origin access control"))
+        Err(changed_concurrently(ACTION, "the origin access control"))
     }
 
     fn outputs(&self, _cx: &Ctx<'_>, seen: &ObservedOriginAccess) -> Vec<Output> {
@@ -365,12 +359,12 @@ impl Component for DesiredOriginAccess {
                 }
                 Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
                 Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                    return Err(precondition_failed(ACTION, "the origin access control"));
+                    return Err(changed_concurrently(ACTION, "the origin access control"));
                 }
                 Err(e) => return Err(Error::aws(ACTION, e)),
             }
         }
-        Err(precondition_failed(ACTION, "the origin access control"))
+        Err(changed_concurrently(ACTION, "the origin access control"))
     }
 }
 
