@@ -350,12 +350,7 @@ async fn apply(
             outputs.cname_target = Some(d.domain.clone());
         }
         outputs.image_url_prefix = crate::plan::image_host(&outputs.cdn_aliases, Some(&d.domain))
-            .map(|host| {
-                format!(
-                    "{host}{}",
-                    crate::components::distribution::EDGE_PATH_PREFIX
-                )
-            });
+            .map(|host| format!("{host}{}", imagestack_contract::edge::PATH_PREFIX));
     }
     let spec_changed =
         stack.status.as_ref().and_then(|s| s.observed_generation) != stack.metadata.generation;

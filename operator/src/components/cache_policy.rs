@@ -33,8 +33,8 @@ use aws_sdk_cloudfront::types::{
 };
 
 use super::{
-    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated,
-    changed_concurrently, code_of,
+    Change, Component, ComponentName, Created, Ctx, Deletion, GuardedDelete, Output, Updated,
+    changed_concurrently, code_of, delete_with_etag,
 };
 use crate::error::{Error, ErrorClass, Result};
 use crate::naming::{NAME_PREFIX, OwnerNote, Ownership, StackId, cut};
@@ -437,41 +437,36 @@ impl Component for DesiredCachePolicy {
     /// distribution still uses it (`CachePolicyInUse`) the deletion is
     /// `InProgress`: the distribution moves off it (or is deleted) first.
     async fn delete(&self, cx: &Ctx<'_>, seen: &ObservedCachePolicy) -> Result<Deletion> {
-        const ACTION: &str = "cloudfront:DeleteCachePolicy";
-        for attempt in 0..2 {
+        let guard = GuardedDelete {
+            action: "cloudfront:DeleteCachePolicy",
+            what: "the cache policy",
+            absent: "NoSuchCachePolicy",
+            in_use: "CachePolicyInUse",
+            in_use_message: format!(
+                "cache policy {} is still used by a distribution; waiting for the distribution to stop using it",
+                seen.id
+            ),
+        };
+        let current_etag = || async {
             let Some((now, etag)) = fresh(cx, &seen.id).await? else {
-                return Ok(Deletion::Absent);
+                return Ok(None);
             };
             if comment_ownership(cx.id, &now.comment).owner().is_some() {
                 // Its comment changed since it was observed: no longer ours to delete.
                 tracing::warn!(id = %seen.id, comment = %now.comment, "cache policy is no longer this stack's; leaving it");
-                return Ok(Deletion::Absent);
+                return Ok(None);
             }
-            match cx
-                .aws
+            Ok(Some(etag))
+        };
+        delete_with_etag(guard, current_etag, |etag| {
+            cx.aws
                 .cloudfront
                 .delete_cache_policy()
                 .id(&seen.id)
                 .if_match(etag)
                 .send()
-                .await
-            {
-                Ok(_) => return Ok(Deletion::Gone),
-                Err(e) if code_of(&e) == Some("NoSuchCachePolicy") => return Ok(Deletion::Absent),
-                Err(e) if code_of(&e) == Some("CachePolicyInUse") => {
-                    return Ok(Deletion::InProgress(format!(
-                        "cache policy {} is still used by a distribution; waiting for the distribution to stop using it",
-                        seen.id
-                    )));
-                }
-                Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
-                Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                    return Err(changed_concurrently(ACTION, "the cache policy"));
-                }
-                Err(e) => return Err(Error::aws(ACTION, e)),
-            }
-        }
-        Err(changed_concurrently(ACTION, "the cache policy"))
+        })
+        .await
     }
 }
 

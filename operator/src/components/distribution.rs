@@ -89,8 +89,6 @@ const TAGS_FIELD: &str = "tags";
 /// rewrites to a rendition (one URL per image: format and width picked per
 /// viewer).
 pub const EDGE_PATH_PATTERN: &str = imagestack_contract::edge::PATH_PATTERN;
-/// The path prefix of [`EDGE_PATH_PATTERN`].
-pub const EDGE_PATH_PREFIX: &str = imagestack_contract::edge::PATH_PREFIX;
 
 /// What the distribution should look like (built by [`desired`]; the plan
 /// then sets [`DesiredDistribution::known_id`]).

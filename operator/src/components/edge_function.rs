@@ -34,8 +34,8 @@ use aws_sdk_cloudfront::types::{FunctionConfig, FunctionRuntime, FunctionStage, 
 use sha2::{Digest, Sha256};
 
 use super::{
-    Change, Component, ComponentName, Created, Ctx, Deletion, Updated, changed_concurrently,
-    code_of,
+    Change, Component, ComponentName, Created, Ctx, Deletion, GuardedDelete, Updated,
+    changed_concurrently, code_of, delete_with_etag,
 };
 use crate::error::{Error, ErrorClass, Result};
 use crate::naming::{NAME_PREFIX, OwnerNote, Ownership, StackId, cut};
@@ -46,10 +46,8 @@ const KIND: &str = "CloudFront function";
 pub const MAX_NAME_LEN: usize = 64;
 /// The limit this component keeps function comments to.
 pub const MAX_COMMENT_LEN: usize = 128;
-/// The runtime the generated code is written for.
-pub const RUNTIME: &str = "cloudfront-js-2.0";
-/// The event the function runs on.
-pub const EVENT_TYPE: &str = "viewer-request";
+/// The runtime the generated code is written for ([`crate::edge`]'s).
+pub const RUNTIME: &str = crate::edge::FUNCTION_RUNTIME;
 /// The field name of a function that exists but was never published.
 const PUBLISHED_FIELD: &str = "published";
 
@@ -422,39 +420,33 @@ impl Component for DesiredEdgeFunction {
     /// `DeleteFunction` with a fresh ETag (one retry on `PreconditionFailed`).
     /// While a distribution still associates it, `InProgress`.
     async fn delete(&self, cx: &Ctx<'_>, _seen: &ObservedEdgeFunction) -> Result<Deletion> {
-        const ACTION: &str = "cloudfront:DeleteFunction";
-        for attempt in 0..2 {
-            let Some((_, _, etag)) = describe(cx, &self.name, FunctionStage::Development).await?
-            else {
-                return Ok(Deletion::Absent);
-            };
-            match cx
-                .aws
-                .cloudfront
-                .delete_function()
-                .name(&self.name)
-                .if_match(etag)
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(Deletion::Gone),
-                Err(e) if code_of(&e) == Some("NoSuchFunctionExists") => {
-                    return Ok(Deletion::Absent);
-                }
-                Err(e) if code_of(&e) == Some("FunctionInUse") => {
-                    return Ok(Deletion::InProgress(format!(
-                        "CloudFront function {} is still associated with a distribution; waiting for the distribution to drop it",
-                        self.name
-                    )));
-                }
-                Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
-                Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                    return Err(changed_concurrently(ACTION, "the CloudFront function"));
-                }
-                Err(e) => return Err(Error::aws(ACTION, e)),
-            }
-        }
-        Err(changed_concurrently(ACTION, "the CloudFront function"))
+        let guard = GuardedDelete {
+            action: "cloudfront:DeleteFunction",
+            what: "the CloudFront function",
+            absent: "NoSuchFunctionExists",
+            in_use: "FunctionInUse",
+            in_use_message: format!(
+                "CloudFront function {} is still associated with a distribution; waiting for the distribution to drop it",
+                self.name
+            ),
+        };
+        delete_with_etag(
+            guard,
+            || async {
+                Ok(describe(cx, &self.name, FunctionStage::Development)
+                    .await?
+                    .map(|(_, _, etag)| etag))
+            },
+            |etag| {
+                cx.aws
+                    .cloudfront
+                    .delete_function()
+                    .name(&self.name)
+                    .if_match(etag)
+                    .send()
+            },
+        )
+        .await
     }
 }
 

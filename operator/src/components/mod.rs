@@ -470,6 +470,54 @@ pub fn changed_concurrently(action: &str, what: &str) -> Error {
     }
 }
 
+/// An ETag-guarded delete (CloudFront's untaggable resources): what the
+/// errors name and the codes that mean "gone" and "still in use".
+pub struct GuardedDelete<'a> {
+    /// `service:Operation`.
+    pub action: &'static str,
+    /// The resource, for messages (`the cache policy`).
+    pub what: &'a str,
+    /// Error code of a resource that does not exist.
+    pub absent: &'static str,
+    /// Error code of a resource something still uses: the deletion waits.
+    pub in_use: &'static str,
+    /// The `InProgress` message while it is in use.
+    pub in_use_message: String,
+}
+
+/// Delete with a fresh ETag (`fresh`: `None` when the resource is gone or no
+/// longer ours to delete; `send` the delete with that ETag as `IfMatch`),
+/// one retry on `PreconditionFailed`.
+pub async fn delete_with_etag<T, E, FE, FutE, FS, FutS>(
+    g: GuardedDelete<'_>,
+    mut fresh: FE,
+    mut send: FS,
+) -> Result<Deletion>
+where
+    FE: FnMut() -> FutE,
+    FutE: Future<Output = Result<Option<String>>>,
+    FS: FnMut(String) -> FutS,
+    FutS: Future<Output = std::result::Result<T, SdkError<E, HttpResponse>>>,
+    E: ProvideErrorMetadata + std::error::Error + 'static,
+{
+    for attempt in 0..2 {
+        let Some(etag) = fresh().await? else {
+            return Ok(Deletion::Absent);
+        };
+        match send(etag).await {
+            Ok(_) => return Ok(Deletion::Gone),
+            Err(e) => match code_of(&e) {
+                Some(c) if c == g.absent => return Ok(Deletion::Absent),
+                Some(c) if c == g.in_use => return Ok(Deletion::InProgress(g.in_use_message)),
+                Some("PreconditionFailed") if attempt == 0 => continue,
+                Some("PreconditionFailed") => break,
+                _ => return Err(Error::aws(g.action, e)),
+            },
+        }
+    }
+    Err(changed_concurrently(g.action, g.what))
+}
+
 /// The AWS error code of an SDK error, if it is a service error.
 pub fn code_of<E: ProvideErrorMetadata>(err: &SdkError<E, HttpResponse>) -> Option<&str> {
     crate::error::sdk_code(err)
@@ -502,6 +550,83 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    type DeleteErr = aws_sdk_cloudfront::operation::delete_function::DeleteFunctionError;
+
+    fn failed(code: &str, status: u16) -> SdkError<DeleteErr, HttpResponse> {
+        let meta = aws_smithy_types::error::ErrorMetadata::builder()
+            .code(code)
+            .build();
+        SdkError::service_error(
+            DeleteErr::generic(meta),
+            HttpResponse::new(
+                status.try_into().unwrap(),
+                aws_smithy_types::body::SdkBody::empty(),
+            ),
+        )
+    }
+
+    /// Run a guarded delete whose sends answer `answers` in turn; returns
+    /// its outcome and the ETags it sent.
+    async fn guarded(answers: &[Option<(&str, u16)>]) -> (Result<Deletion>, Vec<String>) {
+        let etags = std::sync::Mutex::new(vec!["E1".to_string(), "E2".to_string()]);
+        let sent = std::sync::Mutex::new(Vec::new());
+        let guard = GuardedDelete {
+            action: "cloudfront:DeleteFunction",
+            what: "the CloudFront function",
+            absent: "NoSuchFunctionExists",
+            in_use: "FunctionInUse",
+            in_use_message: "in use".into(),
+        };
+        let out = delete_with_etag(
+            guard,
+            || {
+                let next = etags.lock().unwrap().drain(..1).next();
+                async move { Ok(next) }
+            },
+            |etag| {
+                let mut sent = sent.lock().unwrap();
+                let answer = answers[sent.len()];
+                sent.push(etag);
+                async move {
+                    match answer {
+                        None => Ok(()),
+                        Some((code, status)) => Err(failed(code, status)),
+                    }
+                }
+            },
+        )
+        .await;
+        (out, sent.into_inner().unwrap())
+    }
+
+    #[tokio::test]
+    async fn a_guarded_delete_retries_once_with_a_fresh_etag() {
+        // Stale once: read again, sent with the new ETag, gone.
+        let (out, sent) = guarded(&[Some(("PreconditionFailed", 412)), None]).await;
+        assert_eq!(out.unwrap(), Deletion::Gone);
+        assert_eq!(sent, ["E1", "E2"]);
+        // Stale twice: a retryable error naming the action, nothing more sent.
+        let (out, sent) = guarded(&[
+            Some(("PreconditionFailed", 412)),
+            Some(("PreconditionFailed", 412)),
+        ])
+        .await;
+        let err = out.unwrap_err();
+        assert_eq!(err.aws_code(), Some("PreconditionFailed"), "{err}");
+        assert!(
+            err.to_string().contains("cloudfront:DeleteFunction"),
+            "{err}"
+        );
+        assert_eq!(sent.len(), 2);
+        // In use: the deletion waits; gone already: absent; anything else: the error.
+        let (out, _) = guarded(&[Some(("FunctionInUse", 409))]).await;
+        assert_eq!(out.unwrap(), Deletion::InProgress("in use".into()));
+        let (out, _) = guarded(&[Some(("NoSuchFunctionExists", 404))]).await;
+        assert_eq!(out.unwrap(), Deletion::Absent);
+        let (out, _) = guarded(&[Some(("AccessDenied", 403))]).await;
+        assert_eq!(out.unwrap_err().aws_code(), Some("AccessDenied"));
+    }
 
     #[test]
     fn tags_compare_ignoring_aws_keys() {

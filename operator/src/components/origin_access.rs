@@ -23,8 +23,8 @@ use aws_sdk_cloudfront::types::{
 };
 
 use super::{
-    Change, Component, ComponentName, Created, Ctx, Deletion, Output, Updated,
-    changed_concurrently, code_of,
+    Change, Component, ComponentName, Created, Ctx, Deletion, GuardedDelete, Output, Updated,
+    changed_concurrently, code_of, delete_with_etag,
 };
 use crate::error::{Error, ErrorClass, Result};
 use crate::naming::{NAME_PREFIX, OwnerNote, Ownership, StackId, cut};
@@ -333,38 +333,29 @@ impl Component for DesiredOriginAccess {
     /// distribution still uses it (`OriginAccessControlInUse`) the deletion is
     /// `InProgress`: the distribution goes first, over several passes.
     async fn delete(&self, cx: &Ctx<'_>, seen: &ObservedOriginAccess) -> Result<Deletion> {
-        const ACTION: &str = "cloudfront:DeleteOriginAccessControl";
-        for attempt in 0..2 {
-            let Some((_, etag)) = config_and_etag(cx, &seen.id).await? else {
-                return Ok(Deletion::Absent);
-            };
-            match cx
-                .aws
-                .cloudfront
-                .delete_origin_access_control()
-                .id(&seen.id)
-                .if_match(etag)
-                .send()
-                .await
-            {
-                Ok(_) => return Ok(Deletion::Gone),
-                Err(e) if code_of(&e) == Some("NoSuchOriginAccessControl") => {
-                    return Ok(Deletion::Absent);
-                }
-                Err(e) if code_of(&e) == Some("OriginAccessControlInUse") => {
-                    return Ok(Deletion::InProgress(format!(
-                        "origin access control {} is still used by a distribution; waiting for the distribution to be deleted",
-                        seen.id
-                    )));
-                }
-                Err(e) if code_of(&e) == Some("PreconditionFailed") && attempt == 0 => continue,
-                Err(e) if code_of(&e) == Some("PreconditionFailed") => {
-                    return Err(changed_concurrently(ACTION, "the origin access control"));
-                }
-                Err(e) => return Err(Error::aws(ACTION, e)),
-            }
-        }
-        Err(changed_concurrently(ACTION, "the origin access control"))
+        let guard = GuardedDelete {
+            action: "cloudfront:DeleteOriginAccessControl",
+            what: "the origin access control",
+            absent: "NoSuchOriginAccessControl",
+            in_use: "OriginAccessControlInUse",
+            in_use_message: format!(
+                "origin access control {} is still used by a distribution; waiting for the distribution to be deleted",
+                seen.id
+            ),
+        };
+        delete_with_etag(
+            guard,
+            || async { Ok(config_and_etag(cx, &seen.id).await?.map(|(_, etag)| etag)) },
+            |etag| {
+                cx.aws
+                    .cloudfront
+                    .delete_origin_access_control()
+                    .id(&seen.id)
+                    .if_match(etag)
+                    .send()
+            },
+        )
+        .await
     }
 }
 
