@@ -77,21 +77,8 @@ pub struct EdgeFunctionArgs {
 pub fn edge_function_code(args: &EdgeFunctionArgs) -> std::result::Result<String, String> {
     let widths =
         imagestack_contract::widths::parse(&args.widths).map_err(|e| format!("--widths: {e}"))?;
-    let mut formats = Vec::new();
-    for part in args
-        .formats
-        .split(',')
-        .map(str::trim)
-        .filter(|p| !p.is_empty())
-    {
-        formats.push(
-            part.parse::<imagestack_contract::Format>()
-                .map_err(|e| format!("--formats: {e}"))?,
-        );
-    }
-    if formats.is_empty() {
-        return Err("--formats: names no format".to_string());
-    }
+    let formats = imagestack_contract::Format::parse_list(&args.formats)
+        .map_err(|e| format!("--formats: {e}"))?;
     Ok(crate::edge::viewer_request_code(&widths, &formats))
 }
 

@@ -109,6 +109,25 @@ impl FromStr for Format {
     }
 }
 
+impl Format {
+    /// A comma-separated list of formats (`webp,jpeg,avif`; `jpg` = `jpeg`,
+    /// case and spaces ignored), in the order given, each once. An empty
+    /// list is refused: every stack writes at least one format.
+    pub fn parse_list(raw: &str) -> Result<Vec<Format>, String> {
+        let mut formats = Vec::new();
+        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let f = part.parse::<Format>().map_err(|e| e.to_string())?;
+            if !formats.contains(&f) {
+                formats.push(f);
+            }
+        }
+        if formats.is_empty() {
+            return Err("names no format".to_string());
+        }
+        Ok(formats)
+    }
+}
+
 /// S3's limit on the length of an object key, in bytes of UTF-8.
 pub const MAX_KEY_BYTES: usize = 1024;
 
@@ -878,6 +897,19 @@ pub mod metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn format_lists_keep_order_drop_repeats_and_refuse_nothing_or_unknowns() {
+        assert_eq!(
+            Format::parse_list(" png, WEBP,jpg,webp "),
+            Ok(vec![Format::Png, Format::Webp, Format::Jpeg])
+        );
+        assert_eq!(
+            Format::parse_list(" , "),
+            Err("names no format".to_string())
+        );
+        assert!(Format::parse_list("webp,gif").unwrap_err().contains("gif"));
+    }
 
     #[test]
     fn keys_match_cdn_patterns() {

@@ -142,24 +142,10 @@ impl<F: Fn(&str) -> Option<String>> Vars<'_, F> {
     }
 
     fn formats(&self) -> Result<Vec<Format>> {
-        let raw = self.required(env::FORMATS)?;
-        let mut formats = Vec::new();
-        for part in raw.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let f = part.parse::<Format>().map_err(|e| Error::Config {
-                var: env::FORMATS,
-                message: e.to_string(),
-            })?;
-            if !formats.contains(&f) {
-                formats.push(f);
-            }
-        }
-        if formats.is_empty() {
-            return Err(Error::Config {
-                var: env::FORMATS,
-                message: "names no format".to_string(),
-            });
-        }
-        Ok(formats)
+        Format::parse_list(&self.required(env::FORMATS)?).map_err(|message| Error::Config {
+            var: env::FORMATS,
+            message,
+        })
     }
 
     /// `IMAGESTACK_WIDTHS`, else the default widths (deployments made before
