@@ -501,8 +501,11 @@ async fn bootstrap_refuses_to_start_without_configuration() -> Result<()> {
     vars.push((env::WEBP_QUALITY, "85".to_string()));
     let mut function = Function::start(&api, FUNCTION, 1024, &vars)?;
     let status = function.wait(Duration::from_secs(30)).await?;
-    assert!(!status.success());
     let logs = function.logs();
+    assert!(
+        !status.success(),
+        "exited {status} without configuration:\n{logs}"
+    );
     assert!(
         logs.contains(env::UPLOAD_BUCKET) || logs.contains(env::FORMATS),
         "{logs}"
